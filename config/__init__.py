@@ -1,0 +1,28 @@
+"""Validated configuration of the daemon and its instruments (pydantic models + TOML loader)."""
+
+from echemd.config.loader import ConfigError, default_config_text, load_config, load_default_config
+from echemd.config.models import (
+    ClockSpeed,
+    DaemonConfig,
+    InstrumentConfig,
+    InstrumentLimits,
+    SimulatedPotentiostatConfig,
+    SimulatedSourcemeterConfig,
+    SymmetricCellConfig,
+    TipJunctionConfig,
+)
+
+__all__ = [
+    "ClockSpeed",
+    "ConfigError",
+    "DaemonConfig",
+    "InstrumentConfig",
+    "InstrumentLimits",
+    "SimulatedPotentiostatConfig",
+    "SimulatedSourcemeterConfig",
+    "SymmetricCellConfig",
+    "TipJunctionConfig",
+    "default_config_text",
+    "load_config",
+    "load_default_config",
+]

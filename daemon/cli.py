@@ -1,0 +1,162 @@
+"""The `echemd` command.  Exit codes: 0 success, 2 bad usage or input (message on stderr), 1 run failed."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from echemd.config import ConfigError, load_config
+from echemd.daemon.client import DEFAULT_CONTROL_ENDPOINT, Client, RemoteError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """Bad usage or input: reported on stderr with exit code 2."""
+
+
+def sim_speed(text: str) -> float | str:
+    if text == "max":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive speed factor or 'max', got {text!r}")
+    return value
+
+
+def parameter(text: str) -> tuple[str, Any]:
+    """KEY=VALUE; VALUE is read as JSON (numbers, true/false, null, lists) or else kept as a string."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(raw)
+    except json.JSONDecodeError:
+        return key, raw
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="echemd", description="Electrochemical instrument control and data acquisition daemon.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    serve = verbs.add_parser("serve", help="run the daemon in the foreground")
+    serve.add_argument("--config", type=Path, help="configuration file (default: the embedded simulated lab)")
+    serve.add_argument("--control", metavar="URL", help="control endpoint (overrides the config)")
+    serve.add_argument("--publish", metavar="URL", help="data stream endpoint (overrides the config)")
+    serve.add_argument("--data-dir", type=Path, metavar="DIR", help="folder of the run files (overrides the config)")
+    serve.add_argument("--sim-speed", type=sim_speed, metavar="FACTOR|max", help="clock of every simulated instrument (1 = real time)")
+
+    demo = verbs.add_parser("demo", help="run the simulated lab through the real control API and print the results")
+    demo.add_argument("--data-dir", type=Path, default=Path("echemd-demo"), metavar="DIR", help="where the run files go (default: ./echemd-demo)")
+
+    run = verbs.add_parser("run", help="submit a run")
+    run.add_argument("protocol")
+    run.add_argument("--instrument", required=True, metavar="NAME")
+    run.add_argument("-p", "--param", dest="params", type=parameter, action="append", default=[], metavar="KEY=VALUE")
+    run.add_argument("--wait", action="store_true", help="wait for the run to end")
+    run.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+    status = verbs.add_parser("status", help="daemon status, or one run's")
+    status.add_argument("run_id", nargs="?")
+    verbs.add_parser("runs", help="every run the daemon knows, oldest first")
+    abort = verbs.add_parser("abort", help="abort a run")
+    abort.add_argument("run_id")
+    for client_verb in (run, status, abort, verbs.choices["runs"]):
+        client_verb.add_argument("--endpoint", default=DEFAULT_CONTROL_ENDPOINT, metavar="URL", help="control endpoint of the daemon")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return VERBS[args.verb](args)
+    except (UsageError, ConfigError) as exc:
+        print(f"echemd: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except RemoteError as exc:
+        print(f"echemd: {exc}", file=sys.stderr)
+        if exc.details:
+            print(json.dumps(exc.details, indent=2), file=sys.stderr)
+        return EXIT_USAGE if exc.code not in ("internal", "shutting_down") else EXIT_FAILED
+    except TimeoutError as exc:
+        print(f"echemd: {exc} (is `echemd serve` running there?)", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from echemd.daemon.service import Daemon
+
+    config = load_config(args.config)
+    overrides = {"control_endpoint": args.control, "publish_endpoint": args.publish, "data_dir": args.data_dir}
+    config = config.model_validate({**config.model_dump(), **{k: v for k, v in overrides.items() if v is not None}})
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        daemon = Daemon(config, sim_speed=args.sim_speed)
+    except zmq.ZMQError as exc:
+        raise UsageError(f"cannot bind the control or data endpoint: {exc}") from exc
+    logging.getLogger("echemd").info("serving; SIGINT or SIGTERM stops every run safely and exits")
+    while not stop.wait(0.5):
+        pass
+    daemon.close()
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    with Client(args.endpoint) as client:
+        run_id = client.submit(args.protocol, args.instrument, **dict(args.params))
+        if not args.wait:
+            print(json.dumps({"run_id": run_id}) if args.json else run_id)
+            return EXIT_OK
+        record = client.wait(run_id)
+    final = {key: record[key] for key in ("run_id", "status", "file", "result")}
+    if record["error"]:
+        final["error"] = record["error"]
+    print(json.dumps(final) if args.json else json.dumps(final, indent=2))
+    return EXIT_OK if record["status"] == "completed" else EXIT_FAILED
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    with Client(args.endpoint) as client:
+        print(json.dumps(client.status(args.run_id), indent=2))
+    return EXIT_OK
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    with Client(args.endpoint) as client:
+        for record in client.runs():
+            print(f"{record['run_id']}  {record['status']:<11} {record['instrument']:<12} {record['n_samples']:>8} samples  {record['file']}")
+    return EXIT_OK
+
+
+def cmd_abort(args: argparse.Namespace) -> int:
+    with Client(args.endpoint) as client:
+        print(json.dumps(client.abort(args.run_id)))
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from echemd.daemon.demo import run_demo
+
+    logging.getLogger().setLevel(logging.WARNING)
+    return EXIT_OK if run_demo(args.data_dir) else EXIT_FAILED
+
+
+VERBS = {"serve": cmd_serve, "demo": cmd_demo, "run": cmd_run, "status": cmd_status, "runs": cmd_runs, "abort": cmd_abort}
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

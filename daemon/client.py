@@ -1,0 +1,219 @@
+"""The Python client for scripts: control requests (DEALER) and a lossless run stream (SUB + fetch).
+
+    from echemd.daemon.client import Client
+    with Client() as client:
+        run_id = client.submit("ccd", "sim-pstat-1", diameter_mm=2.0)
+        for block in client.stream(run_id):          # every sample once, in order
+            print(block.offset, block.columns["voltage_V"][-1])
+        print(client.result(run_id)["result"]["ccd_mA_cm2"])
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import zmq
+
+from echemd.daemon.run import FINAL_STATUSES
+from echemd.daemon.stream import HEARTBEAT_TOPIC, DataBlock, decode, run_topic
+
+DEFAULT_CONTROL_ENDPOINT = "tcp://127.0.0.1:5710"
+
+
+class RemoteError(RuntimeError):
+    """The daemon answered with an error; ``code`` and ``details`` are as in docs/protocol.md."""
+
+    def __init__(self, code: str, message: str, details: Any = None) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.details = details
+
+
+class Client:
+    """A connection to one daemon.  Not thread-safe: use one Client per thread."""
+
+    def __init__(self, endpoint: str = DEFAULT_CONTROL_ENDPOINT, timeout_s: float = 10.0, context: zmq.Context | None = None) -> None:
+        self.endpoint = endpoint
+        self.timeout_s = timeout_s
+        self._context = context or zmq.Context.instance()
+        self._socket: zmq.Socket | None = None
+        self._publish_endpoint: str | None = None
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._socket is not None:
+            self._socket.close(linger=0)
+            self._socket = None
+
+    # --- requests -----------------------------------------------------------------------------
+    def call(self, method: str, **params: Any) -> Any:
+        """Send one request and return its result; raises RemoteError or TimeoutError."""
+        if self._socket is None:
+            self._socket = self._context.socket(zmq.DEALER)
+            self._socket.setsockopt(zmq.LINGER, 0)
+            self._socket.connect(self.endpoint)
+        request_id = uuid.uuid4().hex
+        self._socket.send(json.dumps({"id": request_id, "method": method, "params": params}).encode())
+        deadline = time.monotonic() + self.timeout_s
+        while (remaining := deadline - time.monotonic()) > 0:
+            if not self._socket.poll(int(remaining * 1000) + 1):
+                break
+            reply = json.loads(self._socket.recv_multipart()[-1])
+            if reply.get("id") != request_id:
+                continue  # a late reply to an earlier, timed-out request
+            if reply.get("ok"):
+                return reply["result"]
+            error = reply.get("error") or {}
+            raise RemoteError(error.get("code", "unknown"), error.get("message", ""), error.get("details"))
+        self.close()  # drop the socket so a late reply cannot be mistaken for the next one
+        raise TimeoutError(f"no reply from {self.endpoint} to {method!r} within {self.timeout_s} s")
+
+    def ping(self) -> dict[str, Any]:
+        return self.call("ping")
+
+    def instruments(self) -> list[dict[str, Any]]:
+        return self.call("instruments")
+
+    def protocols(self) -> list[dict[str, Any]]:
+        return self.call("protocols")
+
+    def submit(self, protocol: str, instrument: str, **parameters: Any) -> str:
+        """Queue a run; returns its run_id.  Raises RemoteError (e.g. invalid_parameters, refused)."""
+        return self.call("submit", protocol=protocol, instrument=instrument, parameters=parameters)["run_id"]
+
+    def status(self, run_id: str | None = None) -> dict[str, Any]:
+        return self.call("status") if run_id is None else self.call("status", run_id=run_id)
+
+    def runs(self) -> list[dict[str, Any]]:
+        return self.call("runs")
+
+    def result(self, run_id: str) -> dict[str, Any]:
+        return self.call("result", run_id=run_id)
+
+    def abort(self, run_id: str) -> dict[str, Any]:
+        return self.call("abort", run_id=run_id)
+
+    def fetch(self, run_id: str, from_seq: int = 0, max_samples: int | None = None) -> dict[str, Any]:
+        params: dict[str, Any] = {"run_id": run_id, "from_seq": from_seq}
+        if max_samples is not None:
+            params["max_samples"] = max_samples
+        return self.call("fetch", **params)
+
+    def wait(self, run_id: str, timeout_s: float | None = None, poll_s: float = 0.2) -> dict[str, Any]:
+        """Block until the run ends; return its record.  Raises TimeoutError after ``timeout_s``."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            record = self.status(run_id)
+            if record["status"] in FINAL_STATUSES:
+                return record
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"run {run_id} still {record['status']} after {timeout_s} s")
+            time.sleep(poll_s)
+
+    # --- stream -------------------------------------------------------------------------------
+    @property
+    def publish_endpoint(self) -> str:
+        if self._publish_endpoint is None:
+            self._publish_endpoint = self.ping()["publish_endpoint"]
+        return self._publish_endpoint
+
+    def stream(self, run_id: str, idle_s: float = 0.5) -> Iterator[DataBlock]:
+        """Every data block of a run, once and in order, until the run ends.
+
+        Blocks come live from the PUB socket; any the socket missed (joined late, high-water mark)
+        are fetched from the daemon, as is everything when the stream is quiet for ``idle_s``.
+        """
+        with Subscription(self._context, self.publish_endpoint, run_topic(run_id)) as subscription:
+            expected = 0
+            while True:
+                message = subscription.receive(idle_s)
+                if isinstance(message, DataBlock):
+                    if message.seq < expected:
+                        continue
+                    missed, _ = self._fetch_from(run_id, expected, until=message.seq)
+                    yield from missed
+                    expected = message.seq + 1
+                    yield message
+                    continue
+                ended = message is not None and message.kind == "status" and message.header.get("status") in FINAL_STATUSES
+                if message is not None and not ended:
+                    continue
+                # quiet, or the run ended: whatever is still missing comes from the daemon
+                rest, complete = self._fetch_from(run_id, expected)
+                yield from rest
+                expected += len(rest)
+                if complete:
+                    return
+
+    def _fetch_from(self, run_id: str, from_seq: int, until: int | None = None) -> tuple[list[DataBlock], bool]:
+        """Blocks ``from_seq`` .. ``until`` - 1 (or all there are), and whether the run has no more."""
+        blocks: list[DataBlock] = []
+        while until is None or from_seq < until:
+            reply = self.fetch(run_id, from_seq)
+            new = [_block_from_json(run_id, raw) for raw in reply["blocks"] if until is None or raw["seq"] < until]
+            blocks += new
+            if new:
+                from_seq = new[-1].seq + 1
+            if not new or (reply["complete"] and until is None):
+                if until is not None and from_seq < until:
+                    raise RuntimeError(f"the daemon has no block {from_seq} of run {run_id}")
+                return blocks, reply["complete"] and from_seq >= reply["n_blocks"]
+        return blocks, False
+
+
+class Subscription:
+    """A SUB socket on the data stream for one topic prefix (and the heartbeat)."""
+
+    def __init__(self, context: zmq.Context, endpoint: str, prefix: bytes) -> None:
+        self._socket = context.socket(zmq.SUB)
+        self._socket.setsockopt(zmq.LINGER, 0)
+        self._socket.setsockopt(zmq.RCVHWM, 100_000)
+        self._socket.setsockopt(zmq.SUBSCRIBE, prefix)
+        self._socket.setsockopt(zmq.SUBSCRIBE, HEARTBEAT_TOPIC)
+        self._socket.connect(endpoint)
+
+    def __enter__(self) -> "Subscription":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._socket.close()
+
+    def receive(self, timeout_s: float):
+        """The next DataBlock or Notice, or None after ``timeout_s`` without one."""
+        if not self._socket.poll(int(timeout_s * 1000)):
+            return None
+        return decode(self._socket.recv_multipart())
+
+    def wait_connected(self, timeout_s: float = 5.0) -> None:
+        """Return once a heartbeat arrived: from then on nothing published is lost to a slow join."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            message = self.receive(deadline - time.monotonic())
+            if message is not None and getattr(message, "kind", None) == "heartbeat":
+                return
+        raise TimeoutError("no heartbeat from the daemon")
+
+
+def _block_from_json(run_id: str, raw: dict[str, Any]) -> DataBlock:
+    return DataBlock(
+        run_id=run_id,
+        seq=raw["seq"],
+        offset=raw["offset"],
+        t0=raw["t0"],
+        columns={name: np.asarray(values, dtype="<f8") for name, values in raw["columns"].items()},
+        units=raw["units"],
+    )

@@ -1,0 +1,86 @@
+"""The control socket (ZeroMQ ROUTER): JSON requests in, JSON replies out, one thread owns it.
+
+A request is one frame ``{"id": str, "method": str, "params": {...}}`` (frames a DEALER or REQ
+client puts before it are echoed back).  The reply is ``{"id", "ok": true, "result": ...}`` or
+``{"id", "ok": false, "error": {"code", "message", "details"}}``.  Nothing a client sends can stop
+the loop: malformed requests get an error reply, oversized frames are dropped by ZeroMQ
+(MAXMSGSIZE) and handlers' unexpected exceptions become ``internal`` errors.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import zmq
+
+from echemd.daemon.errors import ApiError
+
+log = logging.getLogger(__name__)
+MAX_REQUEST_BYTES = 1 << 20
+Handler = Callable[[str, dict[str, Any]], Any]
+
+
+class ControlServer:
+    def __init__(self, context: zmq.Context, endpoint: str, handler: Handler) -> None:
+        self._handler = handler
+        self._socket = context.socket(zmq.ROUTER)
+        self._socket.setsockopt(zmq.MAXMSGSIZE, MAX_REQUEST_BYTES)
+        self._socket.setsockopt(zmq.LINGER, 500)
+        self._socket.setsockopt(zmq.SNDHWM, 10_000)
+        self._socket.bind(endpoint)
+        self.endpoint = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="echemd-control", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._socket.close()
+
+    def _loop(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self._socket, zmq.POLLIN)
+        while not self._stop.is_set():
+            if not poller.poll(100):
+                continue
+            frames = self._socket.recv_multipart()
+            if len(frames) < 2:
+                continue  # no identity: cannot answer
+            identity, *envelope, body = frames
+            reply = self.answer(body)
+            try:
+                self._socket.send_multipart([identity, *envelope, reply], flags=zmq.NOBLOCK)
+            except zmq.ZMQError as exc:  # client gone or not reading: never block on one client
+                log.warning("dropped a reply: %s", exc)
+
+    def answer(self, body: bytes) -> bytes:
+        """The reply frame to one request frame."""
+        request_id: Any = None
+        try:
+            try:
+                request = json.loads(body)
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise ApiError("bad_request", f"the request is not JSON: {exc}") from None
+            if not isinstance(request, dict):
+                raise ApiError("bad_request", "the request must be a JSON object with id, method and params")
+            request_id = request.get("id")
+            if not isinstance(request_id, (str, int)) or isinstance(request_id, bool):
+                request_id = None
+                raise ApiError("bad_request", "'id' must be a string")
+            method, params = request.get("method"), request.get("params", {})
+            if not isinstance(method, str):
+                raise ApiError("bad_request", "'method' must be a string")
+            if not isinstance(params, dict):
+                raise ApiError("bad_request", "'params' must be a JSON object")
+            reply = {"id": request_id, "ok": True, "result": self._handler(method, params)}
+        except ApiError as exc:
+            reply = {"id": request_id, "ok": False, "error": exc.as_dict()}
+        except Exception as exc:
+            log.exception("request failed")
+            reply = {"id": request_id, "ok": False, "error": ApiError("internal", f"{type(exc).__name__}: {exc}").as_dict()}
+        return json.dumps(reply).encode()

@@ -1,0 +1,24 @@
+"""Errors the control API reports: a stable ``code``, a human message and optional details."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ApiError(Exception):
+    """An error reply: ``{"code": ..., "message": ..., "details": ...}``.
+
+    Codes: bad_request (not a valid request envelope), unknown_method, invalid_params (the
+    method's own parameters), unknown_protocol, unknown_instrument, invalid_parameters (the
+    protocol's parameters; details list each field and reason), refused (beyond the instrument or
+    its limits), unknown_run, shutting_down, internal.
+    """
+
+    def __init__(self, code: str, message: str, details: Any = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.details = details
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, "details": self.details}

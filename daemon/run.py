@@ -1,0 +1,59 @@
+"""A run as the daemon tracks it: what was asked, where it stands, where its data is."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from echemd.daemon.runfile import RunFile, utc_now
+from echemd.protocols.base import ProtocolDefinition
+
+FINAL_STATUSES = frozenset({"completed", "aborted", "failed", "interrupted"})
+
+
+@dataclass
+class Run:
+    run_id: str
+    protocol: ProtocolDefinition
+    instrument: str
+    parameters: BaseModel
+    file: Path
+    status: str = "queued"
+    submitted: str = field(default_factory=utc_now)
+    started: str = ""
+    finished: str = ""
+    result: dict[str, Any] | None = None
+    error: str = ""
+    abort_requested: threading.Event = field(default_factory=threading.Event)
+    done: threading.Event = field(default_factory=threading.Event)
+    runfile: RunFile | None = None
+    status_seq: int = 0  # next sequence number of the run's status topic
+
+    @property
+    def n_samples(self) -> int:
+        return self.runfile.n_samples if self.runfile is not None else 0
+
+    def finish(self, status: str, result: dict[str, Any] | None = None, error: str = "") -> None:
+        self.status, self.result, self.error, self.finished = status, result, error, utc_now()
+        self.done.set()
+
+    def record(self) -> dict[str, Any]:
+        """The run as the control API reports it (JSON-ready)."""
+        return {
+            "run_id": self.run_id,
+            "protocol": self.protocol.name,
+            "instrument": self.instrument,
+            "parameters": self.parameters.model_dump(mode="json"),
+            "status": self.status,
+            "submitted": self.submitted,
+            "started": self.started,
+            "finished": self.finished,
+            "file": str(self.file),
+            "n_samples": self.n_samples,
+            "result": self.result,
+            "error": self.error,
+        }

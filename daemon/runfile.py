@@ -1,0 +1,200 @@
+"""One run's HDF5 file, written in SWMR mode as samples arrive.  See docs/data-format.md.
+
+The whole structure (root attributes, one resizable dataset per column, the event log, the block
+index of the stream) is created before SWMR starts; after that only datasets grow, so a reader
+can follow the run and a crash leaves a valid file holding every flushed sample.  When the run
+ends the SWMR file is closed and reopened once to set the final status and write the result.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from echemd.daemon.stream import DataBlock
+
+CHUNK = 4096
+EVENT_CHUNK = 64
+KIND_DTYPE = "S32"
+MESSAGE_DTYPE = "S1024"  # UTF-8, truncated: the full text is in the daemon's log
+STATUSES = ("running", "completed", "aborted", "failed", "interrupted")
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+class RunFile:
+    """Writer of ``<data_dir>/<run_id>.h5``.  Thread-safe: one writer thread, any number of readers."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        run_id: str,
+        protocol: str,
+        parameters: Mapping[str, Any],
+        instrument: str,
+        columns: Mapping[str, str],
+        version: str,
+        flush_interval_s: float,
+    ) -> None:
+        self.path = Path(path)
+        self.run_id = run_id
+        self.units = dict(columns)
+        self.t0 = time.time()
+        self.flush_interval_s = flush_interval_s
+        self._lock = threading.Lock()
+        self._n = 0
+        self._blocks = 0
+        self._events = 0
+        self._last_flush = time.monotonic()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        f = h5py.File(self.path, "w-", libver="latest")  # w-: never overwrite another run
+        try:
+            f.attrs.update({
+                "echemd_version": version,
+                "run_id": run_id,
+                "protocol": protocol,
+                "parameters": json.dumps(dict(parameters)),
+                "instrument": instrument,
+                "started": utc_now(),
+                "t0_unix_s": self.t0,
+                "finished": "",
+                "status": "running",
+                "error": "",
+            })
+            data = f.create_group("data")
+            for name, units in self.units.items():
+                ds = data.create_dataset(name, shape=(0,), maxshape=(None,), dtype="<f8", chunks=(CHUNK,))
+                ds.attrs["units"] = units
+            events = f.create_group("events")
+            events.create_dataset("time_s", shape=(0,), maxshape=(None,), dtype="<f8", chunks=(EVENT_CHUNK,)).attrs["units"] = "s"
+            events.create_dataset("kind", shape=(0,), maxshape=(None,), dtype=KIND_DTYPE, chunks=(EVENT_CHUNK,))
+            events.create_dataset("message", shape=(0,), maxshape=(None,), dtype=MESSAGE_DTYPE, chunks=(EVENT_CHUNK,))
+            stream = f.create_group("stream")
+            stream.create_dataset("block_offset", shape=(0,), maxshape=(None,), dtype="<i8", chunks=(EVENT_CHUNK,))
+            f.create_group("result")
+            f.swmr_mode = True
+        except BaseException:
+            f.close()
+            raise
+        self._file = f
+
+    @property
+    def n_samples(self) -> int:
+        return self._n
+
+    def append(self, columns: Mapping[str, np.ndarray]) -> DataBlock:
+        """Write one block (every column of the run) and return it as the stream will carry it."""
+        missing = set(self.units) - set(columns)
+        if missing:
+            raise ValueError(f"block lacks columns {sorted(missing)}")
+        n = len(columns["time_s"])
+        with self._lock:
+            start = self._n
+            for name in self.units:
+                ds = self._file["data"][name]
+                ds.resize((start + n,))
+                ds[start:] = columns[name]
+            index = self._file["stream/block_offset"]
+            index.resize((self._blocks + 1,))
+            index[self._blocks] = start
+            block = DataBlock(self.run_id, self._blocks, start, self.t0, {k: columns[k] for k in self.units}, self.units)
+            self._n += n
+            self._blocks += 1
+            self._flush_if_due()
+        return block
+
+    def add_event(self, time_s: float, kind: str, message: str) -> int:
+        """Append an event; returns its index (the event's sequence number)."""
+        with self._lock:
+            i = self._events
+            events = self._file["events"]
+            for name in ("time_s", "kind", "message"):
+                events[name].resize((i + 1,))
+            events["time_s"][i] = time_s
+            events["kind"][i] = kind.encode()[:32]
+            events["message"][i] = message.encode()[:1024]
+            self._events += 1
+            self._flush_if_due()
+        return i
+
+    def read_blocks(self, from_seq: int, max_samples: int) -> tuple[list[DataBlock], int]:
+        """Blocks from ``from_seq`` on (at least one, then up to ``max_samples`` samples) and the block count."""
+        with self._lock:
+            if self._file is not None:
+                return read_blocks(self._file, from_seq, max_samples, self._blocks, self._n)
+        with h5py.File(self.path, "r", libver="latest", swmr=True) as f:
+            return read_blocks(f, from_seq, max_samples)
+
+    def _flush_if_due(self) -> None:
+        now = time.monotonic()
+        if now - self._last_flush >= self.flush_interval_s:
+            self._file.flush()
+            self._last_flush = now
+
+    def close(self, status: str, result: Mapping[str, Any] | None = None, error: str = "") -> None:
+        """Flush and close; then set the final status, the finish time and the result."""
+        if status not in STATUSES:
+            raise ValueError(f"unknown status {status!r}")
+        with self._lock:
+            if self._file is None:
+                return
+            self._file.flush()
+            self._file.close()
+            self._file = None
+            with h5py.File(self.path, "r+", libver="latest") as f:
+                f.attrs["status"] = status
+                f.attrs["finished"] = utc_now()
+                f.attrs["error"] = error
+                write_result(f["result"], result or {})
+
+
+def write_result(group: h5py.Group, result: Mapping[str, Any]) -> None:
+    """Scalars become attributes (None left out), numeric lists datasets; the whole dict is in attrs['json']."""
+    group.attrs["json"] = json.dumps(result)
+    for key, value in result.items():
+        if value is None:
+            continue
+        if isinstance(value, (bool, int, float, str)):
+            group.attrs[key] = value
+        elif isinstance(value, Sequence) and all(isinstance(x, (int, float)) and x is not None for x in value):
+            group.create_dataset(key, data=np.asarray(value, dtype="<f8"))
+
+
+def read_blocks(f: h5py.File, from_seq: int, max_samples: int, n_blocks: int | None = None, n_samples: int | None = None) -> tuple[list[DataBlock], int]:
+    """Rebuild the stream's blocks ``from_seq`` onwards from an open run file."""
+    index = f["stream/block_offset"]
+    data = f["data"]
+    names = list(data)
+    n_blocks = len(index) if n_blocks is None else n_blocks
+    n_samples = len(data["time_s"]) if n_samples is None else n_samples
+    offsets = np.append(index[:n_blocks], n_samples)
+    run_id, t0 = str(f.attrs["run_id"]), float(f.attrs["t0_unix_s"])
+    units = {name: str(data[name].attrs["units"]) for name in names}
+    blocks: list[DataBlock] = []
+    seq, taken = from_seq, 0
+    while seq < n_blocks and (not blocks or taken + offsets[seq + 1] - offsets[seq] <= max_samples):
+        lo, hi = int(offsets[seq]), int(offsets[seq + 1])
+        blocks.append(DataBlock(run_id, seq, lo, t0, {name: data[name][lo:hi] for name in names}, units))
+        taken += hi - lo
+        seq += 1
+    return blocks, n_blocks
+
+
+def read_attrs(path: Path) -> dict[str, Any]:
+    """The root attributes and result of a closed (or SWMR-readable) run file."""
+    with h5py.File(path, "r", libver="latest", swmr=True) as f:
+        attrs = {key: (value.item() if hasattr(value, "item") else value) for key, value in f.attrs.items()}
+        attrs["result"] = json.loads(f["result"].attrs.get("json", "null"))
+        attrs["n_samples"] = len(f["data/time_s"])
+    return attrs

@@ -1,0 +1,298 @@
+"""The daemon: instruments with their workers, the run registry, and the control API's methods."""
+
+from __future__ import annotations
+
+import logging
+
+import secrets
+import threading
+import time
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import h5py
+import zmq
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from echemd.config.models import DaemonConfig
+from echemd.daemon.control import ControlServer
+from echemd.daemon.errors import ApiError
+from echemd.daemon.publisher import Publisher
+from echemd.daemon.run import FINAL_STATUSES, Run
+from echemd.daemon.runfile import read_attrs, read_blocks
+from echemd.daemon.worker import InstrumentWorker
+from echemd.drivers.registry import open_instrument
+from echemd.protocols import PROTOCOLS, ProtocolRefused
+
+log = logging.getLogger(__name__)
+RUN_ID_PATTERN = r"^[A-Za-z0-9_-]{1,128}$"
+DEFAULT_FETCH_SAMPLES = 100_000
+
+
+def echemd_version() -> str:
+    try:
+        return version("echemd")
+    except PackageNotFoundError:  # pragma: no cover - running from an uninstalled tree
+        return "0+unknown"
+
+
+class _Params(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SubmitParams(_Params):
+    protocol: str
+    instrument: str
+    parameters: dict[str, Any] = {}
+
+
+class RunParams(_Params):
+    run_id: str = Field(pattern=RUN_ID_PATTERN)
+
+
+class StatusParams(_Params):
+    run_id: str | None = Field(None, pattern=RUN_ID_PATTERN)
+
+
+class FetchParams(RunParams):
+    from_seq: int = Field(0, ge=0)
+    max_samples: int = Field(DEFAULT_FETCH_SAMPLES, ge=1, le=1_000_000)
+
+
+class Daemon:
+    """Owns the sockets, instruments and runs.  ``handle`` answers control requests (thread-safe)."""
+
+    def __init__(self, config: DaemonConfig, sim_speed: float | str | None = None) -> None:
+        self.config = config
+        self.version = echemd_version()
+        self.data_dir = Path(config.data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.runs: dict[str, Run] = {}
+        self._lock = threading.Lock()
+        self.stopped = threading.Event()
+        self._context = zmq.Context()
+        self.workers: dict[str, InstrumentWorker] = {}
+        self.publisher = Publisher(self._context, config.publish_endpoint)
+        try:
+            for instrument_config in config.instruments:
+                instrument = open_instrument(instrument_config, sim_speed)
+                self.workers[instrument.name] = InstrumentWorker(
+                    instrument, instrument_config.limits, self.publisher, config.flush_interval_s, self.version
+                )
+            self.control = ControlServer(self._context, config.control_endpoint, self.handle)
+        except BaseException:
+            self._close_workers()
+            self.publisher.close()
+            self._context.term()
+            raise
+        self._methods = {
+            "ping": self.ping,
+            "instruments": self.instruments,
+            "protocols": self.protocols,
+            "submit": self.submit,
+            "status": self.status,
+            "runs": self.list_runs,
+            "result": self.result,
+            "abort": self.abort,
+            "fetch": self.fetch,
+        }
+        log.info("echemd %s: control %s, data %s, runs in %s", self.version, self.control.endpoint, self.publisher.endpoint, self.data_dir)
+
+    # --- life cycle -------------------------------------------------------------------------
+    def close(self) -> None:
+        """Abort every run (instruments to safe state, files closed as aborted), close the sockets."""
+        self.stopped.set()
+        self._close_workers()
+        self.control.close()
+        self.publisher.close()
+        self._context.term()
+
+    def _close_workers(self) -> None:
+        for worker in self.workers.values():
+            worker.stop()
+
+    # --- control API ------------------------------------------------------------------------
+    def handle(self, method: str, params: dict[str, Any]) -> Any:
+        handler = self._methods.get(method)
+        if handler is None:
+            raise ApiError("unknown_method", f"unknown method {method!r}", {"methods": sorted(self._methods)})
+        return handler(params)
+
+    def ping(self, params: dict[str, Any]) -> dict[str, Any]:
+        _parse(_Params, params)
+        return {
+            "version": self.version,
+            "time": time.time(),
+            "control_endpoint": self.control.endpoint,
+            "publish_endpoint": self.publisher.endpoint,
+        }
+
+    def instruments(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+        _parse(_Params, params)
+        listing = []
+        for name, worker in self.workers.items():
+            current = worker.current
+            listing.append({
+                "name": name,
+                **worker.instrument.describe(),
+                "limits": worker.limits.model_dump(),
+                "state": worker.state,
+                "current_run": current.run_id if current else None,
+                "queued": [run.run_id for run in worker.queued()],
+            })
+        return listing
+
+    def protocols(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+        _parse(_Params, params)
+        return [protocol.describe() for protocol in PROTOCOLS.values()]
+
+    def submit(self, params: dict[str, Any]) -> dict[str, Any]:
+        request = _parse(SubmitParams, params)
+        if self.stopped.is_set():
+            raise ApiError("shutting_down", "the daemon is shutting down")
+        protocol = PROTOCOLS.get(request.protocol)
+        if protocol is None:
+            raise ApiError("unknown_protocol", f"unknown protocol {request.protocol!r}", {"protocols": sorted(PROTOCOLS)})
+        worker = self.workers.get(request.instrument)
+        if worker is None:
+            raise ApiError("unknown_instrument", f"unknown instrument {request.instrument!r}", {"instruments": sorted(self.workers)})
+        if worker.instrument.kind != protocol.instrument_kind:
+            raise ApiError(
+                "refused",
+                f"{protocol.name} needs a {protocol.instrument_kind}; {request.instrument} is a {worker.instrument.kind}",
+            )
+        try:
+            parameters = protocol.parameters.model_validate(request.parameters)
+        except ValidationError as exc:
+            raise ApiError("invalid_parameters", f"invalid parameters for {protocol.name}: {_summary(exc)}", _details(exc)) from None
+        try:
+            protocol.check(parameters, worker.instrument, worker.limits)
+        except ProtocolRefused as exc:
+            raise ApiError("refused", str(exc)) from None
+        run_id = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{protocol.name}-{secrets.token_hex(3)}"
+        run = Run(run_id, protocol, worker.instrument.name, parameters, self.data_dir / f"{run_id}.h5")
+        with self._lock:
+            self.runs[run_id] = run
+        worker.enqueue(run)
+        log.info("submitted %s: %s on %s", run_id, protocol.name, run.instrument)
+        return {"run_id": run_id, "status": run.status, "file": str(run.file)}
+
+    def status(self, params: dict[str, Any]) -> dict[str, Any]:
+        request = _parse(StatusParams, params)
+        if request.run_id is not None:
+            return self._run_record(request.run_id)
+        return {
+            "version": self.version,
+            "instruments": {name: {"state": w.state, "current_run": w.current.run_id if w.current else None} for name, w in self.workers.items()},
+            "active_runs": [run.record() for run in self._runs() if run.status not in FINAL_STATUSES],
+        }
+
+    def list_runs(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+        """Runs of this session and every run file in the data folder, oldest first."""
+        _parse(_Params, params)
+        records = {run.run_id: run.record() for run in self._runs()}
+        for path in sorted(self.data_dir.glob("*.h5")):
+            if path.stem not in records:
+                try:
+                    records[path.stem] = _file_record(path)
+                except (OSError, KeyError) as exc:
+                    log.warning("cannot read %s: %s", path, exc)
+        return sorted(records.values(), key=lambda record: record.get("started") or record.get("submitted", ""))
+
+    def result(self, params: dict[str, Any]) -> dict[str, Any]:
+        request = _parse(RunParams, params)
+        record = self._run_record(request.run_id)
+        return {key: record[key] for key in ("run_id", "status", "file", "result", "error")}
+
+    def abort(self, params: dict[str, Any]) -> dict[str, Any]:
+        request = _parse(RunParams, params)
+        run = self._run(request.run_id)
+        if run.status not in FINAL_STATUSES:
+            self.workers[run.instrument].abort(run)
+        return {"run_id": run.run_id, "status": run.status}
+
+    def fetch(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Samples of a run from block ``from_seq`` on, as the stream carried them (for gap repair)."""
+        request = _parse(FetchParams, params)
+        with self._lock:
+            run = self.runs.get(request.run_id)
+        if run is not None and run.runfile is None:
+            return {"run_id": run.run_id, "status": run.status, "n_blocks": 0, "complete": run.status in FINAL_STATUSES, "blocks": []}
+        if run is not None:
+            status = run.status  # read before the blocks: a final status means every block is on disk
+            blocks, n_blocks = run.runfile.read_blocks(request.from_seq, request.max_samples)
+        else:
+            path = self.data_dir / f"{request.run_id}.h5"
+            if not path.exists():
+                raise ApiError("unknown_run", f"no run {request.run_id!r}")
+            with h5py.File(path, "r", libver="latest", swmr=True) as f:
+                status = str(f.attrs["status"])
+                blocks, n_blocks = read_blocks(f, request.from_seq, request.max_samples)
+        next_seq = blocks[-1].seq + 1 if blocks else request.from_seq
+        return {
+            "run_id": request.run_id,
+            "status": status,
+            "n_blocks": n_blocks,
+            "complete": status in FINAL_STATUSES and next_seq >= n_blocks,
+            "blocks": [
+                {"seq": b.seq, "offset": b.offset, "t0": b.t0, "units": dict(b.units), "columns": {k: v.tolist() for k, v in b.columns.items()}}
+                for b in blocks
+            ],
+        }
+
+    # --- helpers ----------------------------------------------------------------------------
+    def _runs(self) -> list[Run]:
+        with self._lock:
+            return list(self.runs.values())
+
+    def _run(self, run_id: str) -> Run:
+        with self._lock:
+            run = self.runs.get(run_id)
+        if run is None:
+            raise ApiError("unknown_run", f"no run {run_id!r} in this daemon session")
+        return run
+
+    def _run_record(self, run_id: str) -> dict[str, Any]:
+        with self._lock:
+            run = self.runs.get(run_id)
+        if run is not None:
+            return run.record()
+        path = self.data_dir / f"{run_id}.h5"
+        if not path.exists():
+            raise ApiError("unknown_run", f"no run {run_id!r}")
+        return _file_record(path)
+
+
+def _file_record(path: Path) -> dict[str, Any]:
+    attrs = read_attrs(path)
+    return {
+        "run_id": attrs["run_id"],
+        "protocol": attrs["protocol"],
+        "instrument": attrs["instrument"],
+        "status": attrs["status"],
+        "started": attrs["started"],
+        "finished": attrs["finished"],
+        "file": str(path),
+        "n_samples": attrs["n_samples"],
+        "result": attrs["result"],
+        "error": attrs.get("error", ""),
+    }
+
+
+def _parse(model: type[BaseModel], params: dict[str, Any]) -> Any:
+    try:
+        return model.model_validate(params)
+    except ValidationError as exc:
+        raise ApiError("invalid_params", f"invalid params: {_summary(exc)}", _details(exc)) from None
+
+
+def _details(exc: ValidationError) -> list[dict[str, Any]]:
+    return [{"field": ".".join(str(part) for part in e["loc"]) or "(top level)", "message": e["msg"]} for e in exc.errors()]
+
+
+def _summary(exc: ValidationError) -> str:
+    return "; ".join(f"{d['field']}: {d['message']}" for d in _details(exc))
+
+

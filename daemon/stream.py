@@ -1,0 +1,106 @@
+"""The data stream's wire format (ZeroMQ PUB), shared by the publisher and the client.
+
+Every message is three frames ``[topic, header, payload]``:
+
+- topic ``run.<run_id>.<kind>`` with kind ``data``, ``event`` or ``status``; ``daemon.heartbeat``;
+- header: UTF-8 JSON with ``run_id``, ``seq`` (per run and kind, from 0, no gaps), ``t0`` (run start,
+  Unix time, s), ``columns``, ``units``, ``dtype``, ``n`` and ``offset`` (index of the block's first
+  sample in the run); event and status headers carry their fields instead of columns;
+- payload: for data, the columns one after the other, each ``n`` little-endian float64 values
+  (``numpy.frombuffer(payload, "<f8").reshape(len(columns), n)``); empty for the other kinds.
+
+Nothing is ever pickled.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+DTYPE = "<f8"
+HEARTBEAT_TOPIC = b"daemon.heartbeat"
+
+
+def run_topic(run_id: str, kind: str = "") -> bytes:
+    """Topic (or, with kind="", the subscription prefix of every topic) of a run."""
+    return f"run.{run_id}.{kind}".encode()
+
+
+@dataclass(frozen=True)
+class DataBlock:
+    """A block of a run's samples as streamed or fetched: columns (SI, float64) and where they sit."""
+
+    run_id: str
+    seq: int
+    offset: int
+    t0: float
+    columns: Mapping[str, np.ndarray]
+    units: Mapping[str, str] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(next(iter(self.columns.values()))) if self.columns else 0
+
+
+@dataclass(frozen=True)
+class Notice:
+    """An event or status message of a run (``kind`` is "event" or "status"), or a heartbeat."""
+
+    kind: str
+    header: Mapping[str, Any]
+
+
+def encode_data(block: DataBlock) -> list[bytes]:
+    names = list(block.columns)
+    n = len(block)
+    header = {
+        "run_id": block.run_id,
+        "seq": block.seq,
+        "offset": block.offset,
+        "t0": block.t0,
+        "columns": names,
+        "units": [block.units.get(name, "") for name in names],
+        "dtype": DTYPE,
+        "n": n,
+    }
+    payload = np.stack([np.asarray(block.columns[name], dtype=DTYPE) for name in names]).tobytes() if names else b""
+    return [run_topic(block.run_id, "data"), json.dumps(header).encode(), payload]
+
+
+def encode_notice(run_id: str, kind: str, header: Mapping[str, Any]) -> list[bytes]:
+    return [run_topic(run_id, kind), json.dumps({"run_id": run_id, **header}).encode(), b""]
+
+
+def encode_heartbeat(header: Mapping[str, Any]) -> list[bytes]:
+    return [HEARTBEAT_TOPIC, json.dumps(header).encode(), b""]
+
+
+def decode(frames: list[bytes]) -> DataBlock | Notice:
+    """Decode one stream message; raises ValueError on a malformed one."""
+    if len(frames) != 3:
+        raise ValueError(f"a stream message has 3 frames, got {len(frames)}")
+    topic, raw_header, payload = frames
+    header = json.loads(raw_header)
+    if topic == HEARTBEAT_TOPIC:
+        return Notice("heartbeat", header)
+    kind = topic.decode().rsplit(".", 1)[-1]
+    if kind != "data":
+        return Notice(kind, header)
+    if header.get("dtype") != DTYPE:
+        raise ValueError(f"unsupported dtype {header.get('dtype')!r}")
+    names, n = header["columns"], header["n"]
+    values = np.frombuffer(payload, dtype=DTYPE)
+    if values.size != len(names) * n:
+        raise ValueError(f"payload holds {values.size} values, header says {len(names)} x {n}")
+    values = values.reshape(len(names), n)
+    return DataBlock(
+        run_id=header["run_id"],
+        seq=header["seq"],
+        offset=header["offset"],
+        t0=header["t0"],
+        columns={name: values[i] for i, name in enumerate(names)},
+        units=dict(zip(names, header["units"])),
+    )

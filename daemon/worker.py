@@ -1,0 +1,219 @@
+"""One worker thread per instrument: runs its queued runs one at a time and owns the instrument.
+
+For each run the worker creates the run file, drives the protocol's plan, records and publishes
+every block as it arrives, applies the daemon's safety limits, and, whatever happens (completion,
+abort, an exception, daemon shutdown), puts the instrument in its safe state and closes the file.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+from typing import Any
+
+import numpy as np
+
+from echemd.config.models import InstrumentLimits
+from echemd.daemon.publisher import Publisher
+from echemd.daemon.run import Run
+from echemd.daemon.runfile import RunFile, utc_now
+from echemd.daemon.safety import limit_violation
+from echemd.drivers.base import Instrument
+from echemd.protocols.base import Event, StepOutcome
+
+log = logging.getLogger(__name__)
+
+
+class RunAborted(Exception):
+    """Raised inside a run when an abort was requested."""
+
+
+class RunFailed(Exception):
+    """Raised inside a run when the daemon ends it (e.g. a safety limit)."""
+
+
+class InstrumentWorker:
+    def __init__(
+        self,
+        instrument: Instrument,
+        limits: InstrumentLimits,
+        publisher: Publisher,
+        flush_interval_s: float,
+        version: str,
+    ) -> None:
+        self.instrument = instrument
+        self.limits = limits
+        self.publisher = publisher
+        self.flush_interval_s = flush_interval_s
+        self.version = version
+        self.current: Run | None = None
+        self._queue: collections.deque[Run] = collections.deque()
+        self._cv = threading.Condition()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._loop, name=f"echemd-worker-{instrument.name}", daemon=True)
+        self._thread.start()
+
+    @property
+    def state(self) -> str:
+        return "running" if self.current is not None else "idle"
+
+    def queued(self) -> list[Run]:
+        with self._cv:
+            return list(self._queue)
+
+    def enqueue(self, run: Run) -> None:
+        with self._cv:
+            if self._stopping:
+                raise RuntimeError("the daemon is shutting down")
+            self._queue.append(run)
+            self._cv.notify()
+
+    def abort(self, run: Run) -> None:
+        """Abort a queued run at once, or ask a running one to stop at its next block."""
+        with self._cv:
+            if run in self._queue:
+                self._queue.remove(run)
+                run.finish("aborted", error="aborted before it started")
+                return
+        run.abort_requested.set()
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Abort the running and queued runs, wait for the instrument to be safe, close it."""
+        with self._cv:
+            self._stopping = True
+            for run in self._queue:
+                run.finish("aborted", error="daemon shut down before the run started")
+            self._queue.clear()
+            if self.current is not None:
+                self.current.abort_requested.set()
+            self._cv.notify()
+        self._thread.join(timeout_s)
+        try:
+            self.instrument.close()
+        except Exception:  # pragma: no cover - logged, the daemon still exits
+            log.exception("closing %s failed", self.instrument.name)
+
+    def _loop(self) -> None:
+        while True:
+            with self._cv:
+                while not self._queue and not self._stopping:
+                    self._cv.wait()
+                if self._stopping:
+                    return
+                run = self._queue.popleft()
+                self.current = run
+            try:
+                self._execute(run)
+            except Exception:  # pragma: no cover - _execute handles its own faults
+                log.exception("worker %s: unexpected error", self.instrument.name)
+            finally:
+                self.current = None
+
+    def _execute(self, run: Run) -> None:
+        protocol = run.protocol
+        runfile = RunFile(
+            run.file,
+            run_id=run.run_id,
+            protocol=protocol.name,
+            parameters=run.parameters.model_dump(mode="json"),
+            instrument=self.instrument.name,
+            columns={column.name: column.units for column in protocol.columns},
+            version=self.version,
+            flush_interval_s=self.flush_interval_s,
+        )
+        run.runfile = runfile
+        run.status, run.started = "running", utc_now()
+        self._status(run)
+        execution = _Execution(run, self.instrument, self.limits, runfile, self.publisher)
+        status, result, error = "failed", None, ""
+        try:
+            result = execution.drive()
+            status = "completed"
+        except RunAborted:
+            status, error = "aborted", "aborted on request"
+            execution.event("abort", error)
+        except Exception as exc:
+            status, error = "failed", f"{type(exc).__name__}: {exc}"
+            log.exception("run %s failed", run.run_id)
+            execution.event("error", error)
+        finally:
+            try:
+                self.instrument.safe_state()
+            except Exception as exc:
+                log.exception("%s: safe state failed", self.instrument.name)
+                status, error = "failed", error or f"safe state failed: {exc}"
+            runfile.close(status, result, error)
+            run.finish(status, result, error)
+            self._status(run)
+            log.info("run %s %s (%d samples) %s", run.run_id, status, run.n_samples, error)
+
+    def _status(self, run: Run) -> None:
+        header = {"seq": run.status_seq, "status": run.status, "n_samples": run.n_samples, "error": run.error}
+        run.status_seq += 1
+        self.publisher.notice(run.run_id, "status", header)
+
+
+class _Execution:
+    """Drives one protocol plan on one instrument, recording every block."""
+
+    def __init__(self, run: Run, instrument: Instrument, limits: InstrumentLimits, runfile: RunFile, publisher: Publisher) -> None:
+        self.run = run
+        self.instrument = instrument
+        self.limits = limits
+        self.runfile = runfile
+        self.publisher = publisher
+        self.clock_zero_s = instrument.time_s
+        self.last_time_s = 0.0
+        self._events = 0
+
+    def drive(self) -> dict[str, Any]:
+        plan = self.run.protocol.plan(self.run.parameters)
+        try:
+            message = next(plan)
+            while True:
+                if self.run.abort_requested.is_set():
+                    raise RunAborted()
+                if isinstance(message, Event):
+                    self.event(message.kind, message.message)
+                    message = plan.send(None)
+                else:
+                    message = plan.send(self.step(message))
+        except StopIteration as finished:
+            return finished.value
+        finally:
+            plan.close()
+
+    def step(self, step) -> StepOutcome:
+        self.event("step", step.label)
+        blocks: list[dict[str, np.ndarray]] = []
+        stop = None
+        acquisition = step.acquire(self.instrument)
+        try:
+            for block in acquisition:
+                columns = dict(block.columns)
+                columns["time_s"] = columns["time_s"] - self.clock_zero_s
+                self.publisher.data(self.runfile.append(columns))
+                self.last_time_s = float(columns["time_s"][-1])
+                blocks.append(columns)
+                violation = limit_violation(columns, self.limits)
+                if violation:
+                    self.event("limit", violation)
+                    raise RunFailed(f"safety limit: {violation}")
+                for condition in step.stops:
+                    stop = condition.update(columns)
+                    if stop is not None:
+                        break
+                if stop is not None:
+                    self.event("stop", f"{step.label}: {stop.reason} at {stop.time_s:.6g} s")
+                    break
+                if self.run.abort_requested.is_set():
+                    raise RunAborted()
+        finally:
+            acquisition.close()
+        names = blocks[0].keys() if blocks else ()
+        return StepOutcome({name: np.concatenate([b[name] for b in blocks]) for name in names}, stop)
+
+    def event(self, kind: str, message: str) -> None:
+        seq = self.runfile.add_event(self.last_time_s, kind, message)
+        self.publisher.notice(self.run.run_id, "event", {"seq": seq, "time_s": self.last_time_s, "kind": kind, "message": message})

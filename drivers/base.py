@@ -1,0 +1,140 @@
+"""The instrument interfaces protocols code against.
+
+A protocol sees a :class:`Potentiostat` or a :class:`Sourcemeter`, never a concrete driver.  Every
+acquisition method is a generator of :class:`Block` objects: the caller (the daemon's runner)
+records each block as it arrives and may stop early by closing the generator, which must leave
+the instrument idle.  :meth:`Instrument.safe_state` (cell off / output off) is called by the runner
+after every run, whatever happened, and must never raise on an instrument that is still reachable.
+
+Sign convention: currents and voltages are those of the working electrode (the tip for c-AFM)
+against the counter/reference, anodic current positive (IUPAC, as Gamry reports them); plating
+lithium on the working electrode is a negative current.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+
+class DriverError(RuntimeError):
+    """The instrument failed or could not be reached (timeout, I/O error, instrument error queue)."""
+
+
+class InstrumentRefused(ValueError):
+    """A request exceeds what the instrument can do; raised before anything is applied."""
+
+
+@dataclass(frozen=True)
+class Block:
+    """Samples acquired together: equal-length float64 columns keyed by name (e.g. ``voltage_V``).
+
+    ``time_s`` is on the instrument's own clock, in seconds; the runner rebases it to the run start.
+    """
+
+    columns: Mapping[str, np.ndarray]
+
+    def __post_init__(self) -> None:
+        lengths = {name: len(values) for name, values in self.columns.items()}
+        if len(set(lengths.values())) > 1:
+            raise ValueError(f"block columns differ in length: {lengths}")
+        if "time_s" not in self.columns:
+            raise ValueError("a block needs a time_s column")
+
+    def __len__(self) -> int:
+        return len(self.columns["time_s"])
+
+
+@dataclass(frozen=True)
+class PotentiostatCapabilities:
+    """What a potentiostat can do; protocols are checked against it before a run starts."""
+
+    modes: frozenset[str]
+    max_current_A: float
+    max_voltage_V: float
+    min_sample_interval_s: float
+
+
+@dataclass(frozen=True)
+class SourcemeterCapabilities:
+    """What a sourcemeter can do (source voltage, measure current)."""
+
+    max_voltage_V: float
+    max_compliance_A: float
+    min_sample_interval_s: float
+
+
+class Instrument(abc.ABC):
+    """Common life cycle of every instrument."""
+
+    kind: str
+    name: str
+    driver: str
+    capabilities: PotentiostatCapabilities | SourcemeterCapabilities
+
+    @abc.abstractmethod
+    def open(self) -> None:
+        """Connect (or reconnect); raises DriverError when the instrument cannot be reached."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Put the instrument in its safe state and release the connection."""
+
+    @abc.abstractmethod
+    def safe_state(self) -> None:
+        """Cell off / output off.  Idempotent."""
+
+    @property
+    @abc.abstractmethod
+    def time_s(self) -> float:
+        """The instrument's clock (the time base of its blocks), s."""
+
+    def describe(self) -> dict:
+        """JSON-ready description: kind, driver, capabilities."""
+        capabilities = {
+            key: sorted(value) if isinstance(value, frozenset) else value
+            for key, value in asdict(self.capabilities).items()
+        }
+        return {"kind": self.kind, "driver": self.driver, "capabilities": capabilities}
+
+
+class Potentiostat(Instrument):
+    kind = "potentiostat"
+    capabilities: PotentiostatCapabilities
+
+    @abc.abstractmethod
+    def galvanostatic(self, current_A: float, duration_s: float, sample_interval_s: float) -> Iterator[Block]:
+        """Hold ``current_A`` for ``duration_s``, yielding blocks of (time_s, current_A, voltage_V).
+
+        Samples are taken every ``sample_interval_s``; the first one interval after the start.
+        Raises InstrumentRefused (before applying anything) if the current or interval is out of range.
+        """
+
+    def check_galvanostatic(self, current_A: float, sample_interval_s: float) -> None:
+        caps = self.capabilities
+        if "galvanostatic" not in caps.modes:
+            raise InstrumentRefused(f"{self.name} has no galvanostatic mode")
+        if abs(current_A) > caps.max_current_A:
+            raise InstrumentRefused(
+                f"{self.name}: |current| {abs(current_A):.4g} A exceeds the instrument's range {caps.max_current_A:.4g} A"
+            )
+        if sample_interval_s < caps.min_sample_interval_s:
+            raise InstrumentRefused(
+                f"{self.name}: sample interval {sample_interval_s:.4g} s is shorter than the fastest "
+                f"{caps.min_sample_interval_s:.4g} s"
+            )
+
+
+class Sourcemeter(Instrument):
+    kind = "sourcemeter"
+    capabilities: SourcemeterCapabilities
+
+    @abc.abstractmethod
+    def voltage_sweep(self, biases_V: np.ndarray, compliance_A: float, dwell_s: float) -> Iterator[Block]:
+        """Source each bias in turn for ``dwell_s``, yielding blocks of (time_s, bias_V, current_A, compliance).
+
+        ``compliance`` is 1.0 where the current was clamped at ``compliance_A``, else 0.0.
+        """

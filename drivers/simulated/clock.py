@@ -1,0 +1,51 @@
+"""The clock of a simulated instrument: real time, a speed factor, or as fast as possible."""
+
+from __future__ import annotations
+
+import math
+import time
+
+#: Longest real time one block of samples may cover, s.  The runner checks for abort and flushes
+#: between blocks, so this bounds abort latency and the age of unflushed data.
+MAX_BLOCK_REAL_S = 0.25
+#: Most samples in one block when the clock runs as fast as possible.
+MAX_BLOCK_SAMPLES = 2048
+
+
+class SimClock:
+    """Maps simulated time (s) onto real time.
+
+    ``speed`` is a factor (1.0 = real time, 3600 = one simulated hour per real second) or "max"
+    (no waiting at all).  Call :meth:`anchor` when an acquisition starts, then :meth:`wait_until`
+    before handing out the samples up to a simulated time.
+    """
+
+    def __init__(self, speed: float | str = "max") -> None:
+        if speed != "max" and not (isinstance(speed, (int, float)) and speed > 0):
+            raise ValueError(f"clock speed must be a positive factor or 'max', got {speed!r}")
+        self.speed = speed
+        self._sim0 = 0.0
+        self._real0 = time.monotonic()
+
+    @property
+    def unlimited(self) -> bool:
+        return self.speed == "max"
+
+    def anchor(self, sim_time_s: float) -> None:
+        self._sim0 = sim_time_s
+        self._real0 = time.monotonic()
+
+    def block_size(self, sample_interval_s: float, remaining: int) -> int:
+        """How many samples the next block should hold (at least 1, at most ``remaining``)."""
+        if self.unlimited:
+            return min(remaining, MAX_BLOCK_SAMPLES)
+        per_block = math.floor(MAX_BLOCK_REAL_S * float(self.speed) / sample_interval_s)
+        return max(1, min(remaining, per_block, MAX_BLOCK_SAMPLES))
+
+    def wait_until(self, sim_time_s: float) -> None:
+        if self.unlimited:
+            return
+        target = self._real0 + (sim_time_s - self._sim0) / float(self.speed)
+        delay = target - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)

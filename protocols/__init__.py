@@ -1,0 +1,8 @@
+"""The science: protocols as plain descriptions (parameters + plan) that the daemon's runner executes."""
+
+from echemd.protocols.base import ProtocolDefinition, ProtocolRefused
+from echemd.protocols.ccd import CCD
+
+PROTOCOLS: dict[str, ProtocolDefinition] = {protocol.name: protocol for protocol in (CCD,)}
+
+__all__ = ["CCD", "PROTOCOLS", "ProtocolDefinition", "ProtocolRefused"]

@@ -1,0 +1,109 @@
+"""What a protocol is: a parameter model, a check against the instrument, and a plan the runner executes.
+
+A plan is a generator, in the spirit of bluesky: it yields :class:`Galvanostatic` (or other
+acquisition) steps and :class:`Event` notes; for each step the runner sends back a
+:class:`StepOutcome` with the samples the step recorded and why it stopped; the plan's return value
+is the run's result (a JSON-ready dict).  A plan never touches ZeroMQ, HDF5 or a concrete driver.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Generator, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+import numpy as np
+from pydantic import BaseModel
+
+from echemd.config.models import InstrumentLimits
+from echemd.drivers.base import Block, Instrument, Potentiostat
+
+
+class ProtocolRefused(ValueError):
+    """The parameters ask for more than the instrument or its configured limits allow."""
+
+
+@dataclass(frozen=True)
+class Column:
+    """A recorded column: its name and SI unit."""
+
+    name: str
+    units: str
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Why a step ended early: ``reason``, the run time (s) of the sample that triggered it, details."""
+
+    reason: str
+    time_s: float
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+class StopCondition(abc.ABC):
+    """Watches a step's samples as they arrive; :meth:`update` returns a Stop to end the step."""
+
+    @abc.abstractmethod
+    def update(self, columns: Mapping[str, np.ndarray]) -> Stop | None:
+        """Feed the next samples (``time_s`` in run time, s); return a Stop or None."""
+
+
+@dataclass(frozen=True)
+class Galvanostatic:
+    """Hold a current (A) for a duration (s), sampling every ``sample_interval_s`` (s)."""
+
+    current_A: float
+    duration_s: float
+    sample_interval_s: float
+    label: str
+    stops: tuple[StopCondition, ...] = ()
+
+    def acquire(self, instrument: Instrument) -> Iterator[Block]:
+        if not isinstance(instrument, Potentiostat):
+            raise ProtocolRefused(f"{instrument.name} is a {instrument.kind}, a galvanostatic step needs a potentiostat")
+        return instrument.galvanostatic(self.current_A, self.duration_s, self.sample_interval_s)
+
+
+Step = Galvanostatic
+
+
+@dataclass(frozen=True)
+class Event:
+    """A note for the run's event log (e.g. ``kind="short"``)."""
+
+    kind: str
+    message: str
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    """What a step recorded (columns in run time) and the Stop that ended it early, if any."""
+
+    columns: Mapping[str, np.ndarray]
+    stop: Stop | None
+
+
+Plan = Generator[Union[Step, Event], StepOutcome, dict]
+
+
+@dataclass(frozen=True)
+class ProtocolDefinition:
+    """A protocol as the daemon sees it."""
+
+    name: str
+    title: str
+    instrument_kind: str
+    parameters: type[BaseModel]
+    columns: tuple[Column, ...]
+    plan: Callable[[Any], Plan]
+    check: Callable[[Any, Instrument, InstrumentLimits], None]
+
+    def describe(self) -> dict:
+        return {
+            "name": self.name,
+            "title": self.title,
+            "instrument_kind": self.instrument_kind,
+            "columns": {column.name: column.units for column in self.columns},
+            "parameters_schema": self.parameters.model_json_schema(),
+        }

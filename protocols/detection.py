@@ -1,0 +1,81 @@
+"""Detectors that watch a step's samples: pure numerics on numpy arrays, usable online and offline."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from echemd.protocols.base import Stop, StopCondition
+
+
+class VoltageLimit(StopCondition):
+    """Stops a step when |voltage| exceeds ``limit_V`` (V): a safety cut-off."""
+
+    def __init__(self, limit_V: float) -> None:
+        self.limit_V = limit_V
+
+    def update(self, columns: Mapping[str, np.ndarray]) -> Stop | None:
+        beyond = np.flatnonzero(np.abs(columns["voltage_V"]) > self.limit_V)
+        if beyond.size == 0:
+            return None
+        i = beyond[0]
+        return Stop("voltage_limit", float(columns["time_s"][i]), {"voltage_V": float(columns["voltage_V"][i]), "limit_V": self.limit_V})
+
+
+class VoltageDropDetector(StopCondition):
+    """Finds a drop of the polarization |V| by ``threshold_V`` within one constant-current step.
+
+    The polarization is smoothed with a running median of ``window`` samples (rejects noise and
+    single-sample spikes); samples within ``settle_s`` of the step's first sample are ignored (the
+    current-step transient and the Li nucleation overshoot).  A drop is the running maximum of the
+    smoothed polarization since the settle time minus its present value.  Fed block by block it
+    gives exactly the answer it gives on the whole step at once.
+    """
+
+    def __init__(self, threshold_V: float = 2e-3, settle_s: float = 60.0, window: int = 9) -> None:
+        if threshold_V <= 0 or settle_s < 0 or window < 1:
+            raise ValueError("threshold_V must be > 0, settle_s >= 0 and window >= 1")
+        self.threshold_V = threshold_V
+        self.settle_s = settle_s
+        self.window = window
+        self._t_start: float | None = None
+        self._tail_t = np.empty(0)
+        self._tail_v = np.empty(0)
+        self._peak_V = -np.inf
+
+    def update(self, columns: Mapping[str, np.ndarray]) -> Stop | None:
+        t_new = np.asarray(columns["time_s"], dtype=np.float64)
+        if t_new.size == 0:
+            return None
+        if self._t_start is None:
+            self._t_start = float(t_new[0])
+        t = np.concatenate([self._tail_t, t_new])
+        v = np.concatenate([self._tail_v, np.abs(np.asarray(columns["voltage_V"], dtype=np.float64))])
+        keep = self.window - 1
+        self._tail_t, self._tail_v = t[len(t) - keep :], v[len(v) - keep :]
+        if len(v) < self.window:
+            return None
+        smoothed = np.median(sliding_window_view(v, self.window), axis=1)
+        window_start = t[: len(smoothed)]
+        at = t[self.window - 1 :]
+        settled = window_start >= self._t_start + self.settle_s
+        smoothed, at = smoothed[settled], at[settled]
+        if smoothed.size == 0:
+            return None
+        peak = np.maximum.accumulate(np.concatenate([[self._peak_V], smoothed]))[1:]
+        drop = peak - smoothed
+        hits = np.flatnonzero(drop >= self.threshold_V)
+        if hits.size:
+            i = hits[0]
+            return Stop("voltage_drop", float(at[i]), {"drop_mV": float(drop[i] * 1e3), "peak_V": float(peak[i])})
+        self._peak_V = float(peak[-1])
+        return None
+
+
+def find_voltage_drop(
+    time_s: np.ndarray, voltage_V: np.ndarray, threshold_V: float = 2e-3, settle_s: float = 60.0, window: int = 9
+) -> Stop | None:
+    """The first drop of |V| by ``threshold_V`` in one constant-current step (see VoltageDropDetector)."""
+    return VoltageDropDetector(threshold_V, settle_s, window).update({"time_s": time_s, "voltage_V": voltage_V})
