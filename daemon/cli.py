@@ -75,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     abort.add_argument("run_id")
     for client_verb in (run, status, abort, verbs.choices["runs"]):
         client_verb.add_argument("--endpoint", default=DEFAULT_CONTROL_ENDPOINT, metavar="URL", help="control endpoint of the daemon")
+        client_verb.add_argument("--timeout", type=float, default=10.0, metavar="S", help="seconds to wait for each reply (default 10)")
     return parser
 
 
@@ -117,7 +118,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    with Client(args.endpoint) as client:
+    with Client(args.endpoint, timeout_s=args.timeout) as client:
         run_id = client.submit(args.protocol, args.instrument, **dict(args.params))
         if not args.wait:
             print(json.dumps({"run_id": run_id}) if args.json else run_id)
@@ -131,20 +132,20 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    with Client(args.endpoint) as client:
+    with Client(args.endpoint, timeout_s=args.timeout) as client:
         print(json.dumps(client.status(args.run_id), indent=2))
     return EXIT_OK
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    with Client(args.endpoint) as client:
+    with Client(args.endpoint, timeout_s=args.timeout) as client:
         for record in client.runs():
             print(f"{record['run_id']}  {record['status']:<11} {record['instrument']:<12} {record['n_samples']:>8} samples  {record['file']}")
     return EXIT_OK
 
 
 def cmd_abort(args: argparse.Namespace) -> int:
-    with Client(args.endpoint) as client:
+    with Client(args.endpoint, timeout_s=args.timeout) as client:
         print(json.dumps(client.abort(args.run_id)))
     return EXIT_OK
 

@@ -79,8 +79,8 @@ def check(params: CCDParameters, instrument: Instrument, limits: InstrumentLimit
         )
     if params.voltage_limit_V > limits.max_abs_voltage_V:
         raise ProtocolRefused(
-            f"{instrument.name}: voltage_limit_V = {params.voltage_limit_V} V exceeds the configured limit "
-            f"max_abs_voltage_V = {limits.max_abs_voltage_V} V"
+            f"{instrument.name}: voltage_limit_V = {params.voltage_limit_V:g} V exceeds the configured limit "
+            f"max_abs_voltage_V = {limits.max_abs_voltage_V:g} V"
         )
     try:
         instrument.check_galvanostatic(largest_A, params.sample_interval_s)

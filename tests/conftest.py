@@ -16,8 +16,14 @@ def lab_config(tmp_path, **changes) -> DaemonConfig:
 
 
 @pytest.fixture
-def daemon(tmp_path):
-    running = Daemon(lab_config(tmp_path))
+def lab(tmp_path):
+    """A factory of lab configurations in tmp_path: ``lab(**changes)``."""
+    return lambda **changes: lab_config(tmp_path, **changes)
+
+
+@pytest.fixture
+def daemon(lab):
+    running = Daemon(lab())
     yield running
     running.close()
 

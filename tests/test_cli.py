@@ -1,0 +1,98 @@
+"""The `echemd` command as a user runs it: separate processes, real sockets, exit codes."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import h5py
+import pytest
+
+from echemd.daemon.client import Client
+
+ECHEMD = [sys.executable, "-m", "echemd.daemon.cli"]
+
+
+def echemd(*args, cwd=None, timeout=120):
+    return subprocess.run([*ECHEMD, *args], capture_output=True, text=True, timeout=timeout, cwd=cwd)
+
+
+@pytest.fixture
+def served(tmp_path):
+    """`echemd serve` in its own process on ipc endpoints in tmp_path; yields (process, control URL, data dir)."""
+
+    def start(*extra):
+        control, publish = f"ipc://{tmp_path}/control", f"ipc://{tmp_path}/publish"
+        process = subprocess.Popen(
+            [*ECHEMD, "serve", "--control", control, "--publish", publish, "--data-dir", str(tmp_path / "runs"), *extra],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        started.append(process)
+        with Client(control, timeout_s=20) as client:
+            client.ping()
+        return process, control, tmp_path / "runs"
+
+    started = []
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_run_wait_json_prints_the_final_record(served):
+    _, control, data_dir = served()
+    done = echemd("run", "ccd", "--instrument", "sim-pstat-1", "-p", "diameter_mm=2", "-p", "max_plating_mA_cm2=2.5",
+                  "--wait", "--json", "--endpoint", control)
+    assert done.returncode == 0, done.stderr
+    record = json.loads(done.stdout)
+    assert set(record) == {"run_id", "status", "file", "result"}
+    assert record["status"] == "completed" and record["result"]["ccd_mA_cm2"] == 1.5
+    assert os.path.dirname(record["file"]) == str(data_dir)
+    status = json.loads(echemd("status", record["run_id"], "--endpoint", control).stdout)
+    assert status["n_samples"] > 1000
+    assert record["run_id"] in echemd("runs", "--endpoint", control).stdout
+
+
+def test_bad_input_exits_2_with_the_reason_on_stderr(served):
+    _, control, _ = served()
+    done = echemd("run", "ccd", "--instrument", "sim-pstat-1", "-p", "diameter_mm=-2", "--wait", "--json", "--endpoint", control)
+    assert done.returncode == 2 and done.stdout == ""
+    assert "invalid_parameters" in done.stderr and "diameter_mm" in done.stderr
+    done = echemd("run", "ccd", "--instrument", "sim-pstat-1", "-p", "diameter_mm", "--endpoint", control)
+    assert done.returncode == 2 and "expected KEY=VALUE" in done.stderr
+
+
+def test_a_bad_config_fails_at_start_naming_file_and_key(tmp_path):
+    config = tmp_path / "lab.toml"
+    config.write_text('data_dir = 5\n[[instruments]]\nname = "x"\ndriver = "simulated-potentiostat"\n')
+    done = echemd("serve", "--config", str(config))
+    assert done.returncode == 2
+    assert str(config) in done.stderr and "data_dir" in done.stderr and "instruments[0] (x).limits: required key is missing" in done.stderr
+
+
+def test_sigterm_stops_runs_safely_and_exits_0(served):
+    process, control, data_dir = served("--sim-speed", "100")
+    with Client(control) as client:
+        run_id = client.submit("ccd", "sim-pstat-1", diameter_mm=2.0)
+        while client.status(run_id)["n_samples"] < 5:
+            time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=20) == 0
+    with h5py.File(data_dir / f"{run_id}.h5", "r") as f:
+        assert f.attrs["status"] == "aborted" and len(f["data/voltage_V"]) >= 5
+
+
+def test_demo_prints_the_ccd_results_and_writes_run_files(tmp_path):
+    done = echemd("demo", "--data-dir", "out", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "sim-pstat-1: completed; CCD = 1.5 mA/cm2" in done.stdout
+    assert "sim-pstat-2: completed; CCD = 2.0 mA/cm2" in done.stdout
+    assert len(list((tmp_path / "out").glob("*.h5"))) == 2
+
+
+def test_client_verbs_without_a_daemon_fail_clearly(tmp_path):
+    done = echemd("status", "--endpoint", f"ipc://{tmp_path}/nobody", "--timeout", "0.5", timeout=60)
+    assert done.returncode == 1 and "is `echemd serve` running there?" in done.stderr

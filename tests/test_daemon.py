@@ -1,0 +1,175 @@
+"""End to end on real loopback sockets: the simulated lab driven through the control API."""
+
+import time
+
+import h5py
+import numpy as np
+import pytest
+import zmq
+
+from echemd.config import DaemonConfig
+from echemd.daemon.client import Client, RemoteError, Subscription
+from echemd.daemon.service import Daemon
+from echemd.daemon.stream import DataBlock
+
+CCD = {"diameter_mm": 2.0}
+
+
+def until(condition, timeout_s=20.0):
+    """Wait for ``condition()`` to hold; fail the test after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.01)
+
+
+def collect_stream(subscription, run_id):
+    """Raw data blocks and the status sequence of one run, as they come off the PUB socket."""
+    blocks, statuses = [], []
+    while True:
+        message = subscription.receive(10.0)
+        assert message is not None, "the stream went quiet before the run ended"
+        if isinstance(message, DataBlock):
+            if message.run_id == run_id:
+                blocks.append(message)
+        elif message.kind == "status" and message.header["run_id"] == run_id:
+            statuses.append(message.header["status"])
+            if message.header["status"] not in ("queued", "running"):
+                return blocks, statuses
+
+
+def test_ccd_run_streams_every_sample_and_recovers_the_cells_ccd(daemon, client):
+    with Subscription(zmq.Context.instance(), daemon.publisher.endpoint, b"run.") as subscription:
+        subscription.wait_connected()
+        run_id = client.submit("ccd", "sim-pstat-1", **CCD)
+        blocks, statuses = collect_stream(subscription, run_id)
+    record = client.wait(run_id, timeout_s=30)
+
+    assert statuses == ["running", "completed"]
+    assert [b.seq for b in blocks] == list(range(len(blocks))) and len(blocks) > 1  # no gaps
+    assert [b.offset for b in blocks] == list(np.cumsum([0] + [len(b) for b in blocks[:-1]]))
+    with h5py.File(record["file"], "r") as f:
+        assert f.attrs["status"] == "completed"
+        for name in ("time_s", "current_A", "voltage_V"):
+            np.testing.assert_array_equal(f["data"][name][:], np.concatenate([b.columns[name] for b in blocks]))
+        assert f["data/voltage_V"].attrs["units"] == "V"
+        kinds = [k.decode() for k in f["events/kind"][:]]
+        assert kinds.count("step") == 5 and kinds[-1] == "short"
+
+    result = record["result"]
+    configured = daemon.config.instrument("sim-pstat-1").cell.critical_current_mA_cm2  # 1.1
+    assert result["ccd_mA_cm2"] == 1.5 and 0 < result["ccd_mA_cm2"] - configured <= 0.5  # within one step
+    assert result["last_passed_mA_cm2"] == 1.0 and result["stopped_by"] == "short"
+    assert result["drop_mV"] >= 2.0
+    # the short formed 24 s into the 1.5 mA/cm2 step (0.01 mAh/cm2); the detector needs well under 5 min
+    short_formed_s = 1440 + 3600 + 720 + 3600 + 24
+    assert 0 < result["short_detected_at_s"] - short_formed_s < 300
+
+
+@pytest.mark.parametrize("critical", [0.7, 1.3, 2.2])
+def test_ccd_is_recovered_within_one_step_for_other_cells(lab, critical):
+    config = lab()
+    pstat = config.instruments[0]
+    config = config.model_copy(update={"instruments": [pstat.model_copy(update={"cell": pstat.cell.model_copy(update={"critical_current_mA_cm2": critical})})]})
+    daemon = Daemon(DaemonConfig.model_validate(config.model_dump()))
+    try:
+        with Client(daemon.control.endpoint) as client:
+            result = client.wait(client.submit("ccd", "sim-pstat-1", **CCD), timeout_s=60)["result"]
+    finally:
+        daemon.close()
+    assert 0 < result["ccd_mA_cm2"] - critical <= 0.5
+
+
+def test_the_client_stream_equals_the_run_file_even_when_joining_late(client):
+    run_id = client.submit("ccd", "sim-pstat-2", **CCD)
+    client.wait(run_id, timeout_s=30)  # the whole run went by before anyone subscribed
+    blocks = list(client.stream(run_id))
+    assert [b.seq for b in blocks] == list(range(len(blocks)))
+    with h5py.File(client.status(run_id)["file"], "r") as f:
+        np.testing.assert_array_equal(f["data/voltage_V"][:], np.concatenate([b.columns["voltage_V"] for b in blocks]))
+
+
+@pytest.mark.parametrize(
+    ("protocol", "instrument", "parameters", "code", "text"),
+    [
+        ("ccd", "sim-pstat-1", {"diameter_mm": 2, "plating_start_mA_cm2": -0.5}, "invalid_parameters", "plating_start_mA_cm2: Input should be greater than 0"),
+        ("ccd", "sim-pstat-1", {"diameter_mm": 2, "stripping_mA_cm2": "lots"}, "invalid_parameters", "stripping_mA_cm2: Input should be a valid number"),
+        ("ccd", "sim-pstat-1", {}, "invalid_parameters", "give exactly one of area_cm2 and diameter_mm"),
+        ("ccd", "sim-pstat-1", {"diameter_mm": 2, "bogus": 1}, "invalid_parameters", "bogus: Extra inputs are not permitted"),
+        ("cccd", "sim-pstat-1", CCD, "unknown_protocol", "unknown protocol 'cccd'"),
+        ("ccd", "sim-pstat-9", CCD, "unknown_instrument", "unknown instrument 'sim-pstat-9'"),
+        ("ccd", "sim-smu-1", CCD, "refused", "ccd needs a potentiostat; sim-smu-1 is a sourcemeter"),
+        ("ccd", "sim-pstat-1", {"area_cm2": 1.0, "max_plating_mA_cm2": 200, "capacity_mAh_cm2": 20}, "refused", "exceeds the configured limit max_abs_current_A = 0.1 A"),
+        ("ccd", "sim-pstat-1", {"diameter_mm": 2, "voltage_limit_V": 8}, "refused", "exceeds the configured limit max_abs_voltage_V = 5 V"),
+    ],
+)
+def test_bad_submissions_get_specific_errors_and_nothing_runs(daemon, client, protocol, instrument, parameters, code, text):
+    with pytest.raises(RemoteError) as error:
+        client.submit(protocol, instrument, **parameters)
+    assert error.value.code == code
+    assert text in error.value.message
+    assert client.runs() == [] and not list(daemon.data_dir.iterdir())
+    assert client.wait(client.submit("ccd", "sim-pstat-1", **CCD), timeout_s=30)["status"] == "completed"
+
+
+def test_abort_stops_the_run_switches_the_cell_off_and_keeps_the_data(lab):
+    daemon = Daemon(lab(), sim_speed=300.0)  # the CCD would take ~30 s of real time
+    try:
+        with Client(daemon.control.endpoint) as client:
+            run_id = client.submit("ccd", "sim-pstat-1", **CCD)
+            until(lambda: client.status(run_id)["n_samples"] >= 100)
+            assert daemon.workers["sim-pstat-1"].instrument.output_on is True
+            client.abort(run_id)
+            record = client.wait(run_id, timeout_s=5)
+            assert record["status"] == "aborted"
+            assert daemon.workers["sim-pstat-1"].instrument.output_on is False
+            streamed = list(client.stream(run_id))
+    finally:
+        daemon.close()
+    with h5py.File(record["file"], "r") as f:
+        assert f.attrs["status"] == "aborted" and f.attrs["finished"]
+        n = len(f["data/time_s"])
+        assert n == record["n_samples"] >= 100
+        assert sum(len(b) for b in streamed) == n
+        assert b"abort" in list(f["events/kind"][:])
+
+
+def test_runs_on_one_instrument_queue_and_runs_on_two_go_in_parallel(lab):
+    daemon = Daemon(lab(), sim_speed=2000.0)
+    try:
+        with Client(daemon.control.endpoint) as client:
+            first = client.submit("ccd", "sim-pstat-1", **CCD)
+            second = client.submit("ccd", "sim-pstat-1", **CCD)
+            other = client.submit("ccd", "sim-pstat-2", **CCD)
+            until(lambda: client.status(other)["status"] == client.status(first)["status"] == "running")
+            assert client.status(second)["status"] == "queued"
+            listing = {i["name"]: i for i in client.instruments()}
+            assert listing["sim-pstat-1"]["queued"] == [second] and listing["sim-pstat-2"]["current_run"] == other
+            client.abort(first)
+            client.abort(other)
+            assert client.wait(second, timeout_s=30)["status"] == "completed"
+            statuses = {r["run_id"]: r["status"] for r in client.runs()}
+            assert statuses == {first: "aborted", second: "completed", other: "aborted"}
+    finally:
+        daemon.close()
+
+
+def test_shutdown_aborts_running_runs_and_leaves_readable_files(lab):
+    daemon = Daemon(lab(), sim_speed=300.0)
+    with Client(daemon.control.endpoint) as client:
+        run_id = client.submit("ccd", "sim-pstat-1", **CCD)
+        until(lambda: client.status(run_id)["n_samples"] >= 10)
+        path = client.status(run_id)["file"]
+    daemon.close()
+    assert daemon.workers["sim-pstat-1"].instrument.output_on is False
+    with h5py.File(path, "r") as f:
+        assert f.attrs["status"] == "aborted" and len(f["data/voltage_V"]) >= 10
+
+
+def test_instruments_and_protocols_describe_themselves(client):
+    instruments = {i["name"]: i for i in client.instruments()}
+    assert instruments["sim-pstat-1"]["capabilities"]["max_current_A"] == 1.0
+    assert instruments["sim-smu-1"]["kind"] == "sourcemeter" and instruments["sim-smu-1"]["limits"]["max_abs_voltage_V"] == 10.0
+    (ccd,) = client.protocols()
+    assert ccd["name"] == "ccd" and ccd["columns"] == {"time_s": "s", "current_A": "A", "voltage_V": "V"}
+    assert ccd["parameters_schema"]["properties"]["drop_threshold_mV"]["default"] == 2.0

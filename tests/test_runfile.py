@@ -1,0 +1,84 @@
+import json
+
+import h5py
+import numpy as np
+import pytest
+
+from echemd.daemon.runfile import RunFile, read_attrs, read_blocks
+
+COLUMNS = {"time_s": "s", "current_A": "A", "voltage_V": "V"}
+
+
+def new_runfile(path, flush_interval_s=0.0):
+    return RunFile(path, run_id="r1", protocol="ccd", parameters={"area_cm2": 0.03}, instrument="p",
+                   columns=COLUMNS, version="9.9", flush_interval_s=flush_interval_s)
+
+
+def block(start, n):
+    t = np.arange(start, start + n, dtype=float)
+    return {"time_s": t, "current_A": np.full(n, -1e-5), "voltage_V": -0.1 - 1e-4 * t}
+
+
+def test_layout_attributes_and_units(tmp_path):
+    path = tmp_path / "r1.h5"
+    runfile = new_runfile(path)
+    runfile.append(block(0, 5))
+    runfile.add_event(4.0, "short", "dropped 2.3 mV")
+    runfile.close("completed", {"ccd_mA_cm2": 1.5, "short_detected_at_s": None, "currents": [1, 2]})
+    with h5py.File(path, "r") as f:
+        assert f.attrs["status"] == "completed" and f.attrs["protocol"] == "ccd" and f.attrs["instrument"] == "p"
+        assert json.loads(f.attrs["parameters"]) == {"area_cm2": 0.03}
+        assert f.attrs["echemd_version"] == "9.9" and f.attrs["finished"] > f.attrs["started"]
+        assert {name: f["data"][name].attrs["units"] for name in f["data"]} == COLUMNS
+        np.testing.assert_array_equal(f["data/time_s"][:], np.arange(5.0))
+        assert f["events/kind"][0] == b"short" and f["events/message"][0] == b"dropped 2.3 mV" and f["events/time_s"][0] == 4.0
+        assert f["result"].attrs["ccd_mA_cm2"] == 1.5 and "short_detected_at_s" not in f["result"].attrs
+        np.testing.assert_array_equal(f["result/currents"][:], [1.0, 2.0])
+    assert read_attrs(path)["result"]["short_detected_at_s"] is None
+
+
+def test_a_run_file_is_never_overwritten(tmp_path):
+    new_runfile(tmp_path / "r1.h5").close("completed")
+    with pytest.raises(FileExistsError):
+        new_runfile(tmp_path / "r1.h5")
+
+
+def test_an_swmr_reader_follows_the_run_while_it_is_written(tmp_path):
+    path = tmp_path / "r1.h5"
+    runfile = new_runfile(path, flush_interval_s=0.0)
+    runfile.append(block(0, 100))
+    with h5py.File(path, "r", libver="latest", swmr=True) as reader:
+        voltage = reader["data/voltage_V"]
+        assert reader.attrs["status"] == "running" and voltage.shape == (100,)
+        runfile.append(block(100, 50))
+        voltage.refresh()
+        assert voltage.shape == (150,)
+        np.testing.assert_array_equal(voltage[:], -0.1 - 1e-4 * np.arange(150.0))
+    runfile.close("aborted")
+    assert read_attrs(path)["status"] == "aborted"
+
+
+def test_blocks_are_rebuilt_as_streamed(tmp_path):
+    path = tmp_path / "r1.h5"
+    runfile = new_runfile(path)
+    streamed = [runfile.append(block(start, n)) for start, n in ((0, 3), (3, 4), (7, 2))]
+    assert [(b.seq, b.offset, len(b)) for b in streamed] == [(0, 0, 3), (1, 3, 4), (2, 7, 2)]
+    live, count = runfile.read_blocks(1, max_samples=4)
+    assert count == 3 and [b.seq for b in live] == [1]  # a second block would pass max_samples
+    runfile.close("completed")
+    with h5py.File(path, "r") as f:
+        blocks, count = read_blocks(f, 0, max_samples=100)
+    assert count == 3
+    for got, sent in zip(blocks, streamed):
+        assert (got.seq, got.offset, got.t0) == (sent.seq, sent.offset, sent.t0)
+        for name in COLUMNS:
+            np.testing.assert_array_equal(got.columns[name], sent.columns[name])
+    assert runfile.read_blocks(2, 1)[0][0].offset == 7  # a closed run file is read from disk
+
+
+def test_long_event_messages_are_truncated_not_lost(tmp_path):
+    runfile = new_runfile(tmp_path / "r1.h5")
+    runfile.add_event(0.0, "error", "x" * 5000)
+    runfile.close("failed", error="boom")
+    with h5py.File(tmp_path / "r1.h5", "r") as f:
+        assert len(f["events/message"][0]) == 1024 and f.attrs["error"] == "boom"

@@ -1,0 +1,33 @@
+import json
+
+import numpy as np
+import pytest
+
+from echemd.daemon.stream import DataBlock, Notice, decode, encode_data, encode_heartbeat, encode_notice
+
+
+def test_data_block_round_trip_is_exact_and_raw_little_endian():
+    columns = {"time_s": np.array([1.0, 2.0]), "voltage_V": np.array([-0.1234567890123, 1e-300])}
+    frames = encode_data(DataBlock("r1", 4, 10, 1700000000.5, columns, {"time_s": "s", "voltage_V": "V"}))
+    assert frames[0] == b"run.r1.data"
+    header = json.loads(frames[1])
+    assert header == {"run_id": "r1", "seq": 4, "offset": 10, "t0": 1700000000.5, "columns": ["time_s", "voltage_V"],
+                      "units": ["s", "V"], "dtype": "<f8", "n": 2}
+    assert frames[2] == np.array([1.0, 2.0, -0.1234567890123, 1e-300], dtype="<f8").tobytes()
+    block = decode(frames)
+    assert (block.seq, block.offset, block.units["voltage_V"]) == (4, 10, "V")
+    np.testing.assert_array_equal(block.columns["voltage_V"], columns["voltage_V"])
+
+
+def test_notices_and_heartbeat():
+    event = decode(encode_notice("r1", "event", {"seq": 0, "kind": "short", "message": "m"}))
+    assert event == Notice("event", {"run_id": "r1", "seq": 0, "kind": "short", "message": "m"})
+    assert decode(encode_heartbeat({"time": 1.0})).kind == "heartbeat"
+
+
+def test_malformed_messages_raise():
+    frames = encode_data(DataBlock("r1", 0, 0, 0.0, {"time_s": np.arange(3.0)}))
+    with pytest.raises(ValueError, match="payload holds 2 values"):
+        decode([frames[0], frames[1], frames[2][:16]])
+    with pytest.raises(ValueError, match="3 frames"):
+        decode(frames[:2])
