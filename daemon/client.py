@@ -3,7 +3,7 @@
     from echemd.daemon.client import Client
     with Client() as client:
         run_id = client.submit("ccd", "sim-pstat-1", diameter_mm=2.0)
-        for block in client.stream(run_id):          # every sample once, in order
+        for block in client.subscribe(run_id):          # every sample once, in order
             print(block.offset, block.columns["voltage_V"][-1])
         print(client.result(run_id)["result"]["ccd_mA_cm2"])
 """
@@ -128,7 +128,7 @@ class Client:
             self._publish_endpoint = self.ping()["publish_endpoint"]
         return self._publish_endpoint
 
-    def stream(self, run_id: str, idle_s: float = 0.5) -> Iterator[DataBlock]:
+    def subscribe(self, run_id: str, idle_s: float = 0.5) -> Iterator[DataBlock]:
         """Every data block of a run, once and in order, until the run ends.
 
         Blocks come live from the PUB socket; any the socket missed (joined late, high-water mark)

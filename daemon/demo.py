@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from echemd.config import load_default_config
@@ -30,16 +31,13 @@ def run_demo(data_dir: Path, out=print) -> bool:
                 out(f"  instrument {instrument['name']:<12} {instrument['kind']:<12} {instrument['driver']}")
             runs = {name: client.submit("ccd", name, **CCD_PARAMETERS) for name in ("sim-pstat-1", "sim-pstat-2")}
             out("CCD test (Li|Li6PS5Cl|Li, 2 mm discs; plate 0.5 mA/cm2 + 0.5 per cycle, strip 0.2, 0.2 mAh/cm2):")
-            area_cm2 = 3.141592653589793 * 0.1**2
-            step_current = None
+            area_cm2 = math.pi * (CCD_PARAMETERS["diameter_mm"] / 20) ** 2
+            steps = StepPrinter(out, "sim-pstat-1", area_cm2)
             samples = 0
-            for block in client.stream(runs["sim-pstat-1"]):
+            for block in client.subscribe(runs["sim-pstat-1"]):
                 samples += len(block)
-                for t, i, v in zip(block.columns["time_s"], block.columns["current_A"], block.columns["voltage_V"]):
-                    if i != step_current:
-                        step_current = i
-                        action = "plate" if i < 0 else "strip"
-                        out(f"  sim-pstat-1  t = {t / 3600:6.3f} h  {action} {abs(i) / area_cm2 * 1e3:4.2f} mA/cm2  V = {v * 1e3:8.2f} mV")
+                steps.feed(block.columns["time_s"], block.columns["current_A"], block.columns["voltage_V"])
+            steps.flush()
             out(f"  streamed {samples} samples of sim-pstat-1's run")
             ok = True
             for name, run_id in runs.items():
@@ -53,6 +51,29 @@ def run_demo(data_dir: Path, out=print) -> bool:
             return ok
     finally:
         daemon.close()
+
+
+class StepPrinter:
+    """Prints one line per constant-current step of a streamed run: when, what, polarization at its end."""
+
+    def __init__(self, out, name: str, area_cm2: float) -> None:
+        self.out, self.name, self.area_cm2 = out, name, area_cm2
+        self.current = self.start_s = self.end_s = self.last_V = None
+
+    def feed(self, time_s, current_A, voltage_V) -> None:
+        for t, i, v in zip(time_s, current_A, voltage_V):
+            if i != self.current:
+                self.flush()
+                self.current, self.start_s = i, t
+            self.end_s, self.last_V = t, v
+
+    def flush(self) -> None:
+        if self.current is None:
+            return
+        action = "plate" if self.current < 0 else "strip"
+        self.out(f"  {self.name}  {self.start_s / 3600:6.3f} - {self.end_s / 3600:6.3f} h  {action} "
+                 f"{abs(self.current) / self.area_cm2 * 1e3:4.2f} mA/cm2  V at end {self.last_V * 1e3:8.2f} mV")
+        self.current = None
 
 
 def _hours(seconds: float | None) -> str:

@@ -88,6 +88,9 @@ class RunFile:
             f.close()
             raise
         self._file = f
+        self._data = {name: f["data"][name] for name in self.units}  # handles: no lookups per block
+        self._index = f["stream/block_offset"]
+        self._event_columns = [f["events"][name] for name in ("time_s", "kind", "message")]
 
     @property
     def n_samples(self) -> int:
@@ -101,13 +104,11 @@ class RunFile:
         n = len(columns["time_s"])
         with self._lock:
             start = self._n
-            for name in self.units:
-                ds = self._file["data"][name]
-                ds.resize((start + n,))
-                ds[start:] = columns[name]
-            index = self._file["stream/block_offset"]
-            index.resize((self._blocks + 1,))
-            index[self._blocks] = start
+            for name, dataset in self._data.items():
+                dataset.resize((start + n,))
+                dataset[start:] = columns[name]
+            self._index.resize((self._blocks + 1,))
+            self._index[self._blocks] = start
             block = DataBlock(self.run_id, self._blocks, start, self.t0, {k: columns[k] for k in self.units}, self.units)
             self._n += n
             self._blocks += 1
@@ -118,12 +119,9 @@ class RunFile:
         """Append an event; returns its index (the event's sequence number)."""
         with self._lock:
             i = self._events
-            events = self._file["events"]
-            for name in ("time_s", "kind", "message"):
-                events[name].resize((i + 1,))
-            events["time_s"][i] = time_s
-            events["kind"][i] = kind.encode()[:32]
-            events["message"][i] = message.encode()[:1024]
+            for dataset, value in zip(self._event_columns, (time_s, kind.encode()[:32], message.encode()[:1024])):
+                dataset.resize((i + 1,))
+                dataset[i] = value
             self._events += 1
             self._flush_if_due()
         return i
@@ -151,7 +149,7 @@ class RunFile:
                 return
             self._file.flush()
             self._file.close()
-            self._file = None
+            self._file = self._data = self._index = self._event_columns = None
             with h5py.File(self.path, "r+", libver="latest") as f:
                 f.attrs["status"] = status
                 f.attrs["finished"] = utc_now()

@@ -112,16 +112,22 @@ class InstrumentWorker:
 
     def _execute(self, run: Run) -> None:
         protocol = run.protocol
-        runfile = RunFile(
-            run.file,
-            run_id=run.run_id,
-            protocol=protocol.name,
-            parameters=run.parameters.model_dump(mode="json"),
-            instrument=self.instrument.name,
-            columns={column.name: column.units for column in protocol.columns},
-            version=self.version,
-            flush_interval_s=self.flush_interval_s,
-        )
+        try:
+            runfile = RunFile(
+                run.file,
+                run_id=run.run_id,
+                protocol=protocol.name,
+                parameters=run.parameters.model_dump(mode="json"),
+                instrument=self.instrument.name,
+                columns={column.name: column.units for column in protocol.columns},
+                version=self.version,
+                flush_interval_s=self.flush_interval_s,
+            )
+        except Exception as exc:  # nothing was applied: the run fails before it starts
+            log.exception("run %s: cannot create its run file", run.run_id)
+            run.finish("failed", error=f"cannot create the run file {run.file}: {type(exc).__name__}: {exc}")
+            self._status(run)
+            return
         run.runfile = runfile
         run.status, run.started = "running", utc_now()
         self._status(run)

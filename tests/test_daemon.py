@@ -83,7 +83,7 @@ def test_ccd_is_recovered_within_one_step_for_other_cells(lab, critical):
 def test_the_client_stream_equals_the_run_file_even_when_joining_late(client):
     run_id = client.submit("ccd", "sim-pstat-2", **CCD)
     client.wait(run_id, timeout_s=30)  # the whole run went by before anyone subscribed
-    blocks = list(client.stream(run_id))
+    blocks = list(client.subscribe(run_id))
     assert [b.seq for b in blocks] == list(range(len(blocks)))
     with h5py.File(client.status(run_id)["file"], "r") as f:
         np.testing.assert_array_equal(f["data/voltage_V"][:], np.concatenate([b.columns["voltage_V"] for b in blocks]))
@@ -123,7 +123,7 @@ def test_abort_stops_the_run_switches_the_cell_off_and_keeps_the_data(lab):
             record = client.wait(run_id, timeout_s=5)
             assert record["status"] == "aborted"
             assert daemon.workers["sim-pstat-1"].instrument.output_on is False
-            streamed = list(client.stream(run_id))
+            streamed = list(client.subscribe(run_id))
     finally:
         daemon.close()
     with h5py.File(record["file"], "r") as f:
@@ -173,3 +173,15 @@ def test_instruments_and_protocols_describe_themselves(client):
     (ccd,) = client.protocols()
     assert ccd["name"] == "ccd" and ccd["columns"] == {"time_s": "s", "current_A": "A", "voltage_V": "V"}
     assert ccd["parameters_schema"]["properties"]["drop_threshold_mV"]["default"] == 2.0
+
+
+def test_a_run_whose_file_cannot_be_created_fails_cleanly(daemon, client):
+    daemon.data_dir.rmdir()
+    daemon.data_dir.write_text("a file where the run folder should be")
+    run_id = client.submit("ccd", "sim-pstat-1", **CCD)
+    record = client.wait(run_id, timeout_s=10)
+    assert record["status"] == "failed" and "cannot create the run file" in record["error"]
+    assert daemon.workers["sim-pstat-1"].instrument.output_on is False
+    daemon.data_dir.unlink()
+    daemon.data_dir.mkdir()
+    assert client.wait(client.submit("ccd", "sim-pstat-1", **CCD), timeout_s=30)["status"] == "completed"

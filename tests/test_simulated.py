@@ -90,7 +90,8 @@ def test_clock_speed_factor_paces_blocks_in_real_time():
 
 
 def test_clock_block_sizes():
-    assert SimClock("max").block_size(1.0, 10_000) == 2048
+    assert SimClock("max").block_size(1.0, 10_000) == 60  # one simulated minute
+    assert SimClock("max").block_size(0.01, 10_000) == 2048
     assert SimClock(1.0).block_size(1.0, 100) == 1  # real time, 1 s samples: one per block
     assert SimClock(3600.0).block_size(1.0, 10_000) == 900  # 0.25 s of real time
     with pytest.raises(ValueError):

@@ -8,8 +8,11 @@ import time
 #: Longest real time one block of samples may cover, s.  The runner checks for abort and flushes
 #: between blocks, so this bounds abort latency and the age of unflushed data.
 MAX_BLOCK_REAL_S = 0.25
-#: Most samples in one block when the clock runs as fast as possible.
+#: Most samples in one block.
 MAX_BLOCK_SAMPLES = 2048
+#: Longest simulated time one block may cover when the clock runs as fast as possible, s: a step
+#: that a detector stops goes on at most this long in cell time after the sample that stopped it.
+MAX_BLOCK_SIM_S = 60.0
 
 
 class SimClock:
@@ -37,9 +40,8 @@ class SimClock:
 
     def block_size(self, sample_interval_s: float, remaining: int) -> int:
         """How many samples the next block should hold (at least 1, at most ``remaining``)."""
-        if self.unlimited:
-            return min(remaining, MAX_BLOCK_SAMPLES)
-        per_block = math.floor(MAX_BLOCK_REAL_S * float(self.speed) / sample_interval_s)
+        block_sim_s = MAX_BLOCK_SIM_S if self.unlimited else MAX_BLOCK_REAL_S * float(self.speed)
+        per_block = math.floor(block_sim_s / sample_interval_s)
         return max(1, min(remaining, per_block, MAX_BLOCK_SAMPLES))
 
     def wait_until(self, sim_time_s: float) -> None:
