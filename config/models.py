@@ -6,11 +6,12 @@ forbids unknown keys, so a typo in a TOML file fails at start instead of being i
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from echemd.config.presets import CELL_PRESETS, JUNCTION_PRESETS
 
 
 class StrictModel(BaseModel):
@@ -32,38 +33,101 @@ class InstrumentLimits(StrictModel):
     max_abs_current_A: float = Field(gt=0, description="largest |current| a run may apply or draw, A")
 
 
+def _apply_preset(presets: dict[str, dict[str, object]], data: object) -> object:
+    """Fill a model's input from its named preset; explicit keys win."""
+    if isinstance(data, dict) and data.get("preset") is not None:
+        name = data["preset"]
+        if name not in presets:
+            raise ValueError(f"unknown preset {name!r}; known presets: {', '.join(presets)}")
+        return {**presets[name], **data}
+    return data
+
+
 class SymmetricCellConfig(StrictModel):
     """A Li|solid electrolyte|Li symmetric cell, as held by a simulated potentiostat.
 
-    Defaults describe Li|Li6PS5Cl|Li with 2 mm diameter Li discs (flat interface, CCD ~1 mA/cm2).
+    Name a ``preset`` (see echemd.config.presets; default Li6PS5Cl-flat) and override what differs.
+    Areal quantities are per electrode area.
     """
 
-    area_cm2: float = Field(math.pi * 0.1**2, gt=0, description="electrode area, cm2")
-    ohmic_asr_ohm_cm2: float = Field(35.0, gt=0, description="bulk + interface ohmic ASR, Ohm cm2")
-    exchange_current_mA_cm2: float = Field(0.5, gt=0, description="exchange current density of each Li electrode, mA/cm2")
+    preset: str = Field("Li6PS5Cl-flat", description="named preset the other values default to")
+    area_cm2: float = Field(gt=0, description="electrode area, cm2")
+    thickness_um: float = Field(gt=0, description="electrolyte thickness, um")
+    bulk_conductivity_mS_cm: float = Field(gt=0, description="bulk (grain) ionic conductivity, mS/cm")
+    grain_boundary_asr_ohm_cm2: float = Field(ge=0, description="grain-boundary resistance, Ohm cm2")
+    grain_boundary_capacitance_uF_cm2: float = Field(gt=0, description="grain-boundary capacitance, uF/cm2")
+    interface_asr_ohm_cm2: float = Field(ge=0, description="Li|electrolyte interface resistance (both sides), Ohm cm2")
+    interface_capacitance_uF_cm2: float = Field(gt=0, description="interface capacitance, uF/cm2")
+    exchange_current_mA_cm2: float = Field(gt=0, description="exchange current density of each Li electrode, mA/cm2")
+    charge_transfer_capacitance_uF_cm2: float = Field(gt=0, description="double-layer (charge-transfer arc) capacitance, uF/cm2")
+    warburg_asr_ohm_cm2: float = Field(0.0, ge=0, description="finite-length diffusion resistance (0 = none), Ohm cm2")
+    warburg_time_s: float = Field(10.0, gt=0, description="diffusion time constant of the finite Warburg, s")
+    inductance_nH: float = Field(0.0, ge=0, description="cable inductance, nH")
     temperature_C: float = Field(25.0, gt=-100, lt=300, description="cell temperature, degC")
-    polarization_time_constant_s: float = Field(
-        20.0, gt=0, description="time constant of the charge-transfer polarization after a current step, s"
+    nucleation_overshoot_mV: float = Field(8.0, ge=0, description="extra plating overpotential at the start of plating at 1 mA/cm2, mV")
+    nucleation_charge_mAh_cm2: float = Field(0.001, gt=0, description="plated charge over which the overshoot decays (1/e), mAh/cm2")
+    void_onset_mA_cm2: float = Field(gt=0, description="stripping current density above which voids grow, mA/cm2")
+    void_growth_per_mAh_cm2: float = Field(0.5, ge=0, description="contact area lost per mAh/cm2 stripped per mA/cm2 above the onset")
+    void_healing_per_mAh_cm2: float = Field(5.0, ge=0, description="rate (per mAh/cm2 plated) at which lost contact recovers")
+    min_contact_fraction: float = Field(0.2, gt=0, le=1, description="contact area never falls below this fraction")
+    critical_current_mA_cm2: float = Field(gt=0, description="median critical current density (local), mA/cm2")
+    critical_current_spread: float = Field(ge=0, lt=1, description="relative spread of the critical current between cells (seeded)")
+    dendrite_charge_mAh_cm2: float = Field(gt=0, description="overdrive charge, integral of (j_local - j_critical) dt, for a dendrite to cross the cell, mAh/cm2"
     )
-    critical_current_mA_cm2: float = Field(1.1, gt=0, description="plating current density above which dendrites grow, mA/cm2")
-    incubation_charge_mAh_cm2: float = Field(
-        0.01, ge=0, description="plating charge above the critical current before the dendrite shorts the cell, mAh/cm2"
+    penetration_resistance_fraction: float = Field(
+        0.0, ge=0, lt=1, description="fraction of the bulk resistance a growing dendrite removes before it shorts"
     )
-    short_resistance_ohm: float = Field(2.0, gt=0, description="final resistance of the short, Ohm")
+    short_kind: Literal["hard", "soft"] = Field("hard", description="hard: collapses to short_resistance_ohm; soft: to a fluctuating fraction of the cell's")
+    short_resistance_ohm: float = Field(2.0, gt=0, description="final resistance of a hard short, Ohm")
+    soft_short_fraction: float = Field(0.3, gt=0, description="final soft-short resistance as a fraction of the cell's DC resistance")
     short_collapse_s: float = Field(15.0, gt=0, description="time constant of the short's resistance collapse, s")
     noise_V: float = Field(50e-6, ge=0, description="rms voltage measurement noise, V")
-    seed: int = Field(0, ge=0, description="seed of the cell's random numbers (noise)")
+    drift_V_per_sqrt_h: float = Field(50e-6, ge=0, description="random-walk drift of the voltage reading, V/sqrt(h)")
+    eis_noise: float = Field(0.002, ge=0, description="relative rms noise of impedance readings")
+    seed: int = Field(0, ge=0, description="seed of the cell's random numbers (critical current, noise, drift)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset(cls, data: object) -> object:
+        if isinstance(data, dict):
+            data = {"preset": "Li6PS5Cl-flat", **data}
+        return _apply_preset(CELL_PRESETS, data)
 
 
 class TipJunctionConfig(StrictModel):
-    """A c-AFM junction Li|LLZO|Pt tip, as held by a simulated sourcemeter (bias on the tip vs Li)."""
+    """A c-AFM junction Li|LLZO|Pt tip (or Au pad), as held by a simulated sourcemeter (bias on the tip vs Li).
 
-    triggering_bias_V: float = Field(-0.12, lt=0, description="bias at which a Li filament forms, V vs Li/Li+")
-    off_resistance_ohm: float = Field(1e10, gt=0, description="junction resistance before the filament forms, Ohm")
-    filament_resistance_ohm: float = Field(2e3, gt=0, description="resistance of a formed filament, Ohm")
+    The filament triggering bias depends on the distance d of the tip to the nearest grain boundary:
+    V_t(d) = V_gb * interior_ratio ** (1 - exp(-d / grain_boundary_reach_nm)).  Grains are a seeded
+    Voronoi map of ``grain_size_nm``; the tip starts at ``tip_x_nm``, ``tip_y_nm`` (moved onto the
+    nearest grain boundary unless ``tip_on_grain_boundary`` is false).
+    """
+
+    preset: str | None = Field(None, description="named preset (LLZO-tip, LLZO-pad)")
+    electrode: Literal["tip", "pad"] = "tip"
+    contact_radius_nm: float = Field(20.0, gt=0, description="tip radius or pad radius, nm")
+    triggering_bias_V: float = Field(-0.12, lt=0, description="filament triggering bias at a grain boundary, V vs Li/Li+")
+    interior_ratio: float = Field(100.0, ge=1, description="triggering bias deep in a grain / at a grain boundary")
+    grain_boundary_reach_nm: float = Field(40.0, gt=0, description="distance over which the grain boundary lowers the triggering bias, nm")
+    grain_size_nm: float = Field(1000.0, gt=0, description="mean grain size of the Voronoi grain map, nm")
+    tip_x_nm: float = Field(0.0, description="where the tip starts on the grain map, nm")
+    tip_y_nm: float = 0.0
+    tip_on_grain_boundary: bool = Field(True, description="start on the grain boundary nearest (tip_x_nm, tip_y_nm)")
+    off_resistance_ohm: float = Field(1e10, gt=0, description="junction resistance without a filament, Ohm")
+    filament_resistance_ohm: float = Field(1e5, gt=0, description="resistance of a formed filament, Ohm")
+    set_bias_V: float = Field(-0.25, lt=0, description="set bias the memristive cycling settles to, V")
+    set_settle_cycles: float = Field(5.0, gt=0, description="cycles over which the set bias moves from triggering to set_bias_V")
     reset_bias_V: float = Field(1.0, gt=0, description="bias at which the filament dissolves, V")
-    noise_A: float = Field(1e-12, ge=0, description="rms current measurement noise, A")
+    reset_probability: float = Field(1.0, ge=0, le=1, description="chance a reset sweep dissolves every filament")
+    bias_jitter_V: float = Field(0.01, ge=0, description="cycle-to-cycle rms jitter of set and reset biases, V")
+    noise_A: float = Field(1e-12, ge=0, description="rms current noise floor, A")
+    relative_noise: float = Field(0.01, ge=0, description="relative rms current noise")
     seed: int = Field(0, ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset(cls, data: object) -> object:
+        return _apply_preset(JUNCTION_PRESETS, data)
 
 
 class _InstrumentBase(StrictModel):

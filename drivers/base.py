@@ -52,10 +52,12 @@ class Block:
 class PotentiostatCapabilities:
     """What a potentiostat can do; protocols are checked against it before a run starts."""
 
-    modes: frozenset[str]
+    modes: frozenset[str]  # of "galvanostatic", "potentiostatic", "open_circuit", "eis"
     max_current_A: float
     max_voltage_V: float
     min_sample_interval_s: float
+    eis_min_frequency_Hz: float
+    eis_max_frequency_Hz: float
 
 
 @dataclass(frozen=True)
@@ -113,19 +115,58 @@ class Potentiostat(Instrument):
         Raises InstrumentRefused (before applying anything) if the current or interval is out of range.
         """
 
+    @abc.abstractmethod
+    def potentiostatic(self, voltage_V: float, duration_s: float, sample_interval_s: float) -> Iterator[Block]:
+        """Hold ``voltage_V`` for ``duration_s``, yielding blocks of (time_s, current_A, voltage_V)."""
+
+    @abc.abstractmethod
+    def open_circuit(self, duration_s: float, sample_interval_s: float) -> Iterator[Block]:
+        """Record the open-circuit voltage, yielding blocks of (time_s, current_A, voltage_V)."""
+
+    @abc.abstractmethod
+    def eis(self, frequencies_Hz: np.ndarray, amplitude_V: float, dc_voltage_V: float | None) -> Iterator[Block]:
+        """Potentiostatic EIS, one reading per frequency in the given order.
+
+        ``amplitude_V`` is the AC amplitude (V rms); ``dc_voltage_V`` the DC bias, or None for open
+        circuit.  Yields blocks of (time_s, frequency_Hz, z_real_ohm, z_imag_ohm).
+        """
+
+    def check_mode(self, mode: str) -> None:
+        if mode not in self.capabilities.modes:
+            raise InstrumentRefused(f"{self.name} has no {mode} mode")
+
+    def check_sample_interval(self, sample_interval_s: float) -> None:
+        fastest = self.capabilities.min_sample_interval_s
+        if sample_interval_s < fastest:
+            raise InstrumentRefused(f"{self.name}: sample interval {sample_interval_s:.4g} s is shorter than the fastest {fastest:.4g} s")
+
     def check_galvanostatic(self, current_A: float, sample_interval_s: float) -> None:
+        self.check_mode("galvanostatic")
+        if abs(current_A) > self.capabilities.max_current_A:
+            raise InstrumentRefused(
+                f"{self.name}: |current| {abs(current_A):.4g} A exceeds the instrument's range {self.capabilities.max_current_A:.4g} A"
+            )
+        self.check_sample_interval(sample_interval_s)
+
+    def check_potentiostatic(self, voltage_V: float, sample_interval_s: float) -> None:
+        self.check_mode("potentiostatic")
+        if abs(voltage_V) > self.capabilities.max_voltage_V:
+            raise InstrumentRefused(
+                f"{self.name}: |voltage| {abs(voltage_V):.4g} V exceeds the instrument's range {self.capabilities.max_voltage_V:.4g} V"
+            )
+        self.check_sample_interval(sample_interval_s)
+
+    def check_eis(self, frequencies_Hz: np.ndarray, amplitude_V: float, dc_voltage_V: float | None) -> None:
+        self.check_mode("eis")
         caps = self.capabilities
-        if "galvanostatic" not in caps.modes:
-            raise InstrumentRefused(f"{self.name} has no galvanostatic mode")
-        if abs(current_A) > caps.max_current_A:
+        low, high = float(np.min(frequencies_Hz)), float(np.max(frequencies_Hz))
+        if low < caps.eis_min_frequency_Hz or high > caps.eis_max_frequency_Hz:
             raise InstrumentRefused(
-                f"{self.name}: |current| {abs(current_A):.4g} A exceeds the instrument's range {caps.max_current_A:.4g} A"
+                f"{self.name}: EIS from {low:.4g} to {high:.4g} Hz is outside the instrument's "
+                f"{caps.eis_min_frequency_Hz:.4g} - {caps.eis_max_frequency_Hz:.4g} Hz"
             )
-        if sample_interval_s < caps.min_sample_interval_s:
-            raise InstrumentRefused(
-                f"{self.name}: sample interval {sample_interval_s:.4g} s is shorter than the fastest "
-                f"{caps.min_sample_interval_s:.4g} s"
-            )
+        if not 0 < amplitude_V <= caps.max_voltage_V or abs(dc_voltage_V or 0.0) + amplitude_V > caps.max_voltage_V:
+            raise InstrumentRefused(f"{self.name}: EIS amplitude {amplitude_V:.4g} V rms with DC {dc_voltage_V} V is out of range")
 
 
 class Sourcemeter(Instrument):

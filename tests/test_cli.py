@@ -30,8 +30,13 @@ def served(tmp_path):
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         started.append(process)
-        with Client(control, timeout_s=20) as client:
-            client.ping()
+        with Client(control, timeout_s=0.5) as client:
+            for _ in range(60):
+                try:
+                    client.ping()
+                    break
+                except TimeoutError:
+                    assert process.poll() is None, f"echemd serve exited: {process.communicate()[1]}"
         return process, control, tmp_path / "runs"
 
     started = []

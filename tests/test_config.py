@@ -34,7 +34,8 @@ limits = { max_abs_voltage_V = 5.0, max_abs_current_A = 0.1 }
 
 def test_minimal_file_loads_with_defaults(tmp_path):
     config = load_config(write(tmp_path, BASE))
-    assert config.instruments[0].cell.critical_current_mA_cm2 == 1.1
+    assert config.instruments[0].cell.preset == "Li6PS5Cl-flat"
+    assert config.instruments[0].cell.critical_current_mA_cm2 == 1.0
     assert config.flush_interval_s == 0.5
 
 
@@ -53,6 +54,14 @@ def test_wrong_value_says_what_is_expected(tmp_path):
     with pytest.raises(ConfigError) as error:
         load_config(path)
     assert "instruments[0] (pstat).limits.max_abs_current_A: Input should be greater than 0 (got -0.1)" in str(error.value)
+
+
+def test_presets_fill_in_and_explicit_keys_win(tmp_path):
+    config = load_config(write(tmp_path, BASE + '[instruments.cell]\npreset = "LLZO-bare"\nseed = 4\ncritical_current_mA_cm2 = 0.05\n'))
+    cell = config.instruments[0].cell
+    assert (cell.interface_asr_ohm_cm2, cell.critical_current_mA_cm2, cell.seed) == (900.0, 0.05, 4)
+    with pytest.raises(ConfigError, match="unknown preset 'LLZO-gold'; known presets: Li6PS5Cl-flat"):
+        load_config(write(tmp_path, BASE + '[instruments.cell]\npreset = "LLZO-gold"\n'))
 
 
 def test_unknown_driver_is_rejected(tmp_path):

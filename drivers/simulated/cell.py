@@ -1,25 +1,32 @@
-"""A Li|solid electrolyte|Li symmetric cell under galvanostatic control.
+"""A Li|solid electrolyte|Li symmetric cell: DC response, impedance and dendrite shorts from one set of parameters.
 
-The voltage of the cell is
+All internal quantities are areal (A/cm2, Ohm cm2, F/cm2); the public methods take and return
+absolute SI values (A, V, Ohm).  Positive current strips Li from the working electrode, negative
+current plates it (anodic positive).
 
-    V = j * ASR_ohmic + eta_ct(t)          (both electrodes; j in A/cm2, ASR in Ohm cm2)
+The cell is a series of elements, each consistent between the time and frequency domains:
 
-with the charge-transfer polarization of the two Li electrodes relaxing towards its Butler-Volmer
-steady state (symmetric, alpha = 0.5):
+- bulk electrolyte R_b = thickness / conductivity, reduced by a growing dendrite (penetration);
+- grain boundaries R_gb || C_gb;
+- the two Li|electrolyte interfaces R_int || C_int, scaled by the contact fraction a (voids);
+- charge transfer at both electrodes: Butler-Volmer, symmetric (alpha = 0.5):
+  eta = 2 * (2RT/F) * asinh(j_local / (2 j0)), j_local = j / a, in parallel with the double layer;
+- an optional finite-length Warburg (diffusion) and a series inductance (EIS only);
+- at the start of plating, a Li nucleation overshoot decaying with the plated charge;
+- a short: when the dendrite has crossed the cell, a parallel path whose resistance collapses from
+  10 MOhm to a hard (Ohms) or soft (a fraction of the cell's, fluctuating) value.
 
-    eta_ss = 2 * (2RT/F) * asinh(j / (2 j0)),   eta_ct(t) = eta_ss + (eta_0 - eta_ss) exp(-t / tau)
-
-Dendrites: while Li is plated on the working electrode (negative current) at a current density
-above the critical one, the plated charge counts towards an incubation charge; when it is reached
-a short forms in parallel with the cell and its resistance collapses exponentially to its final
-value.  The shorted cell is treated as its open-circuit response behind its small-signal
-resistance, loaded by the short:  V = V_cell * R_short / (R_short + R_cell).  The short never heals.
-
-This is the seam for the full physics (interfaces, voids, nucleation, EIS): callers only use
-:meth:`SymmetricCell.galvanostatic`.
+Each RC element relaxes with its own time constant after a current step (exact exponential
+between samples).  Contact is lost while stripping above the void onset and heals while plating.
+The dendrite advances at a rate proportional to the local overdrive j_local - j_critical, so a cell
+fails sooner the harder it is driven and never below its (seeded, per cell) critical current.
+Reading noise and a random-walk drift come on top.  Everything random is drawn from the seed.
 """
 
 from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -29,64 +36,241 @@ FARADAY_C_MOL = 96485.33212
 GAS_CONSTANT_J_MOL_K = 8.314462618
 #: Resistance of a dendrite the moment it touches the counter electrode, Ohm.
 SHORT_INITIAL_RESISTANCE_OHM = 1e7
+#: Slowest mode of a finite-length Warburg relative to its diffusion time (4 / pi^2).
+WARBURG_MODE = 4.0 / math.pi**2
+#: Relative rms current noise of potentiostatic readings, and its floor (A).
+CURRENT_NOISE, CURRENT_NOISE_FLOOR_A = 1e-4, 1e-10
+MAH_CM2_PER_A_S_CM2 = 1e3 / 3600.0  # A s/cm2 -> mAh/cm2
+
+
+@dataclass
+class CellState:
+    """What the cell remembers between samples."""
+
+    time_s: float = 0.0
+    contact: float = 1.0  # fraction of the interface in contact (voids lower it)
+    dendrite: float = 0.0  # 0 .. 1: how far the dendrite has crossed the cell
+    plated_mAh_cm2: float = 0.0  # plated since plating last began (nucleation)
+    plating: bool = False
+    drift_V: float = 0.0
+    elements_V: dict[str, float] = field(default_factory=dict)  # voltages of the relaxing elements
+    short_since_s: float | None = None
 
 
 class SymmetricCell:
-    """State and response of one symmetric cell.  Reproducible from the config's seed."""
+    """One symmetric cell.  Reproducible from its config's seed."""
 
     def __init__(self, config: SymmetricCellConfig) -> None:
-        self.config = config
-        self._rng = np.random.default_rng(config.seed)
-        self._thermal_V = GAS_CONSTANT_J_MOL_K * (config.temperature_C + 273.15) / FARADAY_C_MOL
-        self._eta_V = 0.0  # charge-transfer polarization of the unshorted cell
-        self._dendrite_charge_C_cm2 = 0.0
-        self._time_s = 0.0
-        self.short_since_s: float | None = None  # cell time at which the short formed
+        c = self.config = config
+        rng = np.random.default_rng(config.seed)
+        self.critical_A_cm2 = c.critical_current_mA_cm2 * 1e-3 * math.exp(c.critical_current_spread * rng.standard_normal())
+        self._rng = rng
+        self.state = CellState()
+        self._thermal_V = GAS_CONSTANT_J_MOL_K * (c.temperature_C + 273.15) / FARADAY_C_MOL
+        self._j0 = c.exchange_current_mA_cm2 * 1e-3
+        self.bulk_asr_ohm_cm2 = (c.thickness_um * 1e-4) / (c.bulk_conductivity_mS_cm * 1e-3)
+        self._soft_short_ohm = c.soft_short_fraction * self.dc_resistance_ohm()
 
-    @property
-    def small_signal_resistance_ohm(self) -> float:
-        """dV/dI of the unshorted cell at zero current, Ohm."""
+    # --- element values (areal) --------------------------------------------------------------
+    def _charge_transfer_V(self, j_local: np.ndarray | float) -> np.ndarray | float:
+        return 4 * self._thermal_V * np.arcsinh(np.asarray(j_local) / (2 * self._j0))
+
+    def _charge_transfer_asr(self, j_local: float) -> float:
+        """d eta / d j_local of both electrodes, Ohm cm2."""
+        return 2 * self._thermal_V / self._j0 / math.sqrt(1 + (j_local / (2 * self._j0)) ** 2)
+
+    def _time_constants(self) -> dict[str, float]:
         c = self.config
-        charge_transfer_asr = 2 * self._thermal_V / (c.exchange_current_mA_cm2 * 1e-3)
-        return (c.ohmic_asr_ohm_cm2 + charge_transfer_asr) / c.area_cm2
+        return {
+            "gb": c.grain_boundary_asr_ohm_cm2 * c.grain_boundary_capacitance_uF_cm2 * 1e-6,
+            "int": c.interface_asr_ohm_cm2 * c.interface_capacitance_uF_cm2 * 1e-6,
+            "ct": self._charge_transfer_asr(0.0) * c.charge_transfer_capacitance_uF_cm2 * 1e-6,
+            "w": WARBURG_MODE * c.warburg_time_s,
+        }
 
+    def _targets(self, j: float, contact: np.ndarray) -> dict[str, np.ndarray]:
+        """Steady-state voltage of each relaxing element at areal current j (A/cm2)."""
+        c = self.config
+        return {
+            "gb": np.full_like(contact, j * c.grain_boundary_asr_ohm_cm2),
+            "int": j * c.interface_asr_ohm_cm2 / contact,
+            "ct": self._charge_transfer_V(j / contact),
+            "w": j * c.warburg_asr_ohm_cm2 / contact,
+        }
+
+    # --- small-signal view -------------------------------------------------------------------
+    def dc_resistance_ohm(self, current_A: float = 0.0) -> float:
+        """dV/dI of the unshorted cell at ``current_A`` in its present state, Ohm (the EIS low-f limit)."""
+        c, s = self.config, self.state
+        j_local = current_A / c.area_cm2 / s.contact
+        asr = (
+            self.bulk_asr_ohm_cm2 * (1 - c.penetration_resistance_fraction * s.dendrite)
+            + c.grain_boundary_asr_ohm_cm2
+            + (c.interface_asr_ohm_cm2 + self._charge_transfer_asr(j_local) + c.warburg_asr_ohm_cm2) / s.contact
+        )
+        return asr / c.area_cm2
+
+    def short_resistance_ohm(self, times_s: np.ndarray) -> np.ndarray:
+        """Resistance of the short path at cell times ``times_s`` (inf before the short)."""
+        since = self.state.short_since_s
+        r = np.full(np.shape(times_s), np.inf)
+        if since is None:
+            return r
+        c = self.config
+        final = c.short_resistance_ohm if c.short_kind == "hard" else self._soft_short_ohm
+        age = np.asarray(times_s) - since
+        after = age >= 0
+        r[after] = final + SHORT_INITIAL_RESISTANCE_OHM * np.exp(-age[after] / c.short_collapse_s)
+        if c.short_kind == "soft":  # a soft short flickers
+            r[after] *= np.exp(0.2 * self._rng.standard_normal(int(after.sum())))
+        return r
+
+    def impedance_ohm(self, frequency_Hz: np.ndarray, current_A: float = 0.0) -> np.ndarray:
+        """Noise-free complex impedance (Ohm) at ``current_A`` DC, in the present state."""
+        c, s = self.config, self.state
+        w = 2 * np.pi * np.asarray(frequency_Hz, dtype=np.float64)
+        tau = self._time_constants()
+        j_local = current_A / c.area_cm2 / s.contact
+        r_ct = self._charge_transfer_asr(j_local)
+        z = (
+            self.bulk_asr_ohm_cm2 * (1 - c.penetration_resistance_fraction * s.dendrite)
+            + c.grain_boundary_asr_ohm_cm2 / (1 + 1j * w * tau["gb"])
+            + c.interface_asr_ohm_cm2 / s.contact / (1 + 1j * w * tau["int"])
+            + r_ct / s.contact / (1 + 1j * w * r_ct * c.charge_transfer_capacitance_uF_cm2 * 1e-6)
+        ) / c.area_cm2
+        if c.warburg_asr_ohm_cm2 > 0:
+            root = np.sqrt(1j * w * c.warburg_time_s)
+            z = z + c.warburg_asr_ohm_cm2 / s.contact / c.area_cm2 * np.tanh(root) / root
+        z = z + 1j * w * c.inductance_nH * 1e-9
+        r_short = self.short_resistance_ohm(np.array([s.time_s]))[0]
+        return z if math.isinf(r_short) else z * r_short / (z + r_short)
+
+    def measure_impedance(self, frequency_Hz: float, current_A: float, duration_s: float) -> complex:
+        """One impedance reading (Ohm) at ``frequency_Hz``, taking ``duration_s`` of cell time."""
+        self.galvanostatic(current_A, np.array([duration_s]))
+        z = complex(self.impedance_ohm(np.array([frequency_Hz]), current_A)[0])
+        noise = self.config.eis_noise * abs(z) * complex(*self._rng.standard_normal(2))
+        return z + noise
+
+    # --- time domain -------------------------------------------------------------------------
     def galvanostatic(self, current_A: float, offsets_s: np.ndarray) -> np.ndarray:
-        """Voltages (V) at ``offsets_s`` (s, increasing, > 0) after now, at constant ``current_A``.
+        """Voltages (V) at ``offsets_s`` (s, increasing, > 0) after now at constant ``current_A``.
 
         Advances the cell's state to the last offset.
         """
         c = self.config
-        j = current_A / c.area_cm2  # A/cm2
-        j0 = c.exchange_current_mA_cm2 * 1e-3
-        eta_ss = 2 * (2 * self._thermal_V) * np.arcsinh(j / (2 * j0))
-        eta = eta_ss + (self._eta_V - eta_ss) * np.exp(-offsets_s / c.polarization_time_constant_s)
-        v_cell = j * c.ohmic_asr_ohm_cm2 + eta
+        j = current_A / c.area_cm2
+        t = np.asarray(offsets_s, dtype=np.float64)
+        contact, dendrite, plated = self._advance(j, t)
+        v_cell = self._cell_voltage(j, t, contact, dendrite, plated)
+        factor = self._loading(self.state.time_s + t - t[-1], j)
+        return v_cell * factor + self._drift(t) + self._rng.normal(0.0, c.noise_V, len(t))
 
-        self._grow_dendrite(j, offsets_s)
-        factor = self._short_factor(self._time_s + offsets_s)
-        voltage = v_cell * factor + self._rng.normal(0.0, c.noise_V, len(offsets_s))
-
-        self._eta_V = float(eta[-1])
-        self._time_s += float(offsets_s[-1])
-        return voltage
-
-    def _grow_dendrite(self, j_A_cm2: float, offsets_s: np.ndarray) -> None:
+    def potentiostatic(self, voltage_V: float, offsets_s: np.ndarray) -> np.ndarray:
+        """Currents (A) at ``offsets_s`` after now while the cell is held at ``voltage_V``."""
         c = self.config
-        plating = -j_A_cm2
-        if self.short_since_s is not None or plating <= c.critical_current_mA_cm2 * 1e-3:
-            return
-        needed = c.incubation_charge_mAh_cm2 * 3.6 - self._dendrite_charge_C_cm2  # mAh/cm2 -> C/cm2
-        if plating * offsets_s[-1] >= needed:
-            self.short_since_s = self._time_s + needed / plating
-            self._dendrite_charge_C_cm2 += needed
+        j = self._solve_current(voltage_V)
+        t = np.asarray(offsets_s, dtype=np.float64)
+        contact, dendrite, plated = self._advance(j, t)
+        self.state.elements_V = {k: float(v[-1]) for k, v in self._targets(j, contact[-1:]).items()}
+        through_short = voltage_V / self.short_resistance_ohm(self.state.time_s + t - t[-1])
+        current = j * c.area_cm2 + through_short
+        noise = self._rng.standard_normal(len(t)) * (CURRENT_NOISE * np.abs(current) + CURRENT_NOISE_FLOOR_A)
+        return current + noise
+
+    def _steady_voltage(self, j: float) -> float:
+        c, s = self.config, self.state
+        contact = np.array([s.contact])
+        plating = j < 0
+        plated = s.plated_mAh_cm2 if (plating and s.plating) else 0.0
+        v = j * self.bulk_asr_ohm_cm2 * (1 - c.penetration_resistance_fraction * s.dendrite)
+        v += sum(float(x[0]) for x in self._targets(j, contact).values())
+        return v + self._nucleation_V(j, np.array([plated]))[0] + s.drift_V
+
+    def current_at(self, voltage_V: float) -> float:
+        """Steady current (A) of the unshorted cell held at ``voltage_V`` in its present state."""
+        return self._solve_current(voltage_V) * self.config.area_cm2
+
+    def _solve_current(self, voltage_V: float) -> float:
+        """Areal current (A/cm2) at which the unshorted cell's steady voltage equals ``voltage_V`` (bisection)."""
+        lo, hi = -1.0, 1.0  # A/cm2: far beyond any Li cell
+        for _ in range(80):
+            mid = 0.5 * (lo + hi)
+            if self._steady_voltage(mid) < voltage_V:
+                lo = mid
+            else:
+                hi = mid
+        return 0.5 * (lo + hi)
+
+    def _advance(self, j: float, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Contact fraction, dendrite progress and nucleation charge at each offset; moves the state on."""
+        c, s = self.config, self.state
+        j_mA = j * 1e3
+        charge = abs(j) * t * MAH_CM2_PER_A_S_CM2  # mAh/cm2 passed since now
+        plating = j < 0
+        if plating:
+            contact = 1 - (1 - s.contact) * np.exp(-c.void_healing_per_mAh_cm2 * charge)
+        elif j_mA > c.void_onset_mA_cm2:
+            contact = np.maximum(c.min_contact_fraction, s.contact - c.void_growth_per_mAh_cm2 * (j_mA - c.void_onset_mA_cm2) * charge)
         else:
-            self._dendrite_charge_C_cm2 += plating * float(offsets_s[-1])
+            contact = np.full_like(t, s.contact)
+        plated = (s.plated_mAh_cm2 if s.plating else 0.0) + charge if plating else np.zeros_like(t)
 
-    def _short_factor(self, times_s: np.ndarray) -> np.ndarray:
-        if self.short_since_s is None:
-            return np.ones_like(times_s)
+        dendrite = np.full_like(t, s.dendrite)
+        if plating and s.short_since_s is None:
+            rate = np.maximum(0.0, -j / contact - self.critical_A_cm2) * MAH_CM2_PER_A_S_CM2 / c.dendrite_charge_mAh_cm2  # 1/s
+            steps = rate * np.diff(t, prepend=0.0)
+            dendrite = s.dendrite + np.cumsum(steps)
+            crossed = np.flatnonzero(dendrite >= 1.0)
+            if crossed.size:
+                k = crossed[0]
+                before = dendrite[k - 1] if k else s.dendrite
+                t_before = t[k - 1] if k else 0.0
+                s.short_since_s = s.time_s + t_before + (1.0 - before) / rate[k]
+                dendrite = np.minimum(dendrite, 1.0)
+
+        s.contact, s.dendrite = float(contact[-1]), float(dendrite[-1])
+        s.plated_mAh_cm2, s.plating = float(plated[-1]), plating
+        s.time_s += float(t[-1])
+        return contact, dendrite, plated
+
+    def _nucleation_V(self, j: float, plated_mAh_cm2: np.ndarray) -> np.ndarray:
         c = self.config
-        age = np.clip(times_s - self.short_since_s, 0.0, None)
-        r_short = c.short_resistance_ohm + SHORT_INITIAL_RESISTANCE_OHM * np.exp(-age / c.short_collapse_s)
-        factor = r_short / (r_short + self.small_signal_resistance_ohm)
-        return np.where(times_s >= self.short_since_s, factor, 1.0)
+        if j >= 0:
+            return np.zeros_like(plated_mAh_cm2)
+        size = c.nucleation_overshoot_mV * 1e-3 * math.sqrt(-j * 1e3)
+        return -size * np.exp(-plated_mAh_cm2 / c.nucleation_charge_mAh_cm2)
+
+    def _cell_voltage(self, j: float, t: np.ndarray, contact: np.ndarray, dendrite: np.ndarray, plated: np.ndarray) -> np.ndarray:
+        """Voltage of the unshorted cell at offsets t, each RC element relaxing towards its target."""
+        c, s = self.config, self.state
+        v = j * self.bulk_asr_ohm_cm2 * (1 - c.penetration_resistance_fraction * dendrite)
+        v = v + self._nucleation_V(j, plated)
+        tau = self._time_constants()
+        for name, target in self._targets(j, contact).items():
+            start = s.elements_V.get(name, 0.0)
+            decay = np.exp(-t / tau[name]) if tau[name] > 0 else np.zeros_like(t)
+            element = target + (start - target[0]) * decay
+            s.elements_V[name] = float(element[-1])
+            v = v + element
+        return v
+
+    def _loading(self, times_s: np.ndarray, j: float) -> np.ndarray:
+        """Factor by which a short in parallel lowers the cell's voltage at cell times ``times_s``."""
+        r_short = self.short_resistance_ohm(times_s)
+        factor = np.ones_like(r_short)
+        shorted = np.isfinite(r_short)
+        factor[shorted] = r_short[shorted] / (r_short[shorted] + self.dc_resistance_ohm(j * self.config.area_cm2))
+        return factor
+
+    def _drift(self, t: np.ndarray) -> np.ndarray:
+        c, s = self.config, self.state
+        steps = self._rng.standard_normal(len(t)) * c.drift_V_per_sqrt_h * np.sqrt(np.diff(t, prepend=0.0) / 3600.0)
+        drift = s.drift_V + np.cumsum(steps)
+        s.drift_V = float(drift[-1])
+        return drift
+
+    @property
+    def short_since_s(self) -> float | None:
+        """Cell time at which the short formed, or None."""
+        return self.state.short_since_s

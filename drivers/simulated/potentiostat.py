@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -12,13 +12,18 @@ from echemd.drivers.simulated.cell import SymmetricCell
 from echemd.drivers.simulated.clock import SimClock
 from echemd.drivers.simulated.instrument import SimulatedInstrument
 
-#: Interface 1010E: +-1 A (top range), +-12 V compliance, 10 ms fastest sampling in chrono modes.
+#: Interface 1010E: +-1 A (top range), +-12 V compliance, 10 ms fastest sampling in chrono modes,
+#: EIS 10 uHz - 2 MHz.
 CAPABILITIES = PotentiostatCapabilities(
-    modes=frozenset({"galvanostatic"}),
+    modes=frozenset({"galvanostatic", "potentiostatic", "open_circuit", "eis"}),
     max_current_A=1.0,
     max_voltage_V=12.0,
     min_sample_interval_s=0.01,
+    eis_min_frequency_Hz=1e-5,
+    eis_max_frequency_Hz=2e6,
 )
+#: Cell time one impedance reading takes: this many periods of the frequency, at least EIS_MIN_S.
+EIS_PERIODS, EIS_MIN_S = 2.0, 0.2
 
 
 class SimulatedPotentiostat(SimulatedInstrument, Potentiostat):
@@ -29,6 +34,49 @@ class SimulatedPotentiostat(SimulatedInstrument, Potentiostat):
 
     def galvanostatic(self, current_A: float, duration_s: float, sample_interval_s: float) -> Iterator[Block]:
         self.check_galvanostatic(current_A, sample_interval_s)
+
+        def sample(offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            compliance = self.capabilities.max_voltage_V
+            voltage = np.clip(self.cell.galvanostatic(current_A, offsets), -compliance, compliance)
+            return np.full(len(offsets), float(current_A)), voltage
+
+        return self._chrono(sample, duration_s, sample_interval_s)
+
+    def potentiostatic(self, voltage_V: float, duration_s: float, sample_interval_s: float) -> Iterator[Block]:
+        self.check_potentiostatic(voltage_V, sample_interval_s)
+
+        def sample(offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            limit = self.capabilities.max_current_A
+            current = np.clip(self.cell.potentiostatic(voltage_V, offsets), -limit, limit)
+            return current, np.full(len(offsets), float(voltage_V))
+
+        return self._chrono(sample, duration_s, sample_interval_s)
+
+    def open_circuit(self, duration_s: float, sample_interval_s: float) -> Iterator[Block]:
+        self.check_mode("open_circuit")
+        self.check_sample_interval(sample_interval_s)
+        return self._chrono(lambda offsets: (np.zeros(len(offsets)), self.cell.galvanostatic(0.0, offsets)), duration_s, sample_interval_s)
+
+    def eis(self, frequencies_Hz: np.ndarray, amplitude_V: float, dc_voltage_V: float | None) -> Iterator[Block]:
+        frequencies_Hz = np.asarray(frequencies_Hz, dtype=np.float64)
+        self.check_eis(frequencies_Hz, amplitude_V, dc_voltage_V)
+        return self._eis(frequencies_Hz, dc_voltage_V)
+
+    def _eis(self, frequencies_Hz: np.ndarray, dc_voltage_V: float | None) -> Iterator[Block]:
+        self._start_acquisition()
+        try:
+            dc_current_A = 0.0 if dc_voltage_V is None else self.cell.current_at(dc_voltage_V)
+            for frequency in frequencies_Hz:
+                duration = max(EIS_MIN_S, EIS_PERIODS / frequency)
+                z = self.cell.measure_impedance(float(frequency), dc_current_A, duration)
+                times = np.array([self._time_s + duration])
+                self._advance(times)
+                yield Block({"time_s": times, "frequency_Hz": np.array([frequency]), "z_real_ohm": np.array([z.real]), "z_imag_ohm": np.array([z.imag])})
+        finally:
+            self.output_on = False
+
+    def _chrono(self, sample: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], duration_s: float, sample_interval_s: float) -> Iterator[Block]:
+        """Blocks of (time_s, current_A, voltage_V) from ``sample(offsets)`` paced by the clock."""
         total = max(1, round(duration_s / sample_interval_s))
         self._start_acquisition()
         try:
@@ -36,11 +84,10 @@ class SimulatedPotentiostat(SimulatedInstrument, Potentiostat):
             while done < total:
                 n = self.clock.block_size(sample_interval_s, total - done)
                 offsets = sample_interval_s * np.arange(1, n + 1, dtype=np.float64)
-                compliance = self.capabilities.max_voltage_V
-                voltage = np.clip(self.cell.galvanostatic(current_A, offsets), -compliance, compliance)
+                current, voltage = sample(offsets)
                 times = self._time_s + offsets
                 self._advance(times)
                 done += n
-                yield Block({"time_s": times, "current_A": np.full(n, float(current_A)), "voltage_V": voltage})
+                yield Block({"time_s": times, "current_A": current, "voltage_V": voltage})
         finally:
             self.output_on = False

@@ -20,13 +20,23 @@ class SimulatedSourcemeter(SimulatedInstrument, Sourcemeter):
     def __init__(self, config: SimulatedSourcemeterConfig, clock: SimClock | None = None) -> None:
         super().__init__(config.name, config.driver, clock or SimClock(config.clock))
         self.capabilities = CAPABILITIES
+        self.voltage_limit_V = config.limits.max_abs_voltage_V  # software limit (a 2400's OVP starts at 20 V)
         self.junction = TipJunction(config.junction)
+
+    def place_tip(self, x_nm: float, y_nm: float) -> float:
+        """Simulator only: move the tip to a fresh spot of the sample; returns its distance to a grain boundary, nm."""
+        self.junction.place(x_nm, y_nm)
+        return self.junction.distance_nm
 
     def voltage_sweep(self, biases_V: np.ndarray, compliance_A: float, dwell_s: float) -> Iterator[Block]:
         biases_V = np.asarray(biases_V, dtype=np.float64)
         caps = self.capabilities
-        if np.abs(biases_V).max(initial=0.0) > caps.max_voltage_V:
-            raise InstrumentRefused(f"{self.name}: bias beyond the {caps.max_voltage_V} V source range")
+        largest = np.abs(biases_V).max(initial=0.0)
+        if largest > min(caps.max_voltage_V, self.voltage_limit_V):
+            raise InstrumentRefused(
+                f"{self.name}: |bias| {largest:.4g} V exceeds the voltage limit {self.voltage_limit_V:g} V "
+                f"(source range {caps.max_voltage_V:g} V)"
+            )
         if not 0 < compliance_A <= caps.max_compliance_A:
             raise InstrumentRefused(f"{self.name}: compliance must be in (0, {caps.max_compliance_A}] A")
         if dwell_s < caps.min_sample_interval_s:
