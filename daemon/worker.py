@@ -10,27 +10,15 @@ from __future__ import annotations
 import collections
 import logging
 import threading
-from typing import Any
-
-import numpy as np
 
 from echemd.config.models import InstrumentLimits
+from echemd.daemon.engine import Engine, RunAborted
 from echemd.daemon.publisher import Publisher
 from echemd.daemon.run import Run
 from echemd.daemon.runfile import RunFile, utc_now
-from echemd.daemon.safety import limit_violation
 from echemd.drivers.base import Instrument
-from echemd.protocols.base import Event, StepOutcome
 
 log = logging.getLogger(__name__)
-
-
-class RunAborted(Exception):
-    """Raised inside a run when an abort was requested."""
-
-
-class RunFailed(Exception):
-    """Raised inside a run when the daemon ends it (e.g. a safety limit)."""
 
 
 class InstrumentWorker:
@@ -131,18 +119,29 @@ class InstrumentWorker:
         run.runfile = runfile
         run.status, run.started = "running", utc_now()
         self._status(run)
-        execution = _Execution(run, self.instrument, self.limits, runfile, self.publisher)
+
+        def note(time_s: float, kind: str, message: str) -> None:
+            seq = runfile.add_event(time_s, kind, message)
+            self.publisher.notice(run.run_id, "event", {"seq": seq, "time_s": time_s, "kind": kind, "message": message})
+
+        engine = Engine(
+            self.instrument,
+            record=lambda columns: self.publisher.data(runfile.append(columns)),
+            note=note,
+            limits=self.limits,
+            aborted=run.abort_requested.is_set,
+        )
         status, result, error = "failed", None, ""
         try:
-            result = execution.drive()
+            result = engine.run(protocol.plan(run.parameters))
             status = "completed"
         except RunAborted:
             status, error = "aborted", "aborted on request"
-            execution.event("abort", error)
+            engine.event("abort", error)
         except Exception as exc:
             status, error = "failed", f"{type(exc).__name__}: {exc}"
             log.exception("run %s failed", run.run_id)
-            execution.event("error", error)
+            engine.event("error", error)
         finally:
             try:
                 self.instrument.safe_state()
@@ -158,68 +157,3 @@ class InstrumentWorker:
         header = {"seq": run.status_seq, "status": run.status, "n_samples": run.n_samples, "error": run.error}
         run.status_seq += 1
         self.publisher.notice(run.run_id, "status", header)
-
-
-class _Execution:
-    """Drives one protocol plan on one instrument, recording every block."""
-
-    def __init__(self, run: Run, instrument: Instrument, limits: InstrumentLimits, runfile: RunFile, publisher: Publisher) -> None:
-        self.run = run
-        self.instrument = instrument
-        self.limits = limits
-        self.runfile = runfile
-        self.publisher = publisher
-        self.clock_zero_s = instrument.time_s
-        self.last_time_s = 0.0
-        self._events = 0
-
-    def drive(self) -> dict[str, Any]:
-        plan = self.run.protocol.plan(self.run.parameters)
-        try:
-            message = next(plan)
-            while True:
-                if self.run.abort_requested.is_set():
-                    raise RunAborted()
-                if isinstance(message, Event):
-                    self.event(message.kind, message.message)
-                    message = plan.send(None)
-                else:
-                    message = plan.send(self.step(message))
-        except StopIteration as finished:
-            return finished.value
-        finally:
-            plan.close()
-
-    def step(self, step) -> StepOutcome:
-        self.event("step", step.label)
-        blocks: list[dict[str, np.ndarray]] = []
-        stop = None
-        acquisition = step.acquire(self.instrument)
-        try:
-            for block in acquisition:
-                columns = dict(block.columns)
-                columns["time_s"] = columns["time_s"] - self.clock_zero_s
-                self.publisher.data(self.runfile.append(columns))
-                self.last_time_s = float(columns["time_s"][-1])
-                blocks.append(columns)
-                violation = limit_violation(columns, self.limits)
-                if violation:
-                    self.event("limit", violation)
-                    raise RunFailed(f"safety limit: {violation}")
-                for condition in step.stops:
-                    stop = condition.update(columns)
-                    if stop is not None:
-                        break
-                if stop is not None:
-                    self.event("stop", f"{step.label}: {stop.reason} at {stop.time_s:.6g} s")
-                    break
-                if self.run.abort_requested.is_set():
-                    raise RunAborted()
-        finally:
-            acquisition.close()
-        names = blocks[0].keys() if blocks else ()
-        return StepOutcome({name: np.concatenate([b[name] for b in blocks]) for name in names}, stop)
-
-    def event(self, kind: str, message: str) -> None:
-        seq = self.runfile.add_event(self.last_time_s, kind, message)
-        self.publisher.notice(self.run.run_id, "event", {"seq": seq, "time_s": self.last_time_s, "kind": kind, "message": message})

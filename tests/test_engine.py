@@ -1,0 +1,47 @@
+"""The engine that drives plans: time base, safety limits, aborts, and the output always off after."""
+
+import numpy as np
+import pytest
+
+from echemd.config import InstrumentLimits, load_default_config
+from echemd.daemon.engine import Engine, RunAborted, RunFailed
+from echemd.drivers.registry import open_instrument
+from echemd.protocols import CCD
+
+
+@pytest.fixture
+def pstat():
+    return open_instrument(load_default_config().instrument("sim-pstat-1"))
+
+
+def engine_for(instrument, **kwargs):
+    recorded, notes = [], []
+    engine = Engine(instrument, record=recorded.append, note=lambda t, kind, message: notes.append((t, kind, message)), **kwargs)
+    return engine, recorded, notes
+
+
+def test_blocks_are_in_run_time_and_contiguous_across_runs(pstat):
+    for _ in range(2):
+        engine, recorded, notes = engine_for(pstat)
+        result = engine.run(CCD.plan(CCD.parameters(diameter_mm=2.0, max_plating_mA_cm2=1.0)))
+        t = np.concatenate([block["time_s"] for block in recorded])
+        assert t[0] == 1.0 and np.all(np.diff(t) == 1.0)  # every run starts at its own zero
+        assert result["stopped_by"] in ("max_current", "short")
+        assert [kind for _, kind, _ in notes][:2] == ["step", "step"]
+        assert pstat.output_on is False
+
+
+def test_a_sample_beyond_the_instruments_limits_fails_the_run_with_the_output_off(pstat):
+    engine, recorded, notes = engine_for(pstat, limits=InstrumentLimits(max_abs_voltage_V=0.05, max_abs_current_A=0.1))
+    with pytest.raises(RunFailed, match=r"voltage_V = -0\.0\d+ at t = 1 s is beyond the limit max_abs_voltage_V = 0.05"):
+        engine.run(CCD.plan(CCD.parameters(diameter_mm=2.0)))
+    assert notes[-1][1] == "limit" and pstat.output_on is False
+    assert sum(len(block["time_s"]) for block in recorded) > 0  # what was measured was recorded first
+
+
+def test_an_abort_ends_the_run_between_blocks(pstat):
+    blocks = []
+    engine = Engine(pstat, record=blocks.append, note=lambda *_: None, aborted=lambda: len(blocks) >= 3)
+    with pytest.raises(RunAborted):
+        engine.run(CCD.plan(CCD.parameters(diameter_mm=2.0)))
+    assert len(blocks) == 3 and pstat.output_on is False
