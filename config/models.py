@@ -151,8 +151,30 @@ class SimulatedSourcemeterConfig(_InstrumentBase):
     junction: TipJunctionConfig = TipJunctionConfig()
 
 
+SIMULATED_ADDRESS = "simulated"
+
+
+class Keithley2400Config(_InstrumentBase):
+    """A Keithley 2400 SourceMeter through pymeasure over pyvisa.
+
+    ``address`` is a VISA resource string (``GPIB0::24::INSTR``, ``ASRL/dev/ttyUSB0::INSTR``,
+    ``TCPIP0::192.0.2.5::1234::SOCKET``), or ``simulated`` for echemd's SCPI-level simulator
+    answering from ``junction`` on ``clock``.  ``limits.max_abs_voltage_V`` is enforced in software
+    (the 2400's own over-voltage protection cannot be set below 20 V).
+    """
+
+    driver: Literal["keithley2400"]
+    address: str = Field(min_length=1)
+    visa_library: str = Field("", description="pyvisa backend, e.g. '@py' for pyvisa-py; empty: the system's VISA")
+    timeout_s: float = Field(5.0, gt=0, description="VISA timeout of ordinary queries (sweeps extend it), s")
+    nplc: float = Field(0.1, ge=0.01, le=10, description="integration time, power-line cycles")
+    line_frequency_Hz: Literal[50, 60] = Field(50, description="mains frequency, Hz")
+    clock: ClockSpeed = "max"
+    junction: TipJunctionConfig = TipJunctionConfig()
+
+
 InstrumentConfig = Annotated[
-    Union[SimulatedPotentiostatConfig, SimulatedSourcemeterConfig],
+    Union[SimulatedPotentiostatConfig, SimulatedSourcemeterConfig, Keithley2400Config],
     Field(discriminator="driver"),
 ]
 
@@ -181,7 +203,7 @@ class DaemonConfig(StrictModel):
             raise ValueError(f"instrument names must be unique; repeated: {', '.join(duplicated)}")
         return self
 
-    def instrument(self, name: str) -> SimulatedPotentiostatConfig | SimulatedSourcemeterConfig:
+    def instrument(self, name: str) -> SimulatedPotentiostatConfig | SimulatedSourcemeterConfig | Keithley2400Config:
         for instrument in self.instruments:
             if instrument.name == name:
                 return instrument

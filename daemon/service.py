@@ -23,7 +23,7 @@ from echemd.daemon.publisher import Publisher
 from echemd.daemon.run import FINAL_STATUSES, Run
 from echemd.daemon.runfile import read_attrs, read_blocks
 from echemd.daemon.worker import InstrumentWorker
-from echemd.drivers.registry import open_instrument
+from echemd.drivers.registry import make_instrument
 from echemd.protocols import PROTOCOLS, ProtocolRefused
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ class Daemon:
         self.publisher = Publisher(self._context, config.publish_endpoint)
         try:
             for instrument_config in config.instruments:
-                instrument = open_instrument(instrument_config, sim_speed)
+                instrument = make_instrument(instrument_config, sim_speed)
                 self.workers[instrument.name] = InstrumentWorker(
                     instrument, instrument_config.limits, self.publisher, config.flush_interval_s, self.version
                 )

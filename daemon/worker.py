@@ -36,6 +36,8 @@ class InstrumentWorker:
         self.flush_interval_s = flush_interval_s
         self.version = version
         self.current: Run | None = None
+        self.connected = False
+        self._connect()
         self._queue: collections.deque[Run] = collections.deque()
         self._cv = threading.Condition()
         self._stopping = False
@@ -44,7 +46,28 @@ class InstrumentWorker:
 
     @property
     def state(self) -> str:
-        return "running" if self.current is not None else "idle"
+        if self.current is not None:
+            return "running"
+        return "idle" if self.connected else "offline"
+
+    def _connect(self) -> str:
+        """(Re)open the instrument; returns an error message, or "" when connected."""
+        try:
+            self.instrument.open()
+        except Exception as exc:
+            log.warning("%s: cannot connect: %s", self.instrument.name, exc)
+            self.connected = False
+            return f"cannot reach {self.instrument.name}: {exc}"
+        self.connected = True
+        return ""
+
+    def _disconnect(self) -> None:
+        """After a fault: drop the connection (best effort) so the next run reconnects."""
+        self.connected = False
+        try:
+            self.instrument.close()
+        except Exception as exc:
+            log.warning("%s: close after a fault failed: %s", self.instrument.name, exc)
 
     def queued(self) -> list[Run]:
         with self._cv:
@@ -100,6 +123,11 @@ class InstrumentWorker:
 
     def _execute(self, run: Run) -> None:
         protocol = run.protocol
+        unreachable = "" if self.connected else self._connect()
+        if unreachable:
+            run.finish("failed", error=unreachable)
+            self._status(run)
+            return
         try:
             runfile = RunFile(
                 run.file,
@@ -149,6 +177,8 @@ class InstrumentWorker:
                 log.exception("%s: safe state failed", self.instrument.name)
                 status, error = "failed", error or f"safe state failed: {exc}"
             runfile.close(status, result, error)
+            if status == "failed":
+                self._disconnect()
             run.finish(status, result, error)
             self._status(run)
             log.info("run %s %s (%d samples) %s", run.run_id, status, run.n_samples, error)

@@ -2,20 +2,32 @@
 
 from __future__ import annotations
 
-from echemd.config.models import SimulatedPotentiostatConfig, SimulatedSourcemeterConfig
+from echemd.config.models import Keithley2400Config, SimulatedPotentiostatConfig, SimulatedSourcemeterConfig
 from echemd.drivers.base import Instrument
 from echemd.drivers.simulated.clock import SimClock
 from echemd.drivers.simulated.potentiostat import SimulatedPotentiostat
 from echemd.drivers.simulated.sourcemeter import SimulatedSourcemeter
 
+InstrumentConfig = SimulatedPotentiostatConfig | SimulatedSourcemeterConfig | Keithley2400Config
 
-def open_instrument(config: SimulatedPotentiostatConfig | SimulatedSourcemeterConfig, sim_speed: float | str | None = None) -> Instrument:
-    """A connected instrument for ``config``; ``sim_speed`` overrides a simulated instrument's clock."""
+
+def make_instrument(config: InstrumentConfig, sim_speed: float | str | None = None) -> Instrument:
+    """The driver for ``config``, not yet connected; ``sim_speed`` overrides a simulator's clock."""
     if isinstance(config, SimulatedPotentiostatConfig):
-        instrument: Instrument = SimulatedPotentiostat(config, SimClock(sim_speed or config.clock))
-    elif isinstance(config, SimulatedSourcemeterConfig):
-        instrument = SimulatedSourcemeter(config, SimClock(sim_speed or config.clock))
-    else:  # pragma: no cover - the config union is closed
-        raise TypeError(f"no driver for {type(config).__name__}")
+        return SimulatedPotentiostat(config, SimClock(sim_speed or config.clock))
+    if isinstance(config, SimulatedSourcemeterConfig):
+        return SimulatedSourcemeter(config, SimClock(sim_speed or config.clock))
+    if isinstance(config, Keithley2400Config):
+        from echemd.drivers.keithley2400 import Keithley2400Sourcemeter
+
+        if sim_speed is not None:
+            config = config.model_copy(update={"clock": sim_speed})
+        return Keithley2400Sourcemeter(config)
+    raise TypeError(f"no driver for {type(config).__name__}")  # pragma: no cover - the config union is closed
+
+
+def open_instrument(config: InstrumentConfig, sim_speed: float | str | None = None) -> Instrument:
+    """A connected instrument for ``config``; raises DriverError when it cannot be reached."""
+    instrument = make_instrument(config, sim_speed)
     instrument.open()
     return instrument

@@ -17,7 +17,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from echemd.config.models import InstrumentLimits
-from echemd.drivers.base import Block, Instrument, Potentiostat
+from echemd.drivers.base import Block, Instrument, Potentiostat, Sourcemeter
 
 
 class ProtocolRefused(ValueError):
@@ -65,7 +65,23 @@ class Galvanostatic:
         return instrument.galvanostatic(self.current_A, self.duration_s, self.sample_interval_s)
 
 
-Step = Galvanostatic
+@dataclass(frozen=True)
+class VoltageSweep:
+    """Source each bias (V) in turn for ``dwell_s`` (s) with a current compliance (A), measuring current."""
+
+    biases_V: np.ndarray
+    compliance_A: float
+    dwell_s: float
+    label: str
+    stops: tuple[StopCondition, ...] = ()
+
+    def acquire(self, instrument: Instrument) -> Iterator[Block]:
+        if not isinstance(instrument, Sourcemeter):
+            raise ProtocolRefused(f"{instrument.name} is a {instrument.kind}, a voltage sweep needs a sourcemeter")
+        return instrument.voltage_sweep(self.biases_V, self.compliance_A, self.dwell_s)
+
+
+Step = Union[Galvanostatic, VoltageSweep]
 
 
 @dataclass(frozen=True)

@@ -79,3 +79,18 @@ def find_voltage_drop(
 ) -> Stop | None:
     """The first drop of |V| by ``threshold_V`` in one constant-current step (see VoltageDropDetector)."""
     return VoltageDropDetector(threshold_V, settle_s, window).update({"time_s": time_s, "voltage_V": voltage_V})
+
+
+def find_triggering_bias(bias_V: np.ndarray, current_A: np.ndarray, surge_factor: float = 100.0, baseline_points: int = 10) -> float | None:
+    """Bias (V) at which the junction's conductance |I/V| first exceeds ``surge_factor`` times its
+    initial value (the median over the first ``baseline_points`` biased samples), or None.
+
+    Compliance clamping only lowers the current after the surge, so it cannot hide it.
+    """
+    biased = np.flatnonzero(np.asarray(bias_V) != 0)
+    if biased.size <= baseline_points:
+        return None
+    conductance = np.abs(np.asarray(current_A)[biased] / np.asarray(bias_V)[biased])
+    baseline = max(float(np.median(conductance[:baseline_points])), np.finfo(float).tiny)
+    surges = np.flatnonzero(conductance[baseline_points:] > surge_factor * baseline)
+    return float(np.asarray(bias_V)[biased][baseline_points + surges[0]]) if surges.size else None

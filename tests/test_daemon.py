@@ -170,8 +170,10 @@ def test_instruments_and_protocols_describe_themselves(client):
     instruments = {i["name"]: i for i in client.instruments()}
     assert instruments["sim-pstat-1"]["capabilities"]["max_current_A"] == 1.0
     assert instruments["sim-smu-1"]["kind"] == "sourcemeter" and instruments["sim-smu-1"]["limits"]["max_abs_voltage_V"] == 10.0
-    (ccd,) = client.protocols()
-    assert ccd["name"] == "ccd" and ccd["columns"] == {"time_s": "s", "current_A": "A", "voltage_V": "V"}
+    protocols = {p["name"]: p for p in client.protocols()}
+    ccd = protocols["ccd"]
+    assert ccd["instrument_kind"] == "potentiostat" and ccd["columns"] == {"time_s": "s", "current_A": "A", "voltage_V": "V"}
+    assert protocols["cafm-sweep"]["columns"]["bias_V"] == "V"
     assert ccd["parameters_schema"]["properties"]["drop_threshold_mV"]["default"] == 2.0
 
 

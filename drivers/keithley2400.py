@@ -1,0 +1,202 @@
+"""Keithley 2400 SourceMeter as the electrochemical unit of a c-AFM: source V, measure I, list sweeps.
+
+The SCPI lives in :class:`CAFMKeithley2400`, pymeasure's Keithley2400 with the few settings it
+lacks declared the same way.  :class:`Keithley2400Sourcemeter` is the echemd driver on top.
+
+Facts this driver is built around (DESIGN.md section 4):
+
+- pymeasure 0.16's ``current``/``voltage`` properties send ``:MEASure:<f>?``, which resets that
+  function's settings, compliance included: this driver never reads through them.  It configures
+  explicitly, reads with ``:READ?``, and reads the compliance back before the output goes on.
+- The 2400's over-voltage protection cannot be set below 20 V: the configured voltage limit (10 V
+  for c-AFM tips) is enforced here, in software, before anything is applied.
+- A sweep runs in hardware: list mode, up to 100 points per list and one ``:READ?`` per list, with
+  the VISA timeout stretched to cover it; each point's status word flags compliance (bit 3).
+- The output goes off on completion, on abort (closing the acquisition) and on any exception.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import numpy as np
+from pymeasure.instruments import Instrument
+from pymeasure.instruments.keithley import Keithley2400
+from pymeasure.instruments.validators import strict_discrete_set, strict_range
+
+from echemd.config.models import SIMULATED_ADDRESS, Keithley2400Config
+from echemd.drivers.base import Block, DriverError, InstrumentRefused, Sourcemeter, SourcemeterCapabilities
+
+log = logging.getLogger(__name__)
+
+#: Points in one source list of the 2400.
+LIST_POINTS = 100
+#: Bit of the 2400's status word set when a reading hit compliance.
+STATUS_COMPLIANCE = 1 << 3
+#: Elements per reading, as pymeasure's Keithley2400 sets :FORMAT:ELEMENTS.
+ELEMENTS = ("voltage", "current", "resistance", "time", "status")
+#: Lowest over-voltage protection level of the 2400, V.
+MIN_OVP_V = 20.0
+CAPABILITIES = SourcemeterCapabilities(max_voltage_V=210.0, max_compliance_A=1.05, min_sample_interval_s=0.002)
+
+
+class CAFMKeithley2400(Keithley2400):
+    """pymeasure's Keithley2400 plus list sweeps, over-voltage protection and the timestamp."""
+
+    source_voltage_mode = Instrument.control(
+        ":SOUR:VOLT:MODE?", ":SOUR:VOLT:MODE %s", "Voltage source mode: 'fixed' or 'list'.",
+        validator=strict_discrete_set, values={"fixed": "FIX", "list": "LIST"}, map_values=True,
+    )
+    source_voltage_list = Instrument.setting(
+        ":SOUR:LIST:VOLT %s", "Voltages of the source list, V (up to 100).",
+        set_process=lambda values: ",".join(f"{v:.6g}" for v in values),
+    )
+    sweep_points = Instrument.control(
+        ":TRIG:COUN?", ":TRIG:COUN %d", "Readings per :READ? (trigger count, 1 to 2500).",
+        validator=strict_range, values=[1, 2500], cast=int,
+    )
+    over_voltage_protection = Instrument.control(
+        ":SOUR:VOLT:PROT?", ":SOUR:VOLT:PROT %g", "Over-voltage protection level, V (20 to 210).",
+        validator=strict_range, values=[MIN_OVP_V, 210],
+    )
+    sense_function = Instrument.setting(
+        ":SENS:FUNC %s", "Function measured: 'current'.", validator=strict_discrete_set, values={"current": "'CURR'"}, map_values=True,
+    )
+    timestamp = Instrument.measurement(":SYST:TIME?", "Seconds since the timestamp was reset.")
+
+    def reset_timestamp(self) -> None:
+        self.write(":SYST:TIME:RES")
+
+    def read_points(self) -> np.ndarray:
+        """Trigger the configured readings; an (n, 5) array of voltage, current, resistance, time, status."""
+        values = np.asarray(self.values(":READ?"), dtype=np.float64)
+        if values.size % len(ELEMENTS):
+            raise DriverError(f"the 2400 returned {values.size} values, not a multiple of {len(ELEMENTS)}")
+        return values.reshape(-1, len(ELEMENTS))
+
+
+class Keithley2400Sourcemeter(Sourcemeter):
+    """The echemd driver.  ``adapter`` replaces the VISA connection (tests, the SCPI simulator)."""
+
+    driver = "keithley2400"
+
+    def __init__(self, config: Keithley2400Config, adapter=None) -> None:
+        self.config = config
+        self.name = config.name
+        self.capabilities = CAPABILITIES
+        self.voltage_limit_V = config.limits.max_abs_voltage_V
+        if adapter is None and config.address == SIMULATED_ADDRESS:
+            from echemd.drivers.simulated.keithley2400_scpi import SimulatedKeithley2400Adapter
+
+            adapter = SimulatedKeithley2400Adapter(config)
+        self._adapter = adapter  # kept across reconnections; None: a VISA connection per open()
+        self.smu: CAFMKeithley2400 | None = None
+
+    # --- life cycle ------------------------------------------------------------------------
+    def open(self) -> None:
+        adapter = self._adapter if self._adapter is not None else self._make_adapter()
+        try:
+            self.smu = CAFMKeithley2400(adapter)
+            self.smu.source_enabled = False
+            self.smu.reset_timestamp()
+            self._check_errors("opening")
+        except DriverError:
+            raise
+        except Exception as exc:
+            raise DriverError(f"{self.name}: cannot reach the Keithley 2400 at {self.config.address}: {exc}") from exc
+
+    def _make_adapter(self):
+        from pymeasure.adapters import VISAAdapter
+
+        return VISAAdapter(self.config.address, visa_library=self.config.visa_library, timeout=int(self.config.timeout_s * 1000))
+
+    def close(self) -> None:
+        if self.smu is None:
+            return
+        try:
+            self.safe_state()
+        finally:
+            if self._adapter is None:
+                self.smu.adapter.close()
+            self.smu = None
+
+    def safe_state(self) -> None:
+        if self.smu is not None:
+            self.smu.source_enabled = False
+
+    @property
+    def time_s(self) -> float:
+        return float(self._smu.timestamp)
+
+    @property
+    def _smu(self) -> CAFMKeithley2400:
+        if self.smu is None:
+            raise DriverError(f"{self.name} is not open")
+        return self.smu
+
+    # --- acquisition -----------------------------------------------------------------------
+    def voltage_sweep(self, biases_V: np.ndarray, compliance_A: float, dwell_s: float) -> Iterator[Block]:
+        biases_V = np.asarray(biases_V, dtype=np.float64)
+        self._check_sweep(biases_V, compliance_A, dwell_s)
+        return self._sweep(biases_V, compliance_A, dwell_s)
+
+    def _check_sweep(self, biases_V: np.ndarray, compliance_A: float, dwell_s: float) -> None:
+        largest = float(np.abs(biases_V).max(initial=0.0))
+        if largest > self.voltage_limit_V:
+            raise InstrumentRefused(f"{self.name}: |bias| {largest:.4g} V exceeds the voltage limit {self.voltage_limit_V:g} V")
+        if not 0 < compliance_A <= min(self.capabilities.max_compliance_A, self.config.limits.max_abs_current_A):
+            raise InstrumentRefused(
+                f"{self.name}: compliance {compliance_A:.4g} A must be > 0 and <= the limit {self.config.limits.max_abs_current_A:g} A"
+            )
+        if dwell_s < self.capabilities.min_sample_interval_s:
+            raise InstrumentRefused(f"{self.name}: dwell {dwell_s:g} s is shorter than {self.capabilities.min_sample_interval_s:g} s")
+
+    def _sweep(self, biases_V: np.ndarray, compliance_A: float, dwell_s: float) -> Iterator[Block]:
+        smu = self._smu
+        try:
+            self._configure(biases_V, compliance_A, dwell_s)
+            smu.source_enabled = True
+            for start in range(0, len(biases_V), LIST_POINTS):
+                chunk = biases_V[start : start + LIST_POINTS]
+                smu.source_voltage_list = chunk
+                smu.sweep_points = len(chunk)
+                self._set_timeout(len(chunk) * (dwell_s + self.config.nplc / self.config.line_frequency_Hz) + self.config.timeout_s)
+                points = smu.read_points()
+                self._check_errors("sweeping")
+                status = points[:, 4].astype(np.int64)
+                yield Block({
+                    "time_s": points[:, 3],
+                    "bias_V": points[:, 0],
+                    "current_A": points[:, 1],
+                    "compliance": ((status & STATUS_COMPLIANCE) != 0).astype(np.float64),
+                })
+        finally:
+            self._set_timeout(self.config.timeout_s)
+            smu.source_enabled = False
+
+    def _configure(self, biases_V: np.ndarray, compliance_A: float, dwell_s: float) -> None:
+        """Source V, measure I, compliance set and read back; list mode.  The output stays off."""
+        smu = self._smu
+        smu.source_mode = "voltage"
+        smu.sense_function = "current"
+        smu.compliance_current = compliance_A
+        read_back = float(smu.compliance_current)
+        if not np.isclose(read_back, compliance_A, rtol=1e-6, atol=0.0):
+            raise DriverError(f"{self.name}: compliance set to {compliance_A:g} A but the 2400 reports {read_back:g} A")
+        smu.source_voltage_range = float(np.abs(biases_V).max(initial=0.0)) or 0.2
+        smu.over_voltage_protection = MIN_OVP_V
+        smu.current_nplc = self.config.nplc
+        smu.source_delay = dwell_s
+        smu.source_voltage_mode = "list"
+        self._check_errors("configuring")
+
+    def _set_timeout(self, seconds: float) -> None:
+        connection = getattr(self._smu.adapter, "connection", None)
+        if connection is not None and hasattr(connection, "timeout"):
+            connection.timeout = int(seconds * 1000)
+
+    def _check_errors(self, doing: str) -> None:
+        errors = self._smu.check_errors()
+        if errors:
+            raise DriverError(f"{self.name}: the 2400 reported errors while {doing}: " + "; ".join(f"{int(e[0])} {e[1]}" for e in errors))

@@ -1,0 +1,93 @@
+"""c-AFM bias sweeps on a sourcemeter: where a Li filament is triggered under the tip.
+
+Methods (after the LLZO c-AFM study in DESIGN.md section 3): the bias on the tip (vs the Li
+counter electrode) is swept cyclically from ``start_V`` to the negative vertex, on to the positive
+vertex and back to the start, ``cycles`` times, at ``rate_V_s`` in steps of ``step_V``, with the
+current limited to ``compliance_A`` (1 mA for a tip).  The filament triggering bias of each sweep is
+where the junction's conductance surges above its initial (ionically blocking) value.
+
+This is the first version: the robust detector, the ohmic check of the back scan and memristor
+cycling belong to the science issue.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from echemd.config.models import InstrumentLimits
+from echemd.drivers.base import Instrument, Sourcemeter
+from echemd.protocols.base import Column, Plan, ProtocolDefinition, ProtocolRefused, VoltageSweep
+from echemd.protocols.detection import find_triggering_bias
+
+
+class CAFMSweepParameters(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    start_V: float = Field(0.0, description="bias where each cycle starts and ends, V vs Li/Li+")
+    negative_vertex_V: float = Field(-0.5, lt=0, description="most negative bias, V")
+    positive_vertex_V: float = Field(0.0, ge=0, description="most positive bias, V (0: no positive excursion)")
+    step_V: float = Field(0.005, gt=0, le=1.0, description="bias step, V")
+    rate_V_s: float = Field(0.5, gt=0, description="sweep rate, V/s")
+    cycles: int = Field(1, ge=1, le=10_000)
+    compliance_A: float = Field(1e-3, gt=0, description="current compliance, A")
+    surge_factor: float = Field(100.0, gt=1, description="conductance rise over the initial one that marks triggering")
+    site_label: str = Field("", max_length=64, description="name of the spot under the tip")
+    site_x_nm: float | None = Field(None, description="tip position, nm")
+    site_y_nm: float | None = None
+    distance_to_grain_boundary_nm: float | None = Field(None, ge=0, description="from the topography, nm")
+
+    @model_validator(mode="after")
+    def _start_between_vertices(self) -> "CAFMSweepParameters":
+        if not self.negative_vertex_V <= self.start_V <= self.positive_vertex_V:
+            raise ValueError("start_V must lie between negative_vertex_V and positive_vertex_V")
+        return self
+
+    @property
+    def dwell_s(self) -> float:
+        return self.step_V / self.rate_V_s
+
+    def cycle_biases_V(self) -> np.ndarray:
+        """One cycle: start -> negative vertex -> positive vertex -> start, V."""
+        legs = [(self.start_V, self.negative_vertex_V), (self.negative_vertex_V, self.positive_vertex_V), (self.positive_vertex_V, self.start_V)]
+        points = [self.start_V]
+        for a, b in legs:
+            n = int(round(abs(b - a) / self.step_V))
+            points.extend(np.linspace(a, b, n + 1)[1:] if n else [])
+        return np.asarray(points)
+
+
+def check(params: CAFMSweepParameters, instrument: Instrument, limits: InstrumentLimits) -> None:
+    if not isinstance(instrument, Sourcemeter):
+        raise ProtocolRefused(f"cafm-sweep needs a sourcemeter; {instrument.name} is a {instrument.kind}")
+    largest = max(abs(params.negative_vertex_V), abs(params.positive_vertex_V))
+    if largest > limits.max_abs_voltage_V:
+        raise ProtocolRefused(f"{instrument.name}: a {largest:g} V vertex exceeds the configured limit max_abs_voltage_V = {limits.max_abs_voltage_V:g} V")
+    if params.compliance_A > limits.max_abs_current_A:
+        raise ProtocolRefused(f"{instrument.name}: compliance {params.compliance_A:g} A exceeds the configured limit max_abs_current_A = {limits.max_abs_current_A:g} A")
+    if params.dwell_s < instrument.capabilities.min_sample_interval_s:
+        raise ProtocolRefused(
+            f"{instrument.name}: step_V / rate_V_s = {params.dwell_s:g} s per point is faster than the instrument's "
+            f"{instrument.capabilities.min_sample_interval_s:g} s"
+        )
+
+
+def plan(params: CAFMSweepParameters) -> Plan:
+    biases = params.cycle_biases_V()
+    triggering, hits = [], 0
+    for cycle in range(1, params.cycles + 1):
+        sweep = yield VoltageSweep(biases, params.compliance_A, params.dwell_s, label=f"cycle {cycle}: {params.start_V:g} -> {params.negative_vertex_V:g} -> {params.positive_vertex_V:g} V")
+        triggering.append(find_triggering_bias(sweep.columns["bias_V"], sweep.columns["current_A"], params.surge_factor))
+        hits += int(sweep.columns["compliance"].sum())
+    return {"triggering_bias_V": triggering, "compliance_hits": hits, "site_label": params.site_label, "cycles": params.cycles}
+
+
+CAFM_SWEEP = ProtocolDefinition(
+    name="cafm-sweep",
+    title="c-AFM cyclic bias sweep: filament triggering bias",
+    instrument_kind="sourcemeter",
+    parameters=CAFMSweepParameters,
+    columns=(Column("time_s", "s"), Column("bias_V", "V"), Column("current_A", "A"), Column("compliance", "1")),
+    plan=plan,
+    check=check,
+)

@@ -1,0 +1,164 @@
+"""The Keithley 2400 driver: exact SCPI traffic (pymeasure's protocol adapter), then end to end on the SCPI simulator."""
+
+import time
+
+import h5py
+import numpy as np
+import pytest
+from pymeasure.adapters import ProtocolAdapter
+
+from echemd.config import DaemonConfig, Keithley2400Config
+from echemd.daemon.client import Client
+from echemd.daemon.service import Daemon
+from echemd.drivers import DriverError, InstrumentRefused
+from echemd.drivers.keithley2400 import Keithley2400Sourcemeter
+
+LIMITS = {"max_abs_voltage_V": 10.0, "max_abs_current_A": 1e-3}
+OK = '0,"No error"'
+OPEN = [
+    (":FORMAT:ELEMENTS VOLTAGE, CURRENT, RESISTANCE, TIME, STATUS", None),
+    ("OUTPUT 0", None),
+    (":SYST:TIME:RES", None),
+    ("SYST:ERR?", OK),
+]
+CONFIGURE = [
+    (":SOURCE:FUNCTION VOLT", None),
+    (":SENS:FUNC 'CURR'", None),
+    (":SENSE:CURRENT:PROTECTION 0.001", None),
+    (":SENSE:CURRENT:PROTECTION?", "1.000000E-03"),  # read back before the output goes on
+    (":SOURCE:VOLTAGE:RANGE 0.2", None),
+    (":SOUR:VOLT:PROT 20", None),
+    (":SENSE:CURRENT:NPLCYCLES 0.1", None),
+    (":SOURCE:DELAY 0.01", None),
+    (":SOUR:VOLT:MODE LIST", None),
+    ("SYST:ERR?", OK),
+]
+READING = "0.000000E+00,1.000000E-12,9.91E37,1.200000E-02,0,-1.000000E-01,-1.000000E-11,1.0E10,2.400000E-02,0,-2.000000E-01,-1.000000E-03,2.0E02,3.600000E-02,8"
+
+
+def driver(pairs):
+    adapter = ProtocolAdapter(pairs)
+    config = Keithley2400Config(name="k", driver="keithley2400", address="GPIB0::24::INSTR", limits=LIMITS)
+    instrument = Keithley2400Sourcemeter(config, adapter=adapter)
+    instrument.open()
+    return instrument, adapter
+
+
+def assert_all_sent(adapter):
+    assert adapter._index == len(adapter.comm_pairs), f"not sent: {adapter.comm_pairs[adapter._index:]}"
+
+
+def test_a_sweep_sends_exactly_this_scpi_and_flags_compliance_per_point():
+    pairs = OPEN + CONFIGURE + [
+        ("OUTPUT 1", None),
+        (":SOUR:LIST:VOLT 0,-0.1,-0.2", None),
+        (":TRIG:COUN 3", None),
+        (":READ?", READING),
+        ("SYST:ERR?", OK),
+        ("OUTPUT 0", None),
+    ]
+    instrument, adapter = driver(pairs)
+    (block,) = list(instrument.voltage_sweep(np.array([0.0, -0.1, -0.2]), 1e-3, 0.01))
+    assert_all_sent(adapter)
+    np.testing.assert_array_equal(block.columns["bias_V"], [0.0, -0.1, -0.2])
+    np.testing.assert_array_equal(block.columns["current_A"], [1e-12, -1e-11, -1e-3])
+    np.testing.assert_array_equal(block.columns["compliance"], [0.0, 0.0, 1.0])
+    np.testing.assert_array_equal(block.columns["time_s"], [0.012, 0.024, 0.036])
+    assert adapter.connection.timeout == 5000  # restored after the sweep
+
+
+def test_the_output_goes_off_when_a_reading_is_garbled():
+    pairs = OPEN + CONFIGURE + [
+        ("OUTPUT 1", None),
+        (":SOUR:LIST:VOLT 0,-0.1,-0.2", None),
+        (":TRIG:COUN 3", None),
+        (":READ?", "1.0,2.0,3.0"),
+        ("OUTPUT 0", None),
+    ]
+    instrument, adapter = driver(pairs)
+    with pytest.raises(DriverError, match="not a multiple of 5"):
+        list(instrument.voltage_sweep(np.array([0.0, -0.1, -0.2]), 1e-3, 0.01))
+    assert_all_sent(adapter)
+
+
+def test_a_compliance_the_2400_did_not_take_never_turns_the_output_on():
+    pairs = OPEN + CONFIGURE[:3] + [(":SENSE:CURRENT:PROTECTION?", "1.050000E-04"), ("OUTPUT 0", None)]
+    instrument, adapter = driver(pairs)
+    with pytest.raises(DriverError, match="compliance set to 0.001 A but the 2400 reports 0.000105 A"):
+        list(instrument.voltage_sweep(np.array([0.0, -0.1, -0.2]), 1e-3, 0.01))
+    assert_all_sent(adapter)
+
+
+def test_errors_in_the_queue_fail_the_sweep_with_the_output_off():
+    pairs = OPEN + CONFIGURE[:-1] + [("SYST:ERR?", '-222,"Parameter data out of range"'), ("SYST:ERR?", OK), ("OUTPUT 0", None)]
+    instrument, adapter = driver(pairs)
+    with pytest.raises(DriverError, match="-222 \"Parameter data out of range\""):
+        list(instrument.voltage_sweep(np.array([0.0, -0.1, -0.2]), 1e-3, 0.01))
+    assert_all_sent(adapter)
+
+
+def test_a_bias_beyond_the_software_limit_is_refused_before_any_traffic():
+    instrument, adapter = driver(list(OPEN))
+    with pytest.raises(InstrumentRefused, match="exceeds the voltage limit 10 V"):
+        instrument.voltage_sweep(np.array([0.0, -12.0]), 1e-3, 0.01)
+    with pytest.raises(InstrumentRefused, match="compliance 0.01 A must be > 0 and <= the limit 0.001 A"):
+        instrument.voltage_sweep(np.array([0.0, -1.0]), 1e-2, 0.01)
+    assert_all_sent(adapter)
+
+
+# --- end to end on the SCPI simulator, through the daemon -----------------------------------------
+def lab(tmp_path, clock="max"):
+    smu = {"name": "k2400", "driver": "keithley2400", "address": "simulated", "clock": clock, "limits": LIMITS,
+           "junction": {"preset": "LLZO-tip", "seed": 5}}
+    pstat = {"name": "sim-pstat-1", "driver": "simulated-potentiostat", "limits": {"max_abs_voltage_V": 5.0, "max_abs_current_A": 0.1}}
+    return DaemonConfig(control_endpoint="tcp://127.0.0.1:*", publish_endpoint="tcp://127.0.0.1:*", data_dir=tmp_path, instruments=[smu, pstat])
+
+
+SWEEP = {"negative_vertex_V": -0.5, "positive_vertex_V": 1.0, "step_V": 0.005, "rate_V_s": 0.5}
+
+
+def test_cafm_sweep_end_to_end_through_the_real_driver(tmp_path):
+    daemon = Daemon(lab(tmp_path))
+    try:
+        with Client(daemon.control.endpoint) as client:
+            record = client.wait(client.submit("cafm-sweep", "k2400", cycles=2, **SWEEP), timeout_s=60)
+        adapter = daemon.workers["k2400"].instrument._adapter
+    finally:
+        daemon.close()
+    assert record["status"] == "completed", record["error"]
+    first, second = record["result"]["triggering_bias_V"]
+    assert first == pytest.approx(-0.12, abs=0.006)  # forming at the grain boundary
+    assert -0.3 < second < -0.1  # the set bias after a reset
+    with h5py.File(record["file"], "r") as f:
+        bias = f["data/bias_V"][:]
+        assert len(bias) == 2 * 601 and f["data/current_A"].attrs["units"] == "A"
+        assert np.all(np.diff(f["data/time_s"][:]) > 0)
+    read_commands = [c for c in adapter.commands if c == ":READ?"]
+    assert len(read_commands) == 14  # 601 points per cycle in lists of 100: hardware sweeps, not a query per point
+    assert adapter.commands[-1] == "OUTPUT 0" and adapter.output is False
+
+
+def test_a_visa_timeout_mid_run_fails_that_run_only_and_the_next_run_reconnects(tmp_path):
+    daemon = Daemon(lab(tmp_path, clock=20.0))
+    try:
+        with Client(daemon.control.endpoint) as client:
+            adapter = daemon.workers["k2400"].instrument._adapter
+            run_id = client.submit("cafm-sweep", "k2400", cycles=50, **SWEEP)
+            other = client.submit("ccd", "sim-pstat-1", diameter_mm=2.0)
+            deadline = time.monotonic() + 30
+            while client.status(run_id)["n_samples"] < 200:
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+            adapter.fault = "timeout"
+            record = client.wait(run_id, timeout_s=30)
+            assert record["status"] == "failed" and "VI_ERROR_TMO" in record["error"]
+            assert adapter.output is False  # writes still reach the 2400: the safe state switched it off
+            assert client.wait(other, timeout_s=60)["status"] == "completed"  # the other instrument kept going
+            adapter.fault = None
+            again = client.wait(client.submit("cafm-sweep", "k2400", cycles=1, **SWEEP), timeout_s=60)
+            assert again["status"] == "completed"
+    finally:
+        daemon.close()
+    with h5py.File(record["file"], "r") as f:
+        assert f.attrs["status"] == "failed" and len(f["data/bias_V"]) >= 200
+        assert b"error" in list(f["events/kind"][:])
