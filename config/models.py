@@ -173,8 +173,30 @@ class Keithley2400Config(_InstrumentBase):
     junction: TipJunctionConfig = TipJunctionConfig()
 
 
+class GamryConfig(_InstrumentBase):
+    """A Gamry potentiostat (Interface 1010E class, Reference 600/3000) through GamryCOM.
+
+    Needs Windows with the Gamry Framework and the ``comtypes`` package.  ``address`` is the
+    device label as the Gamry Framework lists it (e.g. ``IFC1010-12345``), empty for the first
+    device, or ``simulated`` for echemd's simulated GamryCOM answering from ``cell`` on ``clock``.
+    The capability fields default to an Interface 1010E; set them for other models.
+    """
+
+    driver: Literal["gamry"]
+    address: str = ""
+    pstat_class: str = Field("GamryCOM.GamryPC6Pstat", description="ProgID of the potentiostat object")
+    com_timeout_s: float = Field(30.0, gt=0, description="a COM call taking longer means the COM server hung, s")
+    max_current_A: float = Field(1.0, gt=0, description="largest current range, A")
+    max_voltage_V: float = Field(12.0, gt=0, description="compliance voltage, V")
+    min_sample_interval_s: float = Field(0.01, gt=0, description="fastest sampling, s")
+    eis_min_frequency_Hz: float = Field(1e-5, gt=0)
+    eis_max_frequency_Hz: float = Field(2e6, gt=0)
+    clock: ClockSpeed = "max"
+    cell: SymmetricCellConfig = SymmetricCellConfig()
+
+
 InstrumentConfig = Annotated[
-    Union[SimulatedPotentiostatConfig, SimulatedSourcemeterConfig, Keithley2400Config],
+    Union[SimulatedPotentiostatConfig, SimulatedSourcemeterConfig, Keithley2400Config, GamryConfig],
     Field(discriminator="driver"),
 ]
 
@@ -203,7 +225,7 @@ class DaemonConfig(StrictModel):
             raise ValueError(f"instrument names must be unique; repeated: {', '.join(duplicated)}")
         return self
 
-    def instrument(self, name: str) -> SimulatedPotentiostatConfig | SimulatedSourcemeterConfig | Keithley2400Config:
+    def instrument(self, name: str) -> SimulatedPotentiostatConfig | SimulatedSourcemeterConfig | Keithley2400Config | GamryConfig:
         for instrument in self.instruments:
             if instrument.name == name:
                 return instrument

@@ -15,6 +15,7 @@ import zmq
 
 from echemd.config import ConfigError, load_config
 from echemd.daemon.client import DEFAULT_CONTROL_ENDPOINT, Client, RemoteError
+from echemd.drivers.base import DriverUnavailable
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -110,6 +111,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         daemon = Daemon(config, sim_speed=args.sim_speed)
     except zmq.ZMQError as exc:
         raise UsageError(f"cannot bind the control or data endpoint: {exc}") from exc
+    except DriverUnavailable as exc:
+        raise UsageError(f"{args.config or 'the configuration'}: {exc}") from exc
     logging.getLogger("echemd").info("serving; SIGINT or SIGTERM stops every run safely and exits")
     while not stop.wait(0.5):
         pass

@@ -3,6 +3,7 @@
 from echemd.drivers.base import (
     Block,
     DriverError,
+    DriverUnavailable,
     Instrument,
     InstrumentRefused,
     Potentiostat,
@@ -15,6 +16,7 @@ from echemd.drivers.registry import open_instrument
 __all__ = [
     "Block",
     "DriverError",
+    "DriverUnavailable",
     "Instrument",
     "InstrumentRefused",
     "Potentiostat",

@@ -24,6 +24,10 @@ class DriverError(RuntimeError):
     """The instrument failed or could not be reached (timeout, I/O error, instrument error queue)."""
 
 
+class DriverUnavailable(DriverError):
+    """The driver cannot work on this machine (missing OS support or package); raised at daemon start."""
+
+
 class InstrumentRefused(ValueError):
     """A request exceeds what the instrument can do; raised before anything is applied."""
 

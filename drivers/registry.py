@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from echemd.config.models import Keithley2400Config, SimulatedPotentiostatConfig, SimulatedSourcemeterConfig
+from echemd.config.models import GamryConfig, Keithley2400Config, SimulatedPotentiostatConfig, SimulatedSourcemeterConfig
 from echemd.drivers.base import Instrument
 from echemd.drivers.simulated.clock import SimClock
 from echemd.drivers.simulated.potentiostat import SimulatedPotentiostat
 from echemd.drivers.simulated.sourcemeter import SimulatedSourcemeter
 
-InstrumentConfig = SimulatedPotentiostatConfig | SimulatedSourcemeterConfig | Keithley2400Config
+InstrumentConfig = SimulatedPotentiostatConfig | SimulatedSourcemeterConfig | Keithley2400Config | GamryConfig
 
 
 def make_instrument(config: InstrumentConfig, sim_speed: float | str | None = None) -> Instrument:
-    """The driver for ``config``, not yet connected; ``sim_speed`` overrides a simulator's clock."""
+    """The driver for ``config``, not yet connected; ``sim_speed`` overrides a simulator's clock.
+
+    Raises DriverUnavailable when the driver cannot work on this machine at all.
+    """
     if isinstance(config, SimulatedPotentiostatConfig):
         return SimulatedPotentiostat(config, SimClock(sim_speed or config.clock))
     if isinstance(config, SimulatedSourcemeterConfig):
@@ -23,6 +26,12 @@ def make_instrument(config: InstrumentConfig, sim_speed: float | str | None = No
         if sim_speed is not None:
             config = config.model_copy(update={"clock": sim_speed})
         return Keithley2400Sourcemeter(config)
+    if isinstance(config, GamryConfig):
+        from echemd.drivers.gamry import GamryPotentiostat
+
+        if sim_speed is not None:
+            config = config.model_copy(update={"clock": sim_speed})
+        return GamryPotentiostat(config)  # raises DriverUnavailable where GamryCOM cannot run
     raise TypeError(f"no driver for {type(config).__name__}")  # pragma: no cover - the config union is closed
 
 

@@ -81,7 +81,23 @@ class VoltageSweep:
         return instrument.voltage_sweep(self.biases_V, self.compliance_A, self.dwell_s)
 
 
-Step = Union[Galvanostatic, VoltageSweep]
+@dataclass(frozen=True)
+class Impedance:
+    """Potentiostatic EIS: one reading per frequency (Hz), AC amplitude (V rms), DC bias (V) or None for open circuit."""
+
+    frequencies_Hz: np.ndarray
+    amplitude_V: float
+    dc_voltage_V: float | None
+    label: str
+    stops: tuple[StopCondition, ...] = ()
+
+    def acquire(self, instrument: Instrument) -> Iterator[Block]:
+        if not isinstance(instrument, Potentiostat):
+            raise ProtocolRefused(f"{instrument.name} is a {instrument.kind}, EIS needs a potentiostat")
+        return instrument.eis(self.frequencies_Hz, self.amplitude_V, self.dc_voltage_V)
+
+
+Step = Union[Galvanostatic, VoltageSweep, Impedance]
 
 
 @dataclass(frozen=True)

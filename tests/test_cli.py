@@ -101,3 +101,13 @@ def test_demo_prints_the_ccd_results_and_writes_run_files(tmp_path):
 def test_client_verbs_without_a_daemon_fail_clearly(tmp_path):
     done = echemd("status", "--endpoint", f"ipc://{tmp_path}/nobody", "--timeout", "0.5", timeout=60)
     assert done.returncode == 1 and "is `echemd serve` running there?" in done.stderr
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="checks the message off Windows")
+def test_selecting_gamry_off_windows_fails_at_start_with_what_is_needed(tmp_path):
+    config = tmp_path / "lab.toml"
+    config.write_text('[[instruments]]\nname = "g"\ndriver = "gamry"\naddress = "IFC1010-12345"\n'
+                      'limits = { max_abs_voltage_V = 5.0, max_abs_current_A = 0.1 }\n')
+    done = echemd("serve", "--config", str(config), "--control", f"ipc://{tmp_path}/c", "--publish", f"ipc://{tmp_path}/p")
+    assert done.returncode == 2
+    assert str(config) in done.stderr and "needs Windows with the Gamry Framework" in done.stderr and "comtypes" in done.stderr

@@ -1,0 +1,365 @@
+"""A simulated GamryCOM: the object model the Gamry driver uses, answering from the symmetric-cell physics.
+
+It stands in for comtypes + the Gamry Framework so the real
+:class:`~echemd.drivers.gamry.GamryPotentiostat` runs end to end without Windows or hardware.
+Objects are created by ProgID (``GamryCOM.GamryDeviceList``, ``GamryCOM.GamryPC6Pstat``,
+``GamryCOM.GamrySignalConst``, ``GamryCOM.GamryDtaqChrono``, ``GamryCOM.GamryDtaqOcv``,
+``GamryCOM.GamryReadZ``); data acquisition advances only while events are pumped, and its events
+(``_IGamryDtaqEvents_OnDataAvailable`` / ``OnDataDone``, ``_IGamryReadZEvents_OnDataDone``) reach
+the sinks registered with :meth:`SimulatedGamryCOM.events`, as with ``comtypes.client.GetEvents``.
+
+For tests: ``calls`` logs every method call in order as ``(object, method, args)``; ``fail_on``
+names a method that raises :class:`SimulatedCOMError` (as comtypes raises COMError); ``hang_on``
+names one that blocks until ``release`` is set (a hung COM server).  Every call checks that it runs
+on the thread that initialized COM, as the real apartment requires.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from types import SimpleNamespace
+
+import numpy as np
+
+from echemd.config.models import SymmetricCellConfig
+from echemd.drivers.simulated.cell import SymmetricCell
+from echemd.drivers.simulated.clock import SimClock
+
+CONSTANTS = SimpleNamespace(CellOff=0, CellOn=1, PstatMode=1, GstatMode=2, ChronoAmp=0, ChronoPot=1)
+#: IE ranges of an Interface 1010E: 10 pA * 10**k, k = 0..11 (10 pA .. 1 A full scale).
+IE_RANGES_A = [1e-11 * 10**k for k in range(12)]
+E_FAIL = -2147467259  # 0x80004005
+
+
+class SimulatedCOMError(Exception):
+    """What comtypes.COMError looks like: (hresult, text, details)."""
+
+
+class SimulatedGamryCOM:
+    """The backend the Gamry driver talks to: module constants, object factory, events, clock."""
+
+    def __init__(self, cell: SymmetricCellConfig, clock: SimClock, device_label: str = "IFC1010-SIM") -> None:
+        self.module = CONSTANTS
+        self.cell = SymmetricCell(cell)
+        self.clock = clock
+        self.device_label = device_label
+        self.time_s = 0.0
+        self.calls: list[tuple[str, str, tuple]] = []
+        self.fail_on: str | None = None
+        self.hang_on: str | None = None
+        self.release = threading.Event()
+        self._wake = threading.Event()
+        self._sinks: dict[int, object] = {}
+        self._active: list[_Acquisition] = []
+        self._thread: threading.Thread | None = None
+
+    # --- backend interface -----------------------------------------------------------------
+    def initialize(self) -> None:
+        self._thread = threading.current_thread()
+        self.calls.append(("com", "CoInitialize", ()))
+
+    def uninitialize(self) -> None:
+        self.calls.append(("com", "CoUninitialize", ()))
+
+    def create(self, progid: str):
+        self._check_thread()
+        factory = {
+            "GamryCOM.GamryDeviceList": DeviceList,
+            "GamryCOM.GamryPC6Pstat": Pstat,
+            "GamryCOM.GamryPC5Pstat": Pstat,
+            "GamryCOM.GamrySignalConst": SignalConst,
+            "GamryCOM.GamryDtaqChrono": DtaqChrono,
+            "GamryCOM.GamryDtaqOcv": DtaqOcv,
+            "GamryCOM.GamryReadZ": ReadZ,
+        }.get(progid)
+        if factory is None:
+            raise SimulatedCOMError(E_FAIL, f"Invalid class string {progid}", None)
+        return factory(self)
+
+    def events(self, source, sink) -> "Connection":
+        self._sinks[id(source)] = sink
+        return Connection(self, source)
+
+    def pump_events(self, timeout_s: float) -> None:
+        """Advance every running acquisition by one block and deliver its events."""
+        produced = False
+        for acquisition in list(self._active):
+            produced |= acquisition.advance()
+        if not produced:  # as PumpEvents: wait for something to happen, here a queued call
+            self._wake.wait(timeout_s)
+            self._wake.clear()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def now(self) -> float:
+        return self.time_s
+
+    # --- helpers for the objects -----------------------------------------------------------
+    def record(self, kind: str, method: str, args: tuple) -> None:
+        self._check_thread()
+        self.calls.append((kind, method, args))
+        if method == self.fail_on:
+            raise SimulatedCOMError(E_FAIL, f"simulated failure in {kind}.{method}", None)
+        if method == self.hang_on:
+            self.release.wait()
+
+    def fire(self, source, event: str, *args) -> None:
+        sink = self._sinks.get(id(source))
+        handler = getattr(sink, event, None)
+        if handler is not None:
+            handler(source, *args)
+
+    def _check_thread(self) -> None:
+        if self._thread is not None and threading.current_thread() is not self._thread:
+            raise SimulatedCOMError(E_FAIL, "called from a thread that is not the COM apartment's", None)
+
+
+class Connection:
+    """Returned by events(); dropping it (``del``) disconnects the sink, as with comtypes."""
+
+    def __init__(self, com: SimulatedGamryCOM, source) -> None:
+        self._com, self._source = com, source
+
+    def __del__(self) -> None:
+        self._com._sinks.pop(id(self._source), None)
+
+
+class _ComObject:
+    kind = "object"
+
+    def __init__(self, com: SimulatedGamryCOM) -> None:
+        self._com = com
+
+    def _call(self, method: str, *args) -> None:
+        self._com.record(self.kind, method, args)
+
+
+class DeviceList(_ComObject):
+    kind = "devices"
+
+    def Count(self) -> int:
+        self._call("Count")
+        return 1
+
+    def EnumSections(self) -> tuple[str, ...]:
+        self._call("EnumSections")
+        return (self._com.device_label,)
+
+
+class Pstat(_ComObject):
+    kind = "pstat"
+
+    def __init__(self, com: SimulatedGamryCOM) -> None:
+        super().__init__(com)
+        self.opened = False
+        self.cell_on = False
+        self.ctrl_mode = CONSTANTS.PstatMode
+        self.ie_range = len(IE_RANGES_A) - 1
+        self.voltage_V = 0.0
+        self.signal: SignalConst | None = None
+
+    def Init(self, label: str) -> None:
+        self._call("Init", label)
+        if label != self._com.device_label:
+            raise SimulatedCOMError(E_FAIL, f"no device {label!r}", None)
+
+    def Open(self) -> None:
+        self._call("Open")
+        self.opened = True
+
+    def Close(self) -> None:
+        self._call("Close")
+        self.opened = False
+        self.cell_on = False
+
+    def SetCtrlMode(self, mode: int) -> None:
+        self._call("SetCtrlMode", mode)
+        self.ctrl_mode = mode
+
+    def SetIERangeMode(self, auto: bool) -> None:
+        self._call("SetIERangeMode", auto)
+
+    def TestIERange(self, current_A: float) -> int:
+        self._call("TestIERange", current_A)
+        return next((k for k, full in enumerate(IE_RANGES_A) if abs(current_A) <= full), len(IE_RANGES_A) - 1)
+
+    def SetIERange(self, index: int) -> None:
+        self._call("SetIERange", index)
+        self.ie_range = index
+
+    def SetSignal(self, signal: "SignalConst") -> None:
+        self._call("SetSignal", signal.kind)
+        self.signal = signal
+
+    def SetVoltage(self, voltage_V: float) -> None:
+        self._call("SetVoltage", voltage_V)
+        self.voltage_V = voltage_V
+
+    def SetCell(self, state: int) -> None:
+        self._call("SetCell", state)
+        if state == CONSTANTS.CellOn and not self.opened:
+            raise SimulatedCOMError(E_FAIL, "the potentiostat is not open", None)
+        self.cell_on = state == CONSTANTS.CellOn
+
+
+class SignalConst(_ComObject):
+    kind = "signal"
+
+    def Init(self, pstat: Pstat, value: float, total_time_s: float, sample_period_s: float, mode: int) -> None:
+        self._call("Init", value, total_time_s, sample_period_s, mode)
+        self.pstat, self.value, self.total_time_s, self.sample_period_s, self.mode = pstat, value, total_time_s, sample_period_s, mode
+
+
+class _Acquisition(_ComObject):
+    """A Dtaq: produces points while running and events are pumped; Cook hands them out."""
+
+    columns = ("Time",)
+
+    def __init__(self, com: SimulatedGamryCOM) -> None:
+        super().__init__(com)
+        self.pstat: Pstat | None = None
+        self.points: list[tuple] = []
+        self.running = False
+        self.elapsed_s = 0.0
+        self.stop_V: float | None = None
+
+    def Run(self, start: bool) -> None:
+        self._call("Run", start)
+        if not start:
+            self._finish()
+            return
+        signal = self.pstat.signal
+        if signal is None:
+            raise SimulatedCOMError(E_FAIL, "no signal set", None)
+        self.signal, self.elapsed_s, self.running = signal, 0.0, True
+        self._com.clock.anchor(self._com.time_s)
+        self._com._active.append(self)
+
+    def Stop(self) -> None:
+        self._call("Stop")
+        self._finish()
+
+    def Cook(self, count: int) -> tuple[int, tuple]:
+        self._call("Cook", count)
+        taken, self.points = self.points[:count], self.points[count:]
+        return len(taken), tuple(zip(*taken)) if taken else tuple(() for _ in self.columns)
+
+    def _finish(self) -> None:
+        if self in self._com._active:
+            self._com._active.remove(self)
+        if self.running:
+            self.running = False
+            self._com.fire(self, "_IGamryDtaqEvents_OnDataDone")
+
+    def advance(self) -> bool:
+        """Produce the next block of points; False when there was nothing to do."""
+        if self.points:
+            return False  # the instrument never runs ahead of a consumer that keeps up (as hardware in real time)
+        com, signal = self._com, self.signal
+        remaining = round((signal.total_time_s - self.elapsed_s) / signal.sample_period_s)
+        if remaining <= 0:
+            self._finish()
+            return True
+        n = com.clock.block_size(signal.sample_period_s, remaining)
+        offsets = signal.sample_period_s * np.arange(1, n + 1, dtype=np.float64)
+        rows = self._measure(offsets)
+        com.time_s += float(offsets[-1])
+        com.clock.wait_until(com.time_s)
+        for offset, row in zip(offsets, rows):
+            stopped = self.stop_V is not None and abs(row[0]) > self.stop_V
+            self.points.append((self.elapsed_s + offset, *row, 1 if stopped else 0))
+            if stopped:
+                self.elapsed_s = signal.total_time_s
+                break
+        else:
+            self.elapsed_s += float(offsets[-1])
+        com.fire(self, "_IGamryDtaqEvents_OnDataAvailable")
+        if self.elapsed_s >= signal.total_time_s - 1e-9:
+            self._finish()
+        return True
+
+    def _measure(self, offsets: np.ndarray) -> list[tuple]:
+        raise NotImplementedError
+
+
+class DtaqChrono(_Acquisition):
+    """Chronopotentiometry (galvanostatic) or chronoamperometry (potentiostatic)."""
+
+    kind = "dtaq-chrono"
+    columns = ("Time", "Vf", "Vu", "Im", "Vsig", "Ach", "IERange", "Overload", "StopTest")
+
+    def Init(self, pstat: Pstat, dtaq_type: int) -> None:
+        self._call("Init", dtaq_type)
+        self.pstat, self.dtaq_type = pstat, dtaq_type
+
+    def SetStopXMax(self, enable: bool, value: float) -> None:
+        self._call("SetStopXMax", enable, value)
+        self.stop_V = abs(value) if enable else None
+
+    def _measure(self, offsets: np.ndarray) -> list[tuple]:
+        pstat, cell, value = self.pstat, self._com.cell, self.signal.value
+        if not pstat.cell_on:
+            voltage, current = cell.galvanostatic(0.0, offsets), np.zeros(len(offsets))
+        elif pstat.ctrl_mode == CONSTANTS.GstatMode:
+            voltage, current = cell.galvanostatic(value, offsets), np.full(len(offsets), value)
+        else:
+            current, voltage = cell.potentiostatic(value, offsets), np.full(len(offsets), value)
+        full_scale = IE_RANGES_A[pstat.ie_range]
+        overload = (np.abs(current) > full_scale).astype(int)
+        current = np.clip(current, -full_scale, full_scale)
+        return [(v, v, i, value, 0.0, pstat.ie_range, o) for v, i, o in zip(voltage, current, overload)]
+
+
+class DtaqOcv(_Acquisition):
+    """Open-circuit voltage (the cell stays off)."""
+
+    kind = "dtaq-ocv"
+    columns = ("Time", "Vf", "Vm", "Vsig", "Ach", "Overload", "StopTest")
+
+    def Init(self, pstat: Pstat) -> None:
+        self._call("Init")
+        self.pstat = pstat
+
+    def _measure(self, offsets: np.ndarray) -> list[tuple]:
+        voltage = self._com.cell.galvanostatic(0.0, offsets)
+        return [(v, v, 0.0, 0.0, 0) for v in voltage]
+
+
+class ReadZ(_ComObject):
+    """One impedance reading per Measure(); OnDataDone(status) when it is ready."""
+
+    kind = "readz"
+
+    def Init(self, pstat: Pstat) -> None:
+        self._call("Init")
+        self.pstat = pstat
+        self._z = complex(math.nan, math.nan)
+        self._frequency = math.nan
+
+    def Measure(self, frequency_Hz: float, amplitude_V: float) -> None:
+        self._call("Measure", frequency_Hz, amplitude_V)
+        com, pstat = self._com, self.pstat
+        if not pstat.cell_on:
+            raise SimulatedCOMError(E_FAIL, "cell is off", None)
+        dc_current_A = com.cell.current_at(pstat.voltage_V) if pstat.voltage_V else 0.0
+        duration = max(0.2, 2.0 / frequency_Hz)
+        com.clock.anchor(com.time_s)
+        self._z = com.cell.measure_impedance(frequency_Hz, dc_current_A, duration)
+        self._frequency = frequency_Hz
+        com.time_s += duration
+        com.clock.wait_until(com.time_s)
+        com.fire(self, "_IGamryReadZEvents_OnDataDone", True)
+
+    def Zreal(self) -> float:
+        self._call("Zreal")
+        return self._z.real
+
+    def Zimag(self) -> float:
+        self._call("Zimag")
+        return self._z.imag
+
+    def Zfreq(self) -> float:
+        self._call("Zfreq")
+        return self._frequency

@@ -1,0 +1,138 @@
+"""The Gamry driver end to end against the simulated GamryCOM object model: call order, faults, hangs."""
+
+import sys
+import time
+
+import h5py
+import numpy as np
+import pytest
+
+from echemd.config import DaemonConfig
+from echemd.daemon.client import Client
+from echemd.daemon.service import Daemon
+from echemd.drivers import DriverUnavailable
+
+LIMITS = {"max_abs_voltage_V": 5.0, "max_abs_current_A": 0.1}
+ON, OFF = ("pstat", "SetCell", (1,)), ("pstat", "SetCell", (0,))
+
+
+def gamry_lab(tmp_path, clock="max", **gamry):
+    instrument = {"name": "gamry", "driver": "gamry", "address": "simulated", "clock": clock, "limits": LIMITS,
+                  "cell": {"preset": "Li6PS5Cl-flat", "seed": 1}, **gamry}
+    return DaemonConfig(control_endpoint="tcp://127.0.0.1:*", publish_endpoint="tcp://127.0.0.1:*", data_dir=tmp_path, instruments=[instrument])
+
+
+@pytest.fixture
+def lab(tmp_path):
+    daemons = []
+
+    def start(**kwargs):
+        daemon = Daemon(gamry_lab(tmp_path, **kwargs))
+        daemons.append(daemon)
+        return daemon, Client(daemon.control.endpoint), daemon.workers["gamry"].instrument.backend
+
+    yield start
+    for daemon in daemons:
+        daemon.close()
+
+
+def methods(calls):
+    return [(kind, method) for kind, method, _ in calls]
+
+
+def test_ccd_end_to_end_through_gamrycom_with_the_cell_switched_on_and_off_in_order(lab):
+    daemon, client, com = lab()
+    record = client.wait(client.submit("ccd", "gamry", diameter_mm=2.0), timeout_s=60)
+    assert record["status"] == "completed", record["error"]
+    cell = com.cell
+    assert 0 < record["result"]["ccd_mA_cm2"] - cell.critical_A_cm2 * 1e3 <= 0.5
+    daemon.close()
+    calls = com.calls
+    assert methods(calls[:5]) == [("com", "CoInitialize"), ("devices", "EnumSections"), ("pstat", "Init"), ("pstat", "Open"), ("pstat", "SetCell")]
+    assert calls[4] == OFF and methods(calls[-2:]) == [("pstat", "Close"), ("com", "CoUninitialize")]
+    ons = [k for k, call in enumerate(calls) if call == ON]
+    offs = [k for k, call in enumerate(calls) if call == OFF]
+    assert len(ons) == 5  # plate, strip, plate, strip, plate (short)
+    for on in ons:  # every cell-on is followed by a cell-off before the next step
+        assert any(on < off < next((o for o in ons if o > on), len(calls)) for off in offs)
+    first_step = calls[5:ons[0] + 2]
+    assert methods(first_step) == [
+        ("pstat", "SetCtrlMode"), ("pstat", "SetIERangeMode"), ("pstat", "TestIERange"), ("pstat", "SetIERange"),
+        ("signal", "Init"), ("dtaq-chrono", "Init"), ("dtaq-chrono", "SetStopXMax"), ("pstat", "SetSignal"), ("pstat", "SetCell"),
+        ("dtaq-chrono", "Run"),
+    ]
+    assert first_step[0][2] == (com.module.GstatMode,) and first_step[6][2] == (True, 5.0)
+
+
+def test_eis_end_to_end_recovers_the_cells_dc_resistance(lab, tmp_path):
+    daemon, client, com = lab()
+    record = client.wait(client.submit("eis", "gamry", start_Hz=1e6, end_Hz=0.01, points_per_decade=5), timeout_s=60)
+    assert record["status"] == "completed", record["error"]
+    result = record["result"]
+    assert result["points"] == 41
+    assert result["low_frequency_real_ohm"] == pytest.approx(com.cell.dc_resistance_ohm(), rel=0.03)
+    with h5py.File(record["file"], "r") as f:
+        np.testing.assert_allclose(f["data/frequency_Hz"][[0, -1]], [1e6, 0.01])
+        assert f["data/z_real_ohm"].attrs["units"] == "Ohm"
+    measures = [call for call in com.calls if call[1] == "Measure"]
+    assert len(measures) == 41 and measures[0][2] == (1e6, 0.01)
+    assert com.calls[-1] == OFF
+
+
+def test_an_abort_switches_the_cell_off_after_the_last_cook(lab):
+    daemon, client, com = lab(clock=200.0)
+    run_id = client.submit("ccd", "gamry", diameter_mm=2.0)
+    while client.status(run_id)["n_samples"] < 50:
+        time.sleep(0.02)
+    client.abort(run_id)
+    assert client.wait(run_id, timeout_s=10)["status"] == "aborted"
+    after = methods(com.calls[max(k for k, c in enumerate(com.calls) if c[1] == "Cook"):])
+    assert after[:3] == [("dtaq-chrono", "Cook"), ("pstat", "SetCell"), ("dtaq-chrono", "Run")]
+    assert com.calls[len(com.calls) - len(after) + 1] == OFF
+
+
+def test_a_com_error_mid_run_fails_the_run_with_the_cell_off_and_the_next_run_reconnects(lab):
+    daemon, client, com = lab()
+    cooks = 0
+
+    original = com.record
+
+    def fail_on_the_tenth_cook(kind, method, args):
+        nonlocal cooks
+        cooks += method == "Cook"
+        if cooks == 10:
+            com.fail_on = "Cook"
+        return original(kind, method, args)
+
+    com.record = fail_on_the_tenth_cook
+    record = client.wait(client.submit("ccd", "gamry", diameter_mm=2.0), timeout_s=30)
+    assert record["status"] == "failed" and "GamryCOM error" in record["error"] and "simulated failure in dtaq-chrono.Cook" in record["error"]
+    failure = max(k for k, c in enumerate(com.calls) if c[1] == "Cook")
+    assert OFF in com.calls[failure:]
+    assert ("pstat", "Close", ()) in com.calls[failure:]  # dropped after the fault
+    with h5py.File(record["file"], "r") as f:
+        assert f.attrs["status"] == "failed" and len(f["data/voltage_V"]) > 0
+    com.fail_on = None
+    com.record = original
+    again = client.wait(client.submit("eis", "gamry", start_Hz=1e5, end_Hz=1.0, points_per_decade=2), timeout_s=30)
+    assert again["status"] == "completed"
+    reopened = [k for k, c in enumerate(com.calls) if c[:2] == ("pstat", "Open")]
+    assert len(reopened) == 2
+
+
+def test_a_hung_com_server_fails_the_run_and_a_fresh_com_thread_serves_the_next(lab):
+    daemon, client, com = lab(com_timeout_s=1.0)
+    com.hang_on = "Cook"
+    record = client.wait(client.submit("ccd", "gamry", diameter_mm=2.0), timeout_s=30)
+    assert record["status"] == "failed" and "looks hung" in record["error"]
+    com.hang_on = None
+    com.release.set()  # the old COM thread wakes up and ends
+    again = client.wait(client.submit("eis", "gamry", start_Hz=1e5, end_Hz=1.0, points_per_decade=2), timeout_s=30)
+    assert again["status"] == "completed", again["error"]
+    assert sum(1 for c in com.calls if c[1] == "CoInitialize") == 2
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="checks the message off Windows")
+def test_without_windows_the_gamry_driver_fails_at_start_saying_what_it_needs(tmp_path):
+    with pytest.raises(DriverUnavailable, match="needs Windows with the Gamry Framework"):
+        Daemon(gamry_lab(tmp_path, address="IFC1010-12345"))
