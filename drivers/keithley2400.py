@@ -95,8 +95,8 @@ class Keithley2400Sourcemeter(Sourcemeter):
 
     # --- life cycle ------------------------------------------------------------------------
     def open(self) -> None:
-        adapter = self._adapter if self._adapter is not None else self._make_adapter()
         try:
+            adapter = self._adapter if self._adapter is not None else self._make_adapter()
             self.smu = CAFMKeithley2400(adapter)
             self.smu.source_enabled = False
             self.smu.reset_timestamp()

@@ -162,3 +162,18 @@ def test_a_visa_timeout_mid_run_fails_that_run_only_and_the_next_run_reconnects(
     with h5py.File(record["file"], "r") as f:
         assert f.attrs["status"] == "failed" and len(f["data/bias_V"]) >= 200
         assert b"error" in list(f["events/kind"][:])
+
+
+def test_an_instrument_unreachable_at_start_is_offline_and_its_runs_fail_clearly(tmp_path):
+    config = lab(tmp_path).model_dump()
+    config["instruments"][0].update(address="GPIB0::24::INSTR", visa_library="/nonexistent/libvisa.so")
+    daemon = Daemon(DaemonConfig.model_validate(config))
+    try:
+        with Client(daemon.control.endpoint) as client:
+            states = {i["name"]: i["state"] for i in client.instruments()}
+            assert states == {"k2400": "offline", "sim-pstat-1": "idle"}
+            record = client.wait(client.submit("cafm-sweep", "k2400", **SWEEP), timeout_s=10)
+            assert record["status"] == "failed" and "cannot reach k2400" in record["error"] and "GPIB0::24::INSTR" in record["error"]
+            assert client.wait(client.submit("ccd", "sim-pstat-1", diameter_mm=2.0), timeout_s=30)["status"] == "completed"
+    finally:
+        daemon.close()
