@@ -223,3 +223,20 @@ def test_a_500_um_pad_reaches_on_off_below_10_and_hardly_resets():
     _, lrs, hrs = memristor_cycles(smu, cycles=50)
     assert np.median(lrs / hrs) < 10
     assert np.mean(hrs > 0.5 * lrs) > 0.8  # most reset sweeps leave it conducting
+
+
+def test_a_seeded_run_is_bit_for_bit_reproducible_and_other_seeds_differ_plausibly(tmp_path):
+    import h5py
+
+    def voltages(seed, folder):
+        folder.mkdir()
+        result, cell = run_ccd(folder, "Li6PS5Cl-flat", seed, plating_increment_mA_cm2=0.25)
+        with h5py.File(next(folder.glob("*.h5")), "r") as f:
+            return result, f["data/voltage_V"][:], cell.critical_A_cm2
+
+    (r1, v1, jc1), (r2, v2, jc2), (r3, v3, jc3) = voltages(11, tmp_path / "a"), voltages(11, tmp_path / "b"), voltages(12, tmp_path / "c")
+    np.testing.assert_array_equal(v1, v2)
+    assert r1 == r2 and jc1 == jc2
+    assert jc3 != jc1 and not np.array_equal(v1[: len(v3)], v3[: len(v1)])
+    for jc in (jc1, jc3):
+        assert 0.75 < jc * 1e3 < 1.3  # plausible Li6PS5Cl cells around 1 mA/cm2
