@@ -72,6 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
     status = verbs.add_parser("status", help="daemon status, or one run's")
     status.add_argument("run_id", nargs="?")
     verbs.add_parser("runs", help="every run the daemon knows, oldest first")
+    analyze = verbs.add_parser("analyze", help="analyse a recorded file (echemd HDF5, Gamry DTA or CSV); prints JSON")
+    analyze.add_argument("kind", choices=("ccd", "eis", "cafm"))
+    analyze.add_argument("file", type=Path)
+    analyze.add_argument("--area-cm2", type=float, help="electrode area, cm2 (default: from the file where it says)")
+    analyze.add_argument("--circuit", default=None, help="eis: equivalent circuit in impedance.py syntax (default R0-p(R1,CPE1)-p(R2,CPE2))")
+    analyze.add_argument("--threshold-mV", type=float, default=2.0, help="ccd: plating voltage drop that marks a short, mV")
     abort = verbs.add_parser("abort", help="abort a run")
     abort.add_argument("run_id")
     for client_verb in (run, status, abort, verbs.choices["runs"]):
@@ -153,6 +159,28 @@ def cmd_abort(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from echemd.protocols import analysis
+    from echemd.protocols.readers import UnreadableFile, read_table
+
+    try:
+        table = read_table(args.file, args.kind)
+        area = args.area_cm2 if args.area_cm2 is not None else table.area_cm2
+        if args.kind == "ccd":
+            if area is None:
+                raise UsageError(f"{args.file}: give the electrode area with --area-cm2")
+            result = analysis.analyze_ccd(*table.require("time_s", "current_A", "voltage_V"), area_cm2=area, threshold_mV=args.threshold_mV)
+        elif args.kind == "eis":
+            result = analysis.analyze_eis(*table.require("frequency_Hz", "z_real_ohm", "z_imag_ohm"), circuit=args.circuit, area_cm2=area)
+        else:
+            bias, current = table.require("bias_V", "current_A")
+            result = analysis.analyze_cafm(bias, current)
+    except (UnreadableFile, ValueError) as exc:  # FitError is a ValueError
+        raise UsageError(str(exc)) from exc
+    print(json.dumps(result))
+    return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from echemd.daemon.demo import run_demo
 
@@ -160,7 +188,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK if run_demo(args.data_dir) else EXIT_FAILED
 
 
-VERBS = {"serve": cmd_serve, "demo": cmd_demo, "run": cmd_run, "status": cmd_status, "runs": cmd_runs, "abort": cmd_abort}
+VERBS = {"serve": cmd_serve, "demo": cmd_demo, "analyze": cmd_analyze, "run": cmd_run, "status": cmd_status, "runs": cmd_runs, "abort": cmd_abort}
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

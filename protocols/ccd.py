@@ -33,7 +33,8 @@ class CCDParameters(BaseModel):
     max_plating_mA_cm2: float = Field(3.0, gt=0, description="last plating current density tried, mA/cm2")
     drop_threshold_mV: float = Field(2.0, gt=0, description="plating voltage drop that marks a short, mV")
     settle_s: float = Field(60.0, ge=0, description="start of each plating step ignored by the detector, s")
-    smoothing_samples: int = Field(9, ge=1, le=1001, description="running-median window of the detector, samples")
+    smoothing_samples: int = Field(15, ge=1, le=1001, description="running-median window of the detector, samples")
+    drop_window_s: float | None = Field(300.0, gt=0, description="a drop counts when it happens within this time, s (none: since the settle time)")
     sample_interval_s: float = Field(1.0, gt=0, description="time between samples, s")
     voltage_limit_V: float = Field(1.0, gt=0, description="|V| beyond which the run stops (safety), V")
 
@@ -100,7 +101,7 @@ def plan(params: CCDParameters) -> Plan:
             label=f"cycle {cycle}: plate {plate_mA_cm2:g} mA/cm2",
             stops=(
                 VoltageLimit(params.voltage_limit_V),
-                VoltageDropDetector(params.drop_threshold_mV * 1e-3, params.settle_s, params.smoothing_samples),
+                VoltageDropDetector(params.drop_threshold_mV * 1e-3, params.settle_s, params.smoothing_samples, params.drop_window_s),
             ),
         )
         if plating.stop is not None:

@@ -1,0 +1,123 @@
+"""Analyses of recorded data, as pure functions on numpy arrays: what `echemd analyze` prints.
+
+- :func:`analyze_ccd`: a stepped-current record (time, current, voltage) -> CCD, last passed step,
+  detection time and drop size, with the same detector the CCD protocol runs live.
+- :func:`analyze_cafm`: cyclic bias sweeps (time, bias, current) -> triggering bias per sweep,
+  R^2 of a line through each back scan (ohmic filament), on/off ratio per cycle.
+- :func:`analyze_eis`: a spectrum -> equivalent-circuit fit, Kramers-Kronig residuals, ASR.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from echemd.protocols.detection import find_triggering_bias, find_voltage_drop
+
+#: Relative change of current that starts a new constant-current step.
+STEP_CHANGE = 0.01
+
+
+def constant_current_steps(current_A: np.ndarray) -> list[slice]:
+    """Index ranges of constant-current steps (a change of > 1% or of sign starts a new one)."""
+    current = np.asarray(current_A, dtype=np.float64)
+    if current.size == 0:
+        return []
+    scale = np.maximum(np.abs(current[:-1]), np.abs(current[1:]))
+    changes = np.flatnonzero(np.abs(np.diff(current)) > STEP_CHANGE * np.where(scale > 0, scale, 1.0)) + 1
+    bounds = [0, *changes.tolist(), current.size]
+    return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+
+
+def analyze_ccd(time_s, current_A, voltage_V, area_cm2: float, threshold_mV: float = 2.0, settle_s: float = 60.0,
+                window: int = 15, drop_window_s: float | None = 300.0) -> dict:
+    """CCD from a record of plating (negative current) and stripping steps.
+
+    Returns ``ccd_mA_cm2`` (plating current density of the step in which the drop began, or None),
+    ``last_passed_mA_cm2``, ``short_detected_at_s`` (or None), ``drop_mV`` and ``plating_steps``.
+    """
+    if not area_cm2 or area_cm2 <= 0:
+        raise ValueError("the electrode area (cm2) is needed to turn currents into current densities")
+    t, i, v = (np.asarray(x, dtype=np.float64) for x in (time_s, current_A, voltage_V))
+    last_passed, plating_steps = None, 0
+    for step in constant_current_steps(i):
+        if np.median(i[step]) >= 0 or (t[step][-1] - t[step][0]) <= settle_s:
+            continue
+        plating_steps += 1
+        density = round(float(-np.median(i[step])) / area_cm2 * 1e3, 6)
+        stop = find_voltage_drop(t[step], v[step], threshold_mV * 1e-3, settle_s, window, drop_window_s)
+        if stop is not None:
+            return {"ccd_mA_cm2": density, "last_passed_mA_cm2": last_passed, "short_detected_at_s": stop.time_s,
+                    "drop_mV": stop.details["drop_mV"], "plating_steps": plating_steps}
+        last_passed = density
+    return {"ccd_mA_cm2": None, "last_passed_mA_cm2": last_passed, "short_detected_at_s": None, "drop_mV": None, "plating_steps": plating_steps}
+
+
+def sweeps(bias_V: np.ndarray) -> list[slice]:
+    """Index ranges of the cyclic sweeps in a bias record: each holds one negative excursion."""
+    bias = np.asarray(bias_V, dtype=np.float64)
+    low = bias.min()
+    if not low < 0:
+        return [slice(0, bias.size)]
+    deep = bias < 0.5 * low  # inside a negative excursion
+    starts = np.flatnonzero(deep[1:] & ~deep[:-1]) + 1
+    if deep[0]:
+        starts = np.concatenate([[0], starts])
+    cuts = [0]
+    for a, b in zip(starts[:-1], starts[1:]):  # cut where the bias peaks between two excursions
+        cuts.append(int(a + np.argmax(bias[a:b])) + 1)
+    cuts.append(bias.size)
+    return [slice(a, b) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
+
+
+def _r_squared(x: np.ndarray, y: np.ndarray) -> float | None:
+    if x.size < 3 or np.ptp(x) == 0:
+        return None
+    slope, intercept = np.polyfit(x, y, 1)
+    residual = np.sum((y - (slope * x + intercept)) ** 2)
+    total = np.sum((y - y.mean()) ** 2)
+    return float(1 - residual / total) if total > 0 else None
+
+
+def analyze_cafm(bias_V, current_A, surge_factor: float = 100.0) -> dict:
+    """Triggering bias per sweep, ohmic R^2 of each back scan and, with two or more sweeps, on/off per cycle.
+
+    The back scan runs from the negative vertex back to 0 V; on/off is the median conductance of the
+    back scan (low-resistance state) over that of the forward scan before triggering (high).
+    """
+    bias, current = np.asarray(bias_V, dtype=np.float64), np.asarray(current_A, dtype=np.float64)
+    triggering, ohmic, on_off = [], [], []
+    for sweep in sweeps(bias):
+        b, i = bias[sweep], current[sweep]
+        vertex = int(np.argmin(b))
+        trigger = find_triggering_bias(b[: vertex + 1], i[: vertex + 1], surge_factor)
+        triggering.append(trigger)
+        back = slice(vertex, vertex + int(np.argmax(b[vertex:] >= 0)) if np.any(b[vertex:] >= 0) else None)
+        ohmic.append(_r_squared(b[back], i[back]))
+        forward = (b[: vertex + 1] < 0) & (b[: vertex + 1] > (trigger if trigger is not None else -math.inf))
+        on = np.abs(i[back][b[back] < 0] / b[back][b[back] < 0])
+        off = np.abs(i[: vertex + 1][forward] / b[: vertex + 1][forward])
+        on_off.append(float(np.median(on) / np.median(off)) if on.size and off.size and np.median(off) > 0 else None)
+    result = {"triggering_bias_V": triggering, "ohmic_r2": ohmic}
+    if len(triggering) > 1:
+        result["on_off"] = on_off
+    return result
+
+
+def analyze_eis(frequency_Hz, z_real_ohm, z_imag_ohm, circuit: str | None = None, area_cm2: float | None = None) -> dict:
+    """Fit, Kramers-Kronig summary and area-specific values of a spectrum (see eis_fitting).
+
+    impedance.py (and with it matplotlib and pandas) is imported here, only when a spectrum is fitted.
+    """
+    from echemd.protocols.eis_fitting import DEFAULT_CIRCUIT, fit_circuit
+    from echemd.protocols.kramers_kronig import lin_kk
+
+    f = np.asarray(frequency_Hz, dtype=np.float64)
+    z = np.asarray(z_real_ohm, dtype=np.float64) + 1j * np.asarray(z_imag_ohm, dtype=np.float64)
+    fit = fit_circuit(f, z, circuit or DEFAULT_CIRCUIT, area_cm2)
+    summary = fit.summary()
+    summary["kk"] = lin_kk(f, z).summary()
+    if area_cm2 is not None:
+        summary["area_cm2"] = area_cm2
+    return summary

@@ -1,0 +1,274 @@
+"""Equivalent-circuit fitting of impedance spectra with impedance.py, from data-driven initial guesses.
+
+A fit starts where the data say it should: the series resistance at the high-frequency intercept;
+each parallel block p(R, C or CPE) on an arc found in the spectrum (its resistance from the arc's
+width on the real axis, its time constant from the frequency of the arc's apex), blocks taken in
+the order they are written (high frequency first); diffusion elements from the low-frequency tail.
+Nobody has to hand-tune a guess, and a guess ten times off (which makes impedance.py's curve_fit
+fail) does not happen.  Which arc a block describes is not always the written order, so every
+order is tried (up to six starts) and the fit with the lowest sum of squared residuals, the
+quantity impedance.py minimizes, is kept.
+
+Capacitances of CPE arcs follow Brug et al. (1984): C = Q^(1/a) (R_s R / (R_s + R))^((1 - a)/a),
+with R_s the series resistance.  Each arc is labelled by its areal capacitance after Irvine,
+Sinclair and West (1990) so arcs can be told apart: bulk ~1e-12 F/cm2, grain boundary 1e-11..1e-8,
+interphase / surface layer 1e-9..1e-7, electrode interface (double layer, charge transfer)
+1e-7..1e-5, electrochemical reaction >= 1e-4.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+from impedance.models.circuits import CustomCircuit
+from impedance.models.circuits.elements import circuit_elements
+
+#: Default circuit of a symmetric solid-state cell: bulk (series), two arcs (grain boundary /
+#: interphase, and electrode interface), each a resistor in parallel with a CPE.
+DEFAULT_CIRCUIT = "R0-p(R1,CPE1)-p(R2,CPE2)"
+CPE_ALPHA_GUESS = 0.9
+#: Most starting points tried (orders in which the blocks take the arcs).
+MAX_STARTS = 6
+#: Another order replaces the written one (high frequency first) only when its fit is this much better.
+BETTER_BY = 0.005
+ELEMENT = re.compile(r"^([A-Za-z]+)_?\d*$")
+ASSIGNMENTS = (  # upper bound of areal capacitance (F/cm2), label
+    (5e-12, "bulk"),
+    (1e-8, "grain boundary"),
+    (1e-7, "interphase"),
+    (5e-5, "electrode interface"),
+    (math.inf, "electrochemical reaction"),
+)
+
+
+class FitError(ValueError):
+    """The circuit cannot be fitted to the data (bad circuit string, too few points, no convergence)."""
+
+
+@dataclass(frozen=True)
+class Arc:
+    block: str
+    resistance_ohm: float
+    capacitance_F: float
+    apex_frequency_Hz: float
+    assignment: str
+    asr_ohm_cm2: float | None = None
+    capacitance_F_cm2: float | None = None
+
+
+@dataclass(frozen=True)
+class CircuitFit:
+    circuit: str
+    parameters: dict[str, float]
+    errors: dict[str, float]
+    units: dict[str, str]
+    initial_guess: dict[str, float]
+    rms_relative_residual: float
+    series_resistance_ohm: float
+    arcs: list[Arc] = field(default_factory=list)
+    area_cm2: float | None = None
+
+    def summary(self) -> dict:
+        """JSON-ready result (as `echemd analyze eis` prints it)."""
+        out = {
+            "circuit": self.circuit,
+            "parameters": self.parameters,
+            "errors": self.errors,
+            "units": self.units,
+            "rms_relative_residual_percent": self.rms_relative_residual * 100,
+            "arcs": [arc.__dict__ for arc in self.arcs],
+        }
+        if self.area_cm2 is not None:
+            total = self.series_resistance_ohm + sum(arc.resistance_ohm for arc in self.arcs)
+            out["asr_ohm_cm2"] = {"series": self.series_resistance_ohm * self.area_cm2, "total": total * self.area_cm2,
+                                  **{arc.block: arc.asr_ohm_cm2 for arc in self.arcs}}
+        return out
+
+
+# --- circuit structure -----------------------------------------------------------------------------
+def _split_top(text: str, separator: str) -> list[str]:
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        depth += ch == "("
+        depth -= ch == ")"
+        if ch == separator and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    return [p.strip() for p in parts]
+
+
+def _element_kind(name: str) -> str:
+    match = ELEMENT.match(name)
+    if match is None or match.group(1) not in circuit_elements:
+        raise FitError(f"unknown circuit element {name!r}; impedance.py knows {', '.join(sorted(k for k in circuit_elements if k not in 'sp'))}")
+    return match.group(1)
+
+
+def _elements_in(text: str) -> list[str]:
+    """Element names in the order impedance.py numbers their parameters."""
+    return [n for n in re.split(r"[-,()\s]+", text.replace("p(", "(")) if n]
+
+
+# --- initial guesses ------------------------------------------------------------------------------
+@dataclass
+class _Spectrum:
+    f: np.ndarray  # Hz, high to low
+    z: np.ndarray
+
+    @property
+    def high_frequency_resistance(self) -> float:
+        head = self.z.real[: max(3, len(self.z) // 10)]
+        return float(max(head.min(), 0.0)) or float(abs(self.z.real[0]))
+
+    def arcs(self) -> list[tuple[float, float]]:
+        """(resistance, apex frequency) of each arc, high frequency first."""
+        minus = -self.z.imag
+        smooth = np.convolve(minus, np.ones(3) / 3, mode="same")
+        found = []
+        for k in range(1, len(smooth) - 1):
+            if smooth[k] > 0 and smooth[k] >= smooth[k - 1] and smooth[k] > smooth[k + 1] and smooth[k] > 0.05 * smooth.max():
+                left = k - 1
+                while left > 0 and smooth[left - 1] < smooth[left]:
+                    left -= 1
+                right = k + 1
+                while right < len(smooth) - 1 and smooth[right + 1] < smooth[right]:
+                    right += 1
+                width = self.z.real[right] - self.z.real[left]
+                found.append((float(max(width, 2 * minus[k])), float(self.f[k])))
+        return found
+
+    def tail(self) -> tuple[float, float]:
+        """(resistance, time constant) of the low-frequency tail beyond the last arc."""
+        return float(max(abs(self.z[-1]) * 0.3, 1e-12)), float(1 / (2 * math.pi * self.f[-1]))
+
+
+def initial_guess(circuit: str, frequency_Hz: np.ndarray, impedance_ohm: np.ndarray, order: tuple[int, ...] | None = None) -> list[float]:
+    """Data-driven initial guess for every parameter of ``circuit`` (impedance.py's order).
+
+    Arcs go to the parallel blocks high frequency first, or in ``order`` (a permutation: block i
+    gets the order[i]-th arc).
+    """
+    high_to_low = np.argsort(frequency_Hz)[::-1]
+    spectrum = _Spectrum(np.asarray(frequency_Hz)[high_to_low], np.asarray(impedance_ohm)[high_to_low])
+    r_series = spectrum.high_frequency_resistance
+    blocks = [part for part in _split_top(circuit, "-") if part.startswith("p(")]
+    arcs = spectrum.arcs()
+    total = max(float(spectrum.z.real.max()) - r_series, 1e-9)
+    if len(arcs) > len(blocks):
+        arcs = sorted(sorted(arcs, reverse=True)[: len(blocks)], key=lambda arc: -arc[1])
+    missing = len(blocks) - len(arcs)
+    if missing > 0:  # spread the unexplained resistance over log-spaced time constants
+        rest = max(total - sum(r for r, _ in arcs), 0.05 * total) / missing
+        spare = np.logspace(np.log10(spectrum.f[0]), np.log10(spectrum.f[-1]), missing + 2)[1:-1]
+        arcs = sorted(arcs + [(rest, float(f)) for f in spare], key=lambda arc: -arc[1])
+    tail_r, tail_tau = spectrum.tail()
+    if order is not None:
+        arcs = [arcs[i] for i in order]
+    block_of = {}
+    for block, (r, f_apex) in zip(blocks, arcs):
+        for name in _elements_in(block):
+            block_of[name] = (r, 1 / (2 * math.pi * f_apex))
+
+    guess: list[float] = []
+    series_r_used = False
+    for name in _elements_in(circuit):
+        kind = _element_kind(name)
+        r_arc, tau = block_of.get(name, (None, None))
+        in_block = r_arc is not None
+        if kind == "R":
+            if in_block:
+                guess.append(r_arc)
+            elif not series_r_used:
+                guess.append(r_series)
+                series_r_used = True
+            else:
+                guess.append(0.01 * total)
+        elif kind == "C":
+            guess.append(tau / r_arc if in_block else 1 / (2 * math.pi * spectrum.f[-1] * max(abs(spectrum.z.imag[-1]), 1e-12)))
+        elif kind == "CPE":
+            q = tau**CPE_ALPHA_GUESS / r_arc if in_block else 1 / (2 * math.pi * spectrum.f[-1] * max(abs(spectrum.z.imag[-1]), 1e-12))
+            guess += [q, CPE_ALPHA_GUESS]
+        elif kind == "L":
+            guess.append(max(spectrum.z.imag[0], 0.0) / (2 * math.pi * spectrum.f[0]) or 1e-9)
+        elif kind == "W":
+            guess.append(max(abs(spectrum.z.imag[-1]), 1e-12) * math.sqrt(2 * math.pi * spectrum.f[-1]))
+        elif kind in ("Wo", "Ws", "G", "K"):
+            guess += [tail_r, tail_tau]
+        else:
+            raise FitError(f"no automatic initial guess for {kind} elements; use R, C, CPE, L, W, Wo, Ws, G or K")
+    return guess
+
+
+# --- fitting --------------------------------------------------------------------------------------
+def _brug(q: float, alpha: float, r: float, r_series: float) -> float:
+    r_parallel = r * r_series / (r + r_series) if r_series > 0 else r
+    return q ** (1 / alpha) * r_parallel ** ((1 - alpha) / alpha)
+
+
+def assign(capacitance_F_cm2: float) -> str:
+    return next(label for bound, label in ASSIGNMENTS if capacitance_F_cm2 < bound)
+
+
+def fit_circuit(frequency_Hz: np.ndarray, impedance_ohm: np.ndarray, circuit: str = DEFAULT_CIRCUIT, area_cm2: float | None = None) -> CircuitFit:
+    """Fit ``circuit`` (impedance.py syntax) to a spectrum; frequencies in Hz, impedances in Ohm."""
+    f = np.asarray(frequency_Hz, dtype=np.float64)
+    z = np.asarray(impedance_ohm, dtype=np.complex128)
+    keep = np.isfinite(f) & np.isfinite(z) & (f > 0)
+    f, z = f[keep], z[keep]
+    blocks = sum(part.startswith("p(") for part in _split_top(circuit, "-"))
+    orders = list(itertools.permutations(range(blocks)))[:MAX_STARTS] if blocks > 1 else [None]
+    best, failures = None, []
+    for order in orders:  # the same arcs, taken by the blocks in every order: keep the best fit
+        guess = initial_guess(circuit, f, z, order)
+        if len(f) < len(guess):
+            raise FitError(f"{len(f)} frequencies cannot determine the {len(guess)} parameters of {circuit}")
+        model = CustomCircuit(circuit, initial_guess=guess)
+        try:
+            model.fit(f, z)
+        except (RuntimeError, ValueError) as exc:
+            failures.append(str(exc))
+            continue
+        cost = float(np.sum(np.abs(z - model.predict(f)) ** 2))  # what impedance.py minimizes
+        if best is None or cost < best[0] * (1 - BETTER_BY):
+            best = (cost, model, guess)
+    if best is None:
+        raise FitError(f"the fit of {circuit} did not converge: {failures[0]}")
+    _, model, guess = best
+    names, units = model.get_param_names()
+    values = [float(v) for v in model.parameters_]
+    errors = [float(e) for e in model.conf_] if model.conf_ is not None else [math.nan] * len(values)
+    parameters = dict(zip(names, values))
+    predicted = model.predict(f)
+    rms = float(np.sqrt(np.mean(np.abs((z - predicted) / np.abs(z)) ** 2)))
+    series = next((parameters[n] for n in _series_resistors(circuit)), 0.0)
+    arcs = [_arc(block, parameters, series, area_cm2) for block in _split_top(circuit, "-") if block.startswith("p(")]
+    return CircuitFit(circuit, parameters, dict(zip(names, errors)), dict(zip(names, units)), dict(zip(names, guess)),
+                      rms, series, [arc for arc in arcs if arc is not None], area_cm2)
+
+
+def _series_resistors(circuit: str) -> list[str]:
+    return [part for part in _split_top(circuit, "-") if not part.startswith("p(") and _element_kind(part) == "R"]
+
+
+def _arc(block: str, parameters: dict[str, float], series_ohm: float, area_cm2: float | None) -> Arc | None:
+    names = _elements_in(block)
+    resistors = [n for n in names if _element_kind(n) == "R"]
+    if not resistors:
+        return None
+    r = parameters[resistors[0]]
+    capacitors = [n for n in names if _element_kind(n) in ("C", "CPE")]
+    if not capacitors:
+        return None
+    c_name = capacitors[0]
+    if _element_kind(c_name) == "C":
+        c = parameters[c_name]
+    else:
+        c = _brug(parameters[f"{c_name}_0"], parameters[f"{c_name}_1"], r, series_ohm)
+    apex = 1 / (2 * math.pi * r * c)
+    areal = c / area_cm2 if area_cm2 else None
+    return Arc(block, r, c, apex, assign(areal if areal is not None else c), r * area_cm2 if area_cm2 else None, areal)

@@ -1,0 +1,190 @@
+"""Readers for the files `echemd analyze` takes: echemd run files (HDF5), Gamry EXPLAIN files (DTA), CSV.
+
+Each reader returns a :class:`Table`: named float columns in SI units plus what the file says
+about itself (e.g. the electrode area).  They are tolerant where real files are messy: Gamry files
+come as cp1252 or UTF-8 with CR LF or LF endings, may use decimal commas, may hold several tables
+(OCVCURVE then ZCURVE) or an aborted curve whose last row is cut short, and hand-edited rows may use
+spaces instead of tabs.  Anything they cannot read raises :class:`UnreadableFile` saying why.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+NUMBER = re.compile(r"^[-+]?(\d+([.,]\d*)?|[.,]\d+)([eE][-+]?\d+)?$")
+
+
+class UnreadableFile(ValueError):
+    """The file is missing, of an unknown kind, or lacks what the analysis needs."""
+
+
+@dataclass
+class Table:
+    columns: dict[str, np.ndarray]
+    source: str
+    area_cm2: float | None = None
+    metadata: dict = field(default_factory=dict)
+
+    def require(self, *names: str) -> tuple[np.ndarray, ...]:
+        missing = [n for n in names if n not in self.columns]
+        if missing:
+            raise UnreadableFile(f"{self.source}: no {', '.join(missing)} column (has: {', '.join(self.columns)})")
+        return tuple(self.columns[n] for n in names)
+
+
+# --- Gamry EXPLAIN (.DTA) -------------------------------------------------------------------------
+@dataclass
+class GamryCurve:
+    name: str
+    columns: list[str]
+    units: list[str]
+    rows: list[list[str]]
+    truncated: bool = False
+
+    def column(self, name: str) -> np.ndarray:
+        k = self.columns.index(name)
+        return np.array([_number(row[k]) for row in self.rows], dtype=np.float64)
+
+
+@dataclass
+class GamryFile:
+    tag: str
+    header: dict[str, list[str]]
+    curves: dict[str, GamryCurve]
+
+    def quantity(self, key: str) -> float | None:
+        values = self.header.get(key)
+        return _number(values[1]) if values and len(values) > 1 else None
+
+
+def _number(text: str) -> float:
+    text = text.strip()
+    if NUMBER.match(text):
+        return float(text.replace(",", "."))
+    raise ValueError(text)
+
+
+def read_gamry(path: Path) -> GamryFile:
+    raw = Path(path).read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = raw.decode("cp1252")
+    lines = text.splitlines()
+    if not lines or lines[0].strip().upper() != "EXPLAIN":
+        raise UnreadableFile(f"{path}: not a Gamry EXPLAIN file (its first line is not EXPLAIN)")
+    header: dict[str, list[str]] = {}
+    curves: dict[str, GamryCurve] = {}
+    i = 1
+    while i < len(lines):
+        line = lines[i]
+        if not line.strip() or line[0] in " \t":
+            i += 1
+            continue
+        fields = line.split("\t")
+        key = fields[0].strip()
+        if len(fields) > 1 and fields[1].strip() == "TABLE":
+            curve, i = _read_table(key, lines, i + 1, declared=int(fields[2]) if len(fields) > 2 and fields[2].strip().isdigit() else None)
+            curves[key] = curve
+            continue
+        header[key] = [f.strip() for f in fields[1:]]
+        i += 1
+    return GamryFile(header.get("TAG", [""])[0], header, curves)
+
+
+def _read_table(name: str, lines: list[str], i: int, declared: int | None) -> tuple[GamryCurve, int]:
+    columns = [c.strip() for c in lines[i].strip("\r\n").split("\t") if c.strip()]
+    units = [u.strip() for u in lines[i + 1].strip("\r\n").split("\t")[1:]] if i + 1 < len(lines) else []
+    rows, truncated, i = [], False, i + 2
+    while i < len(lines) and lines[i][:1] in (" ", "\t") and lines[i].strip():
+        fields = lines[i].split()
+        if len(fields) >= len(columns) and NUMBER.match(fields[0]):
+            rows.append(fields[: len(columns)])
+        else:
+            truncated = True  # a row cut short: an aborted curve
+        i += 1
+    if declared is not None and len(rows) < declared:
+        truncated = True
+    return GamryCurve(name, columns, units, rows, truncated), i
+
+
+# --- what `analyze` needs, by kind ---------------------------------------------------------------
+EIS_COLUMNS = ("frequency_Hz", "z_real_ohm", "z_imag_ohm")
+CCD_COLUMNS = ("time_s", "current_A", "voltage_V")
+CAFM_COLUMNS = ("time_s", "bias_V", "current_A")
+
+
+def read_table(path: str | Path, kind: str) -> Table:
+    """The columns ``kind`` ('eis', 'ccd' or 'cafm') needs, from an HDF5, DTA or CSV file."""
+    path = Path(path)
+    if not path.is_file():
+        raise UnreadableFile(f"{path}: no such file")
+    with path.open("rb") as handle:
+        start = handle.read(8)
+    try:
+        if start.startswith(b"\x89HDF"):
+            return _from_hdf5(path)
+        if start.upper().startswith(b"EXPLAIN"):
+            return _from_gamry(path, kind)
+        return _from_csv(path, kind)
+    except UnreadableFile:
+        raise
+    except (OSError, ValueError, KeyError, IndexError, UnicodeDecodeError) as exc:
+        raise UnreadableFile(f"{path}: cannot read it as a {kind} file: {exc}") from exc
+
+
+def _from_hdf5(path: Path) -> Table:
+    import h5py
+
+    with h5py.File(path, "r", libver="latest", swmr=True) as f:
+        columns = {name: f["data"][name][:] for name in f["data"]}
+        parameters = json.loads(f.attrs.get("parameters", "{}"))
+        area = parameters.get("area_cm2")
+        if area is None and parameters.get("diameter_mm"):
+            area = np.pi * (parameters["diameter_mm"] / 20) ** 2
+        return Table(columns, str(path), area, {"protocol": str(f.attrs.get("protocol", "")), "parameters": parameters})
+
+
+def _from_gamry(path: Path, kind: str) -> Table:
+    dta = read_gamry(path)
+    area = dta.quantity("AREA")
+    if kind == "eis":
+        curve = dta.curves.get("ZCURVE")
+        if curve is None:
+            raise UnreadableFile(f"{path}: a Gamry {dta.tag or '?'} file with no ZCURVE table: not an impedance spectrum")
+        columns = dict(zip(EIS_COLUMNS, (curve.column("Freq"), curve.column("Zreal"), curve.column("Zimag"))))
+    else:
+        curve = next((c for name, c in dta.curves.items() if name.startswith("CURVE")), None)
+        if curve is None or not {"T", "Vf", "Im"} <= set(curve.columns):
+            raise UnreadableFile(f"{path}: a Gamry {dta.tag or '?'} file with no CURVE table of T, Vf and Im")
+        rows = [c for name, c in sorted(dta.curves.items()) if name.startswith("CURVE")]
+        t = np.concatenate([c.column("T") for c in rows])
+        v = np.concatenate([c.column("Vf") for c in rows])
+        i = np.concatenate([c.column("Im") for c in rows])
+        columns = {"time_s": t, "current_A": i, "voltage_V": v} if kind == "ccd" else {"time_s": t, "bias_V": v, "current_A": i}
+    return Table(columns, str(path), area, {"tag": dta.tag, "truncated": any(c.truncated for c in dta.curves.values())})
+
+
+def _from_csv(path: Path, kind: str) -> Table:
+    text = path.read_text(encoding="utf-8-sig", errors="strict")
+    rows = [row for row in csv.reader(text.splitlines()) if row and any(cell.strip() for cell in row)]
+    if not rows:
+        raise UnreadableFile(f"{path}: empty")
+    expected = {"eis": EIS_COLUMNS, "ccd": CCD_COLUMNS, "cafm": CAFM_COLUMNS}[kind]
+    if all(NUMBER.match(cell.strip()) for cell in rows[0]):
+        if kind != "eis" or len(rows[0]) != 3:
+            raise UnreadableFile(f"{path}: a {kind} CSV needs the header {','.join(expected)}")
+        names, body = list(EIS_COLUMNS), rows  # impedance.py's format: f, Re Z, Im Z without a header
+    else:
+        names, body = [c.strip() for c in rows[0]], rows[1:]
+        missing = [n for n in expected if n not in names]
+        if missing:
+            raise UnreadableFile(f"{path}: the CSV header lacks {', '.join(missing)} (expected {','.join(expected)})")
+    data = np.array([[float(cell) for cell in row[: len(names)]] for row in body], dtype=np.float64)
+    return Table({name: data[:, k] for k, name in enumerate(names)}, str(path))

@@ -1,0 +1,157 @@
+"""Readers and `echemd analyze` on every file in ../shared/data/external that fits, and on our own runs."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from echemd.protocols.analysis import analyze_cafm, analyze_ccd, constant_current_steps, sweeps
+from echemd.protocols.readers import UnreadableFile, read_gamry, read_table
+
+EXTERNAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "external"
+
+
+def echemd(*args):
+    done = subprocess.run([sys.executable, "-m", "echemd.daemon.cli", *map(str, args)], capture_output=True, text=True, timeout=120)
+    return done.returncode, done.stdout, done.stderr
+
+
+# --- Gamry EXPLAIN reader -------------------------------------------------------------------------
+def test_reference_3000_file_two_tables_cp1252():
+    dta = read_gamry(EXTERNAL / "impedancepy_exampleDataGamry.DTA")
+    assert dta.tag == "EISPOT" and list(dta.curves) == ["OCVCURVE", "ZCURVE"]
+    assert dta.quantity("AREA") == 1.0 and dta.quantity("VAC") == 10.0
+    z = dta.curves["ZCURVE"]
+    assert len(z.rows) == 72 and z.columns[:5] == ["Pt", "Time", "Freq", "Zreal", "Zimag"]
+    assert z.column("Freq")[0] == pytest.approx(200015.6) and z.column("Zimag")[-1] == pytest.approx(-6635.557)
+    assert "°" in (EXTERNAL / "impedancepy_exampleDataGamry.DTA").read_bytes().decode("cp1252") or z.units
+
+
+def test_hand_edited_utf8_and_crlf_files():
+    eis = read_gamry(EXTERNAL / "gamryparser_eispot_data.dta")  # UTF-8, rows re-typed with spaces
+    assert eis.curves["ZCURVE"].column("Freq").tolist() == [10000, 5000, 1000, 500.1, 100, 50, 10, 5, 1, 0.5]
+    ocp = read_gamry(EXTERNAL / "gamryparser_ocp_data.dta")  # CR LF
+    assert ocp.tag == "CORPOT" and "CURVE" in ocp.curves and ocp.quantity("SAMPLETIME") == 5.0
+    cv = read_gamry(EXTERNAL / "gamryparser_cv_data.dta")
+    assert [name for name in cv.curves if name.startswith("CURVE")][:2] == ["CURVE1", "CURVE2"]
+
+
+def test_decimal_commas_and_an_aborted_curve(tmp_path):
+    text = (EXTERNAL / "impedancepy_exampleDataGamry.DTA").read_bytes().decode("cp1252")
+    head, _, table = text.partition("ZCURVE\tTABLE")
+    lines = table.splitlines()
+    rows = [line.replace(".", ",") for line in lines[3:8]] + [lines[8][:12]]  # commas; the last row cut short
+    path = tmp_path / "aborted.DTA"
+    path.write_bytes((head + "ZCURVE\tTABLE\t72\n" + "\n".join(lines[1:3] + rows) + "\n").encode("cp1252"))
+    curve = read_gamry(path).curves["ZCURVE"]
+    assert curve.truncated and len(curve.rows) == 5
+    assert curve.column("Freq")[0] == pytest.approx(200015.6)
+
+
+# --- analyze, every fitting file ------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["impedancepy_exampleData.csv", "impedancepy_exampleDataGamry.DTA", "gamryparser_eispot_data.dta"])
+def test_analyze_eis_handles_every_spectrum(name):
+    code, out, err = echemd("analyze", "eis", EXTERNAL / name, "--area-cm2", "0.5")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["circuit"] == "R0-p(R1,CPE1)-p(R2,CPE2)" and set(result["parameters"]) >= {"R0", "R1", "R2"}
+    assert set(result["kk"]) >= {"rms_residual_percent", "valid"} and "asr_ohm_cm2" in result
+
+
+@pytest.mark.parametrize("name", ["gamryparser_chronoa_data.dta", "gamryparser_cv_data.dta"])
+def test_analyze_ccd_and_cafm_read_gamry_curves(name):
+    code, out, err = echemd("analyze", "ccd", EXTERNAL / name, "--area-cm2", "1")
+    assert code == 0, err
+    assert set(json.loads(out)) >= {"ccd_mA_cm2", "last_passed_mA_cm2", "short_detected_at_s", "drop_mV"}
+    code, out, err = echemd("analyze", "cafm", EXTERNAL / name)
+    assert code == 0, err and "triggering_bias_V" in json.loads(out)
+
+
+@pytest.mark.parametrize(("kind", "name", "message"), [
+    ("eis", "gamryparser_ocp_data.dta", "no ZCURVE table"),
+    ("ccd", "gamryparser_ocp_data.dta", "no CURVE table of T, Vf and Im"),
+    ("ccd", "impedancepy_exampleData.csv", "needs the header time_s,current_A,voltage_V"),
+    ("eis", "LICENSE-impedance.py.txt", "the CSV header lacks frequency_Hz"),
+    ("eis", "does-not-exist.csv", "no such file"),
+])
+def test_unreadable_files_exit_2_with_the_reason(kind, name, message):
+    code, out, err = echemd("analyze", kind, EXTERNAL / name, "--area-cm2", "1")
+    assert code == 2 and out == "" and message in err
+
+
+def test_analyze_ccd_of_a_csv_recovers_the_short(tmp_path):
+    area = 0.0314
+    t, i, v = [], [], []
+    now = 0.0
+    for j in (0.5, 1.0, 1.5):  # plate j, strip 0.2 (mA/cm2); the short happens 100 s into the 1.5 step
+        for current, duration in ((-j, 0.2 / j * 3600), (0.2, 3600)):
+            ts = now + np.arange(1.0, duration + 1)
+            vs = np.full(ts.size, 0.1 * current)
+            if j == 1.5 and current < 0:
+                vs[100:] *= np.exp(-(ts[100:] - ts[100]) / 30)
+            t.append(ts), i.append(np.full(ts.size, current * area * 1e-3)), v.append(vs)
+            now = ts[-1]
+    path = tmp_path / "ccd.csv"
+    np.savetxt(path, np.column_stack([np.concatenate(t), np.concatenate(i), np.concatenate(v)]), delimiter=",", header="time_s,current_A,voltage_V", comments="")
+    code, out, err = echemd("analyze", "ccd", path, "--area-cm2", area)
+    result = json.loads(out)
+    assert code == 0 and result["ccd_mA_cm2"] == 1.5 and result["last_passed_mA_cm2"] == 1.0
+    short_at = 0.4 * 3600 + 3600 + 0.2 * 3600 + 3600 + 101
+    assert 0 < result["short_detected_at_s"] - short_at < 20 and result["drop_mV"] >= 2.0
+    code, _, err = echemd("analyze", "ccd", path)
+    assert code == 2 and "--area-cm2" in err
+
+
+def test_analyze_our_own_run_files(tmp_path):
+    from echemd.config import load_default_config
+    from echemd.daemon.client import Client
+    from echemd.daemon.service import Daemon
+
+    config = load_default_config().model_copy(update={"control_endpoint": "tcp://127.0.0.1:*", "publish_endpoint": "tcp://127.0.0.1:*", "data_dir": tmp_path})
+    daemon = Daemon(config)
+    try:
+        with Client(daemon.control.endpoint) as client:
+            ccd = client.wait(client.submit("ccd", "sim-pstat-1", diameter_mm=2.0), timeout_s=60)
+            cafm = client.wait(client.submit("cafm-sweep", "sim-smu-1", cycles=3, positive_vertex_V=1.0), timeout_s=60)
+            eis = client.wait(client.submit("eis", "sim-pstat-2", end_Hz=0.1, area_cm2=0.0314159), timeout_s=60)
+    finally:
+        daemon.close()
+    code, out, err = echemd("analyze", "ccd", ccd["file"])  # the area comes from the file's parameters
+    assert code == 0, err
+    live, offline = ccd["result"], json.loads(out)
+    assert offline["ccd_mA_cm2"] == live["ccd_mA_cm2"] and offline["short_detected_at_s"] == live["short_detected_at_s"]
+    code, out, err = echemd("analyze", "cafm", cafm["file"])
+    result = json.loads(out)
+    assert result["triggering_bias_V"] == cafm["result"]["triggering_bias_V"] and len(result["on_off"]) == 3
+    assert all(r2 > 0.999 for r2 in result["ohmic_r2"]) and min(result["on_off"]) > 1e4
+    code, out, err = echemd("analyze", "eis", eis["file"])
+    assert code == 0 and json.loads(out)["asr_ohm_cm2"]["total"] == pytest.approx(
+        eis["result"]["low_frequency_real_ohm"] * 0.0314159, rel=0.05)
+
+
+# --- pure functions -------------------------------------------------------------------------------
+def test_steps_and_sweeps_are_segmented():
+    current = np.array([-1, -1, -1.005, 0.2, 0.2, -2, -2, 0.0, 0.0])
+    assert [(s.start, s.stop) for s in constant_current_steps(current)] == [(0, 3), (3, 5), (5, 7), (7, 9)]
+    bias = np.concatenate([np.linspace(0, -1, 11), np.linspace(-1, 1, 21), np.linspace(1, 0, 11)] * 3)
+    found = sweeps(bias)
+    assert len(found) == 3 and found[0].start == 0 and found[-1].stop == bias.size
+    assert all(a.stop == b.start for a, b in zip(found, found[1:]))  # contiguous
+    assert all(bias[s].min() == -1.0 and bias[s][0] >= 0 for s in found)  # each starts at or above 0 and holds a vertex
+
+
+def test_cafm_analysis_on_a_synthetic_memristor():
+    bias = np.concatenate([np.linspace(0, -0.5, 101), np.linspace(-0.5, 1.0, 301), np.linspace(1.0, 0, 201)])
+    on = (bias <= -0.2) | ((np.arange(bias.size) > 60) & (np.arange(bias.size) < 101 + 240))  # set at -0.2 V, reset near +0.7 V
+    current = np.where(on, bias / 1e4, bias / 1e10)
+    result = analyze_cafm(bias, current)
+    assert result["triggering_bias_V"] == [pytest.approx(-0.2, abs=0.006)]
+    assert result["ohmic_r2"][0] > 0.9999
+
+
+def test_ccd_analysis_needs_an_area():
+    with pytest.raises(ValueError, match="electrode area"):
+        analyze_ccd([0, 1], [0, 0], [0, 0], area_cm2=0)
