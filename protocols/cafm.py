@@ -6,8 +6,10 @@ vertex and back to the start, ``cycles`` times, at ``rate_V_s`` in steps of ``st
 current limited to ``compliance_A`` (1 mA for a tip).  The filament triggering bias of each sweep is
 where the junction's conductance surges above its initial (ionically blocking) value.
 
-This is the first version: the robust detector, the ohmic check of the back scan and memristor
-cycling belong to the science issue.
+Per cycle the result gives the triggering bias, the R^2 of a straight line through the back scan
+(an ohmic filament gives a linear back scan) and, with more than one cycle, the on/off ratio (see
+:func:`~echemd.protocols.analysis.analyze_cafm`).  Memristor cycling is its own protocol
+(:mod:`echemd.protocols.memristor`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from echemd.config.models import InstrumentLimits
 from echemd.drivers.base import Instrument, Sourcemeter
 from echemd.protocols.base import Column, Plan, ProtocolDefinition, ProtocolRefused, VoltageSweep
-from echemd.protocols.detection import find_triggering_bias
+from echemd.protocols.analysis import analyze_cafm
 
 
 class CAFMSweepParameters(BaseModel):
@@ -74,12 +76,14 @@ def check(params: CAFMSweepParameters, instrument: Instrument, limits: Instrumen
 
 def plan(params: CAFMSweepParameters) -> Plan:
     biases = params.cycle_biases_V()
-    triggering, hits = [], 0
+    bias, current, hits = [], [], 0
     for cycle in range(1, params.cycles + 1):
         sweep = yield VoltageSweep(biases, params.compliance_A, params.dwell_s, label=f"cycle {cycle}: {params.start_V:g} -> {params.negative_vertex_V:g} -> {params.positive_vertex_V:g} V")
-        triggering.append(find_triggering_bias(sweep.columns["bias_V"], sweep.columns["current_A"], params.surge_factor))
+        bias.append(sweep.columns["bias_V"])
+        current.append(sweep.columns["current_A"])
         hits += int(sweep.columns["compliance"].sum())
-    return {"triggering_bias_V": triggering, "compliance_hits": hits, "site_label": params.site_label, "cycles": params.cycles}
+    result = analyze_cafm(np.concatenate(bias), np.concatenate(current), params.surge_factor)
+    return {**result, "compliance_hits": hits, "site_label": params.site_label, "cycles": params.cycles}
 
 
 CAFM_SWEEP = ProtocolDefinition(

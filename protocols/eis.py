@@ -5,8 +5,10 @@ Frequencies are log-spaced with ``points_per_decade``, anchored at both ends (th
 for open circuit (a symmetric Li cell rests at 0 V).  A sweep outside the instrument's frequency
 range is refused before anything is applied.
 
-This is the first version: equivalent-circuit fitting, Kramers-Kronig validation and area-specific
-values belong to the science issue.  The result gives the spectrum's model-free landmarks.
+The result gives the spectrum's model-free landmarks, the equivalent-circuit fit of ``circuit``
+(impedance.py syntax; data-driven initial guesses), the Kramers-Kronig residuals and, with an
+area, area-specific resistances and capacitances (see :func:`~echemd.protocols.analysis.analyze_eis`).
+A fit that fails does not fail the run: the spectrum is recorded and ``fit_error`` says why.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from echemd.config.models import InstrumentLimits
 from echemd.drivers.base import Instrument, InstrumentRefused, Potentiostat
+from echemd.protocols.analysis import analyze_eis
 from echemd.protocols.base import Column, Impedance, Plan, ProtocolDefinition, ProtocolRefused
 
 
@@ -30,6 +33,7 @@ class EISParameters(BaseModel):
     amplitude_mV_rms: float = Field(10.0, gt=0, le=1000, description="AC amplitude, mV rms")
     dc_bias_V: float | None = Field(None, description="DC bias, V; none: at open circuit")
     area_cm2: float | None = Field(None, gt=0, description="electrode area for area-specific values, cm2")
+    circuit: str | None = Field("R0-p(R1,CPE1)-p(R2,CPE2)", max_length=200, description="equivalent circuit to fit (impedance.py syntax); none: no fit")
 
     @model_validator(mode="after")
     def _high_to_low(self) -> "EISParameters":
@@ -68,6 +72,11 @@ def plan(params: EISParameters) -> Plan:
     }
     if params.area_cm2 is not None:
         result["low_frequency_asr_ohm_cm2"] = result["low_frequency_real_ohm"] * params.area_cm2
+    if params.circuit:
+        try:
+            result.update(analyze_eis(spectrum.columns["frequency_Hz"], z.real, z.imag, params.circuit, params.area_cm2))
+        except ValueError as exc:  # FitError, or too few points for the KK test
+            result["fit_error"] = str(exc)
     return result
 
 

@@ -71,6 +71,8 @@ def test_eis_end_to_end_recovers_the_cells_dc_resistance(lab, tmp_path):
     result = record["result"]
     assert result["points"] == 41
     assert result["low_frequency_real_ohm"] == pytest.approx(com.cell.dc_resistance_ohm(), rel=0.03)
+    assert result["kk"]["valid"] and result["rms_relative_residual_percent"] < 5
+    assert result["parameters"]["R0"] > 0 and len(result["arcs"]) == 2
     with h5py.File(record["file"], "r") as f:
         np.testing.assert_allclose(f["data/frequency_Hz"][[0, -1]], [1e6, 0.01])
         assert f["data/z_real_ohm"].attrs["units"] == "Ohm"

@@ -1,0 +1,58 @@
+"""c-AFM protocols through the daemon on the simulated sourcemeter: sweeps and memristor cycling."""
+
+import numpy as np
+import pytest
+
+from echemd.config import DaemonConfig
+from echemd.daemon.client import Client, RemoteError
+from echemd.daemon.service import Daemon
+
+
+def run(tmp_path, protocol, junction, **parameters):
+    config = DaemonConfig(
+        control_endpoint="tcp://127.0.0.1:*", publish_endpoint="tcp://127.0.0.1:*", data_dir=tmp_path,
+        instruments=[{"name": "smu", "driver": "simulated-sourcemeter", "junction": junction,
+                      "limits": {"max_abs_voltage_V": 10.0, "max_abs_current_A": 1e-3}}],
+    )
+    daemon = Daemon(config)
+    try:
+        with Client(daemon.control.endpoint) as client:
+            record = client.wait(client.submit(protocol, "smu", **parameters), timeout_s=120)
+    finally:
+        daemon.close()
+    assert record["status"] == "completed", record["error"]
+    return record["result"]
+
+
+def test_cafm_sweeps_recover_the_triggering_bias_and_an_ohmic_back_scan(tmp_path):
+    result = run(tmp_path, "cafm-sweep", {"preset": "LLZO-tip", "seed": 2}, cycles=3, positive_vertex_V=1.0, step_V=0.002)
+    first, *later = result["triggering_bias_V"]
+    assert first == pytest.approx(-0.12, abs=0.003)  # forming at the grain boundary
+    assert all(-0.3 < bias < -0.12 for bias in later)  # the set bias moves towards -0.25 V
+    assert all(r2 > 0.999 for r2 in result["ohmic_r2"])
+    assert min(result["on_off"]) > 1e4
+
+
+def test_far_from_a_grain_boundary_nothing_triggers_within_10_V(tmp_path):
+    junction = {"preset": "LLZO-tip", "tip_x_nm": 0.0, "tip_y_nm": 0.0, "tip_on_grain_boundary": False, "grain_size_nm": 5000.0}
+    result = run(tmp_path, "cafm-sweep", junction, negative_vertex_V=-10.0, step_V=0.02, rate_V_s=2.0)
+    assert result["triggering_bias_V"] == [None]
+
+
+def test_memristor_cycling_with_a_tip_over_200_cycles(tmp_path):
+    result = run(tmp_path, "memristor", {"preset": "LLZO-tip", "seed": 3}, cycles=200)
+    on_off = np.array(result["on_off"])
+    assert len(on_off) == 200 and result["median_on_off"] >= 1e4 and on_off.min() >= 1e3
+    assert -0.27 < np.mean(result["set_bias_V"][-50:]) < -0.2
+
+
+def test_a_pad_cycles_below_10(tmp_path):
+    result = run(tmp_path, "memristor", {"preset": "LLZO-pad", "seed": 3}, cycles=50)
+    assert result["median_on_off"] < 10
+
+
+def test_limits_are_checked_before_the_tip_is_touched(tmp_path):
+    with pytest.raises(RemoteError, match="exceeds the configured limit max_abs_voltage_V = 10 V"):
+        run(tmp_path, "memristor", {"preset": "LLZO-tip"}, reset_limit_V=12.0)
+    with pytest.raises(RemoteError, match="read_V must lie between"):
+        run(tmp_path, "memristor", {"preset": "LLZO-tip"}, read_V=2.0)
