@@ -11,7 +11,7 @@ import pytest
 from echemd.protocols.analysis import analyze_cafm, analyze_ccd, constant_current_steps, sweeps
 from echemd.protocols.readers import UnreadableFile, read_gamry, read_table
 
-EXTERNAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "external"
+EXTERNAL = Path(__file__).resolve().parent / "data" / "external"  # copies of ../shared/data/external, LICENSE files beside
 
 
 def echemd(*args):

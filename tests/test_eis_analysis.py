@@ -13,7 +13,7 @@ from echemd.protocols.eis_fitting import DEFAULT_CIRCUIT, FitError, assign, fit_
 from echemd.protocols.kramers_kronig import lin_kk
 from echemd.protocols.readers import read_table
 
-EXTERNAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "external"
+EXTERNAL = Path(__file__).resolve().parent / "data" / "external"  # copies of ../shared/data/external, LICENSE files beside
 EXAMPLE_CSV = EXTERNAL / "impedancepy_exampleData.csv"
 GAMRY_DTA = EXTERNAL / "impedancepy_exampleDataGamry.DTA"
 # impedance.py's documented fit of exampleData.csv (docs: "Getting started"; circuit
