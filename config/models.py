@@ -208,6 +208,7 @@ class DaemonConfig(StrictModel):
     publish_endpoint: str = Field("tcp://127.0.0.1:5711", description="ZeroMQ PUB endpoint for the data stream")
     data_dir: Path = Field(Path("echemd-data"), description="folder of the run files (relative to the working directory)")
     flush_interval_s: float = Field(0.5, gt=0, le=1.0, description="run files are flushed at least this often, s")
+    fsync_interval_s: float = Field(30.0, gt=0, description="run files are also fsynced (to the disk, not just the OS) this often, s")
     instruments: list[InstrumentConfig] = Field(min_length=1)
 
     @field_validator("control_endpoint", "publish_endpoint")

@@ -57,13 +57,17 @@ class Client:
             self._socket = None
 
     # --- requests -----------------------------------------------------------------------------
-    def call(self, method: str, **params: Any) -> Any:
-        """Send one request and return its result; raises RemoteError or TimeoutError."""
+    def call(self, method: str, request_id: str | None = None, **params: Any) -> Any:
+        """Send one request and return its result; raises RemoteError or TimeoutError.
+
+        Retrying with the same ``request_id`` after a timeout is safe: the daemon answers a request
+        id it has already executed from its cache.
+        """
         if self._socket is None:
             self._socket = self._context.socket(zmq.DEALER)
             self._socket.setsockopt(zmq.LINGER, 0)
             self._socket.connect(self.endpoint)
-        request_id = uuid.uuid4().hex
+        request_id = request_id or uuid.uuid4().hex
         self._socket.send(json.dumps({"id": request_id, "method": method, "params": params}).encode())
         deadline = time.monotonic() + self.timeout_s
         while (remaining := deadline - time.monotonic()) > 0:

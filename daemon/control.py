@@ -1,7 +1,8 @@
 """The control socket (ZeroMQ ROUTER): JSON requests in, JSON replies out, one thread owns it.
 
 A request is one frame ``{"id": str, "method": str, "params": {...}}`` (frames a DEALER or REQ
-client puts before it are echoed back).  The reply is ``{"id", "ok": true, "result": ...}`` or
+client puts before it are echoed back).  The reply to a request that succeeded is remembered by
+its id for ten minutes: a client that retries (same id) gets it again and nothing runs twice.  The reply is ``{"id", "ok": true, "result": ...}`` or
 ``{"id", "ok": false, "error": {"code", "message", "details"}}``.  Nothing a client sends can stop
 the loop: malformed requests get an error reply, oversized frames are dropped by ZeroMQ
 (MAXMSGSIZE) and handlers' unexpected exceptions become ``internal`` errors.
@@ -12,6 +13,8 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -24,9 +27,34 @@ MAX_REQUEST_BYTES = 1 << 20
 Handler = Callable[[str, dict[str, Any]], Any]
 
 
+#: Replies remembered for retried requests (by request id), and for how long, s.
+REPLY_CACHE_SIZE, REPLY_CACHE_S = 10_000, 600.0
+
+
+class ReplyCache:
+    """Replies by request id, so a retried request is answered again and never executed twice."""
+
+    def __init__(self, size: int = REPLY_CACHE_SIZE, ttl_s: float = REPLY_CACHE_S) -> None:
+        self.size, self.ttl_s = size, ttl_s
+        self._replies: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+
+    def get(self, request_id: str) -> bytes | None:
+        entry = self._replies.get(request_id)
+        if entry is None or time.monotonic() - entry[0] > self.ttl_s:
+            return None
+        return entry[1]
+
+    def put(self, request_id: str, reply: bytes) -> None:
+        self._replies[request_id] = (time.monotonic(), reply)
+        self._replies.move_to_end(request_id)
+        while len(self._replies) > self.size:
+            self._replies.popitem(last=False)
+
+
 class ControlServer:
     def __init__(self, context: zmq.Context, endpoint: str, handler: Handler) -> None:
         self._handler = handler
+        self._cache = ReplyCache()
         self._socket = context.socket(zmq.ROUTER)
         self._socket.setsockopt(zmq.MAXMSGSIZE, MAX_REQUEST_BYTES)
         self._socket.setsockopt(zmq.LINGER, 500)
@@ -72,12 +100,18 @@ class ControlServer:
             if not isinstance(request_id, (str, int)) or isinstance(request_id, bool):
                 request_id = None
                 raise ApiError("bad_request", "'id' must be a string")
+            cached = self._cache.get(str(request_id))
+            if cached is not None:
+                return cached
             method, params = request.get("method"), request.get("params", {})
             if not isinstance(method, str):
                 raise ApiError("bad_request", "'method' must be a string")
             if not isinstance(params, dict):
                 raise ApiError("bad_request", "'params' must be a JSON object")
             reply = {"id": request_id, "ok": True, "result": self._handler(method, params)}
+            encoded = json.dumps(reply).encode()
+            self._cache.put(str(request_id), encoded)
+            return encoded
         except ApiError as exc:
             reply = {"id": request_id, "ok": False, "error": exc.as_dict()}
         except Exception as exc:

@@ -9,6 +9,7 @@ ends the SWMR file is closed and reopened once to set the final status and write
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -46,17 +47,19 @@ class RunFile:
         columns: Mapping[str, str],
         version: str,
         flush_interval_s: float,
+        fsync_interval_s: float = 30.0,
     ) -> None:
         self.path = Path(path)
         self.run_id = run_id
         self.units = dict(columns)
         self.t0 = time.time()
         self.flush_interval_s = flush_interval_s
+        self.fsync_interval_s = fsync_interval_s
         self._lock = threading.Lock()
         self._n = 0
         self._blocks = 0
         self._events = 0
-        self._last_flush = time.monotonic()
+        self._last_flush = self._last_fsync = time.monotonic()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         f = h5py.File(self.path, "w-", libver="latest")  # w-: never overwrite another run
         try:
@@ -135,10 +138,15 @@ class RunFile:
             return read_blocks(f, from_seq, max_samples)
 
     def _flush_if_due(self) -> None:
+        """Flush (the data reaches the OS: survives a crash of the daemon) at least every
+        flush_interval_s; fsync (it reaches the disk: survives a power cut) every fsync_interval_s."""
         now = time.monotonic()
         if now - self._last_flush >= self.flush_interval_s:
             self._file.flush()
             self._last_flush = now
+            if now - self._last_fsync >= self.fsync_interval_s:
+                os.fsync(self._file.id.get_vfd_handle())
+                self._last_fsync = now
 
     def close(self, status: str, result: Mapping[str, Any] | None = None, error: str = "") -> None:
         """Flush and close; then set the final status, the finish time and the result."""
@@ -187,6 +195,35 @@ def read_blocks(f: h5py.File, from_seq: int, max_samples: int, n_blocks: int | N
         taken += hi - lo
         seq += 1
     return blocks, n_blocks
+
+
+def recover(path: Path) -> int:
+    """Turn the file of a run whose daemon died into a closed, readable file with status ``interrupted``.
+
+    A writer that was killed leaves its SWMR file marked as open for writing, so it can only be read
+    in SWMR mode.  Its content is copied into a fresh file, cut to the gap-free prefix every column
+    holds, which then replaces it.  Returns the number of samples kept.
+    """
+    partial = path.with_suffix(".h5.recovering")
+    with h5py.File(path, "r", libver="latest", swmr=True) as source, h5py.File(partial, "w", libver="latest") as target:
+        target.attrs.update(dict(source.attrs))
+        for name in source:
+            if name != "data":
+                source.copy(source[name], target, name)
+        n = min((len(source["data"][c]) for c in source["data"]), default=0)
+        data = target.create_group("data")
+        for column, dataset in source["data"].items():
+            copy = data.create_dataset(column, data=dataset[:n], maxshape=(None,), chunks=dataset.chunks)
+            copy.attrs.update(dict(dataset.attrs))
+        offsets = target["stream/block_offset"]
+        keep = offsets[:]
+        keep = keep[keep < n] if n else keep[:0]
+        offsets.resize((len(keep),))
+        offsets[:] = keep
+        target.attrs["status"] = "interrupted"
+        target.attrs["error"] = f"the daemon stopped mid-run; recovered {n} samples at {utc_now()}"
+    os.replace(partial, path)
+    return n
 
 
 def read_attrs(path: Path) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from echemd.daemon.control import ControlServer
 from echemd.daemon.errors import ApiError
 from echemd.daemon.publisher import Publisher
 from echemd.daemon.run import FINAL_STATUSES, Run
-from echemd.daemon.runfile import read_attrs, read_blocks
+from echemd.daemon.runfile import read_attrs, read_blocks, recover
 from echemd.daemon.worker import InstrumentWorker
 from echemd.drivers.registry import make_instrument
 from echemd.protocols import PROTOCOLS, ProtocolRefused
@@ -69,6 +69,7 @@ class Daemon:
         self.version = echemd_version()
         self.data_dir = Path(config.data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.recovered = recover_interrupted(self.data_dir)
         self.runs: dict[str, Run] = {}
         self._lock = threading.Lock()
         self.stopped = threading.Event()
@@ -79,7 +80,7 @@ class Daemon:
             for instrument_config in config.instruments:
                 instrument = make_instrument(instrument_config, sim_speed)
                 self.workers[instrument.name] = InstrumentWorker(
-                    instrument, instrument_config.limits, self.publisher, config.flush_interval_s, self.version
+                    instrument, instrument_config.limits, self.publisher, config.flush_interval_s, self.version, config.fsync_interval_s
                 )
             self.control = ControlServer(self._context, config.control_endpoint, self.handle)
         except BaseException:
@@ -263,6 +264,25 @@ class Daemon:
         if not path.exists():
             raise ApiError("unknown_run", f"no run {run_id!r}")
         return _file_record(path)
+
+
+def recover_interrupted(data_dir: Path) -> list[str]:
+    """Mark the runs a previous daemon left `running` as `interrupted`; returns their ids.
+
+    Call before any worker starts: only a dead daemon's files can still say `running` then.
+    """
+    recovered = []
+    for path in sorted(data_dir.glob("*.h5")):
+        try:
+            if read_attrs(path)["status"] != "running":
+                continue
+            samples = recover(path)
+        except (OSError, KeyError, ValueError) as exc:
+            log.error("cannot recover %s: %s", path, exc)
+            continue
+        log.warning("run %s was interrupted by the end of the previous daemon; %d samples kept", path.stem, samples)
+        recovered.append(path.stem)
+    return recovered
 
 
 def _file_record(path: Path) -> dict[str, Any]:

@@ -29,8 +29,10 @@ class InstrumentWorker:
         publisher: Publisher,
         flush_interval_s: float,
         version: str,
+        fsync_interval_s: float = 30.0,
     ) -> None:
         self.instrument = instrument
+        self.fsync_interval_s = fsync_interval_s
         self.limits = limits
         self.publisher = publisher
         self.flush_interval_s = flush_interval_s
@@ -54,6 +56,7 @@ class InstrumentWorker:
         """(Re)open the instrument; returns an error message, or "" when connected."""
         try:
             self.instrument.open()
+            self.instrument.safe_state()  # whatever state it was left in, before any command
         except Exception as exc:
             log.warning("%s: cannot connect: %s", self.instrument.name, exc)
             self.connected = False
@@ -138,6 +141,7 @@ class InstrumentWorker:
                 columns={column.name: column.units for column in protocol.columns},
                 version=self.version,
                 flush_interval_s=self.flush_interval_s,
+                fsync_interval_s=self.fsync_interval_s,
             )
         except Exception as exc:  # nothing was applied: the run fails before it starts
             log.exception("run %s: cannot create its run file", run.run_id)

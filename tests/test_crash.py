@@ -1,0 +1,79 @@
+"""Fault injection: SIGKILL the daemon mid-run, again and again; no flushed sample may be lost."""
+
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import h5py
+import numpy as np
+import pytest
+
+from echemd.daemon.client import Client
+
+ECHEMD = [sys.executable, "-m", "echemd.daemon.cli"]
+
+
+def serve(tmp_path):
+    control, publish = f"ipc://{tmp_path}/control", f"ipc://{tmp_path}/publish"
+    process = subprocess.Popen([*ECHEMD, "serve", "--control", control, "--publish", publish, "--data-dir", str(tmp_path / "runs"),
+                                "--sim-speed", "600"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    client = Client(control, timeout_s=0.5)
+    for _ in range(100):
+        try:
+            client.ping()
+            break
+        except TimeoutError:
+            assert process.poll() is None, process.stderr.read().decode()
+    client.timeout_s = 10
+    return process, client
+
+
+def check_prefix(path):
+    """The file opens; its samples are a gap-free prefix of the run (1 s samples from t = 1 s)."""
+    with h5py.File(path, "r", libver="latest", swmr=True) as f:
+        t = f["data/time_s"][:]
+        n = len(t)
+        assert all(len(f["data"][c]) >= n for c in f["data"])
+        np.testing.assert_array_equal(t, np.arange(1.0, n + 1.0))
+        assert np.all(np.isfinite(f["data/voltage_V"][:n]))
+        return n, str(f.attrs["status"])
+
+
+def test_sigkill_mid_run_ten_times_loses_no_flushed_sample(tmp_path):
+    rng = random.Random(7)
+    killed = []  # (run_id, samples the daemon had reported >= 1 s before the kill)
+    process = None
+    try:
+        for _ in range(10):
+            process, client = serve(tmp_path)
+            if killed:  # the restarted daemon reports the previous run interrupted, with what it had flushed
+                run_id, reported = killed[-1]
+                record = client.status(run_id)
+                assert record["status"] == "interrupted"
+                n, status = check_prefix(tmp_path / "runs" / f"{run_id}.h5")
+                assert status == "interrupted" and n >= reported
+            run_id = client.submit("ccd", "sim-pstat-1", diameter_mm=2.0)
+            deadline = time.monotonic() + 20
+            while client.status(run_id)["n_samples"] == 0:
+                assert time.monotonic() < deadline, "the run did not start"
+                time.sleep(0.05)
+            time.sleep(rng.uniform(0.0, 1.5))
+            reported = client.status(run_id)["n_samples"]
+            time.sleep(1.1)  # longer than the flush interval (0.5 s) plus one block (0.25 s)
+            process.send_signal(signal.SIGKILL)
+            process.wait(timeout=10)
+            client.close()
+            n, status = check_prefix(tmp_path / "runs" / f"{run_id}.h5")  # readable right after the crash
+            assert status == "running" and n >= reported > 0
+            killed.append((run_id, reported))
+        process, client = serve(tmp_path)
+        statuses = {r["run_id"]: r["status"] for r in client.runs()}
+        assert all(statuses[run_id] == "interrupted" for run_id, _ in killed)
+        record = client.wait(client.submit("ccd", "sim-pstat-1", diameter_mm=2.0), timeout_s=60)
+        assert record["status"] == "completed"
+    finally:
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=20)
