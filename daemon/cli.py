@@ -120,7 +120,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except DriverUnavailable as exc:
         raise UsageError(f"{args.config or 'the configuration'}: {exc}") from exc
     logging.getLogger("echemd").info("serving; SIGINT or SIGTERM stops every run safely and exits")
-    while not stop.wait(0.5):
+    while not stop.wait(0.2) and not daemon.shutdown_requested.is_set():
         pass
     daemon.close()
     return EXIT_OK

@@ -10,7 +10,7 @@ import time
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import h5py
 import zmq
@@ -56,6 +56,13 @@ class StatusParams(_Params):
     run_id: str | None = Field(None, pattern=RUN_ID_PATTERN)
 
 
+class QueueParams(_Params):
+    instrument: str
+    action: Literal["list", "remove", "move"] = "list"
+    run_id: str | None = Field(None, pattern=RUN_ID_PATTERN)
+    position: int = Field(0, ge=0)
+
+
 class FetchParams(RunParams):
     from_seq: int = Field(0, ge=0)
     max_samples: int = Field(DEFAULT_FETCH_SAMPLES, ge=1, le=1_000_000)
@@ -73,6 +80,7 @@ class Daemon:
         self.runs: dict[str, Run] = {}
         self._lock = threading.Lock()
         self.stopped = threading.Event()
+        self.shutdown_requested = threading.Event()
         self._context = zmq.Context()
         self.workers: dict[str, InstrumentWorker] = {}
         self.publisher = Publisher(self._context, config.publish_endpoint)
@@ -98,6 +106,8 @@ class Daemon:
             "result": self.result,
             "abort": self.abort,
             "fetch": self.fetch,
+            "queue": self.queue,
+            "shutdown": self.shutdown,
         }
         log.info("echemd %s: control %s, data %s, runs in %s", self.version, self.control.endpoint, self.publisher.endpoint, self.data_dir)
 
@@ -213,6 +223,31 @@ class Daemon:
         if run.status not in FINAL_STATUSES:
             self.workers[run.instrument].abort(run)
         return {"run_id": run.run_id, "status": run.status}
+
+    def queue(self, params: dict[str, Any]) -> dict[str, Any]:
+        """List an instrument's queue, remove a queued run from it, or move one (position 0 = next)."""
+        request = _parse(QueueParams, params)
+        worker = self.workers.get(request.instrument)
+        if worker is None:
+            raise ApiError("unknown_instrument", f"unknown instrument {request.instrument!r}", {"instruments": sorted(self.workers)})
+        if request.action != "list":
+            if request.run_id is None:
+                raise ApiError("invalid_params", f"queue {request.action} needs a run_id")
+            run = self._run(request.run_id)
+            if run not in worker.queued():
+                raise ApiError("refused", f"run {run.run_id} is {run.status}, not queued on {request.instrument}")
+            if request.action == "remove":
+                worker.abort(run)
+            else:
+                worker.move(run, request.position)
+        return {"instrument": request.instrument, "queued": [run.run_id for run in worker.queued()],
+                "current_run": worker.current.run_id if worker.current else None}
+
+    def shutdown(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Ask the daemon to stop as on SIGTERM: runs are aborted safely, files closed, the process exits 0."""
+        _parse(_Params, params)
+        self.shutdown_requested.set()
+        return {"shutting_down": True}
 
     def fetch(self, params: dict[str, Any]) -> dict[str, Any]:
         """Samples of a run from block ``from_seq`` on, as the stream carried them (for gap repair)."""

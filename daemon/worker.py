@@ -83,6 +83,15 @@ class InstrumentWorker:
             self._queue.append(run)
             self._cv.notify()
 
+    def move(self, run: Run, position: int) -> list[Run]:
+        """Put a queued run at ``position`` (0 = next) of this instrument's queue; returns the queue."""
+        with self._cv:
+            if run not in self._queue:
+                raise ValueError(f"run {run.run_id} is not queued on {self.instrument.name}")
+            self._queue.remove(run)
+            self._queue.insert(max(0, min(position, len(self._queue))), run)
+            return list(self._queue)
+
     def abort(self, run: Run) -> None:
         """Abort a queued run at once, or ask a running one to stop at its next block."""
         with self._cv:

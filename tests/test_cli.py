@@ -111,3 +111,15 @@ def test_selecting_gamry_off_windows_fails_at_start_with_what_is_needed(tmp_path
     done = echemd("serve", "--config", str(config), "--control", f"ipc://{tmp_path}/c", "--publish", f"ipc://{tmp_path}/p")
     assert done.returncode == 2
     assert str(config) in done.stderr and "needs Windows with the Gamry Framework" in done.stderr and "comtypes" in done.stderr
+
+
+def test_the_shutdown_request_stops_serve_like_sigterm(served):
+    process, control, data_dir = served("--sim-speed", "100")
+    with Client(control) as client:
+        run_id = client.submit("ccd", "sim-pstat-1", diameter_mm=2.0)
+        while client.status(run_id)["n_samples"] < 5:
+            time.sleep(0.05)
+        client.call("shutdown")
+    assert process.wait(timeout=20) == 0
+    with h5py.File(data_dir / f"{run_id}.h5", "r") as f:
+        assert f.attrs["status"] == "aborted"

@@ -187,3 +187,29 @@ def test_a_run_whose_file_cannot_be_created_fails_cleanly(daemon, client):
     daemon.data_dir.unlink()
     daemon.data_dir.mkdir()
     assert client.wait(client.submit("ccd", "sim-pstat-1", **CCD), timeout_s=30)["status"] == "completed"
+
+
+def test_queue_can_be_listed_reordered_and_pruned(lab):
+    daemon = Daemon(lab(), sim_speed=500.0)
+    try:
+        with Client(daemon.control.endpoint) as client:
+            running = client.submit("ccd", "sim-pstat-1", **CCD)
+            a, b, c = (client.submit("ccd", "sim-pstat-1", **CCD) for _ in range(3))
+            until(lambda: client.status(running)["status"] == "running")
+            assert client.call("queue", instrument="sim-pstat-1")["queued"] == [a, b, c]
+            assert client.call("queue", instrument="sim-pstat-1", action="move", run_id=c, position=0)["queued"] == [c, a, b]
+            assert client.call("queue", instrument="sim-pstat-1", action="remove", run_id=a)["queued"] == [c, b]
+            assert client.status(a)["status"] == "aborted"
+            with pytest.raises(RemoteError, match="is running, not queued"):
+                client.call("queue", instrument="sim-pstat-1", action="remove", run_id=running)
+            client.abort(running)
+            until(lambda: client.status(c)["status"] == "running")  # the moved run went first
+            assert client.status(b)["status"] == "queued"
+            client.abort(c), client.abort(b)
+    finally:
+        daemon.close()
+
+
+def test_shutdown_request_is_acknowledged_and_flagged(daemon, client):
+    assert client.call("shutdown") == {"shutting_down": True}
+    assert daemon.shutdown_requested.is_set()
