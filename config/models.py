@@ -26,7 +26,28 @@ ClockSpeed = Union[Literal["max"], Annotated[float, Field(gt=0)]]
 InstrumentName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")]
 
 
-class InstrumentLimits(StrictModel):
+class RunLimits(StrictModel):
+    """Safety limits the daemon checks on every sample, whatever the protocol does; beyond one the
+    run is aborted (instrument to its safe state) and the reason recorded as a `limit` event."""
+
+    max_abs_voltage_V: float | None = Field(None, gt=0, description="largest |voltage| (or bias), V")
+    max_abs_current_A: float | None = Field(None, gt=0, description="largest |current|, A")
+    max_charge_C: float | None = Field(None, gt=0, description="largest charge passed in the run (integral of |I| dt), C")
+    max_compliance_hits: int | None = Field(None, ge=0, description="most samples clamped at the compliance")
+    max_duration_s: float | None = Field(None, gt=0, description="longest run, s of run time")
+
+    def tightened(self, other: "RunLimits | None") -> "RunLimits":
+        """These limits, made stricter by ``other`` (a run's own limits can never loosen the lab's)."""
+        if other is None:
+            return self
+        merged = {}
+        for name in type(self).model_fields:
+            mine, theirs = getattr(self, name), getattr(other, name)
+            merged[name] = theirs if mine is None else mine if theirs is None else min(mine, theirs)
+        return type(self).model_validate(merged)
+
+
+class InstrumentLimits(RunLimits):
     """Hard limits of one instrument in this lab; a run asking for more is refused at submit."""
 
     max_abs_voltage_V: float = Field(gt=0, description="largest |voltage| a run may apply or reach, V")

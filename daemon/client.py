@@ -92,9 +92,15 @@ class Client:
     def protocols(self) -> list[dict[str, Any]]:
         return self.call("protocols")
 
-    def submit(self, protocol: str, instrument: str, **parameters: Any) -> str:
-        """Queue a run; returns its run_id.  Raises RemoteError (e.g. invalid_parameters, refused)."""
-        return self.call("submit", protocol=protocol, instrument=instrument, parameters=parameters)["run_id"]
+    def submit(self, protocol: str, instrument: str, limits: dict[str, Any] | None = None, **parameters: Any) -> str:
+        """Queue a run; returns its run_id.  ``limits``: the run's own safety limits (RunLimits fields).
+
+        Raises RemoteError (e.g. invalid_parameters, refused).
+        """
+        request: dict[str, Any] = {"protocol": protocol, "instrument": instrument, "parameters": parameters}
+        if limits:
+            request["limits"] = limits
+        return self.call("submit", **request)["run_id"]
 
     def status(self, run_id: str | None = None) -> dict[str, Any]:
         return self.call("status") if run_id is None else self.call("status", run_id=run_id)

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from echemd.config.models import InstrumentLimits
-from echemd.daemon.safety import limit_violation
+from echemd.config.models import RunLimits
+from echemd.daemon.safety import SafetyMonitor
 from echemd.drivers.base import Instrument
 from echemd.protocols.base import Event, Plan, Step, StepOutcome
 
@@ -34,13 +34,13 @@ class Engine:
         instrument: Instrument,
         record: Callable[[dict[str, np.ndarray]], None],
         note: Callable[[float, str, str], None],
-        limits: InstrumentLimits | None = None,
+        limits: RunLimits | None = None,
         aborted: Callable[[], bool] = lambda: False,
     ) -> None:
         self.instrument = instrument
         self.record = record
         self.note = note
-        self.limits = limits
+        self.safety = SafetyMonitor(limits) if limits is not None else None
         self.aborted = aborted
         self.clock_zero_s = instrument.time_s
         self.last_time_s = 0.0  # run time of the latest sample, s
@@ -74,7 +74,7 @@ class Engine:
                 self.record(columns)
                 self.last_time_s = float(columns["time_s"][-1])
                 blocks.append(columns)
-                violation = limit_violation(columns, self.limits) if self.limits else None
+                violation = self.safety.check(columns) if self.safety else None
                 if violation:
                     self.event("limit", violation)
                     raise RunFailed(f"safety limit: {violation}")

@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from echemd.config.models import RunLimits
 from echemd.daemon.runfile import RunFile, utc_now
 from echemd.protocols.base import ProtocolDefinition
 
@@ -31,6 +32,7 @@ class Run:
     abort_requested: threading.Event = field(default_factory=threading.Event)
     done: threading.Event = field(default_factory=threading.Event)
     runfile: RunFile | None = None
+    limits: RunLimits | None = None  # the run's own safety limits, on top of the instrument's
     status_seq: int = 0  # next sequence number of the run's status topic
 
     @property
@@ -48,6 +50,7 @@ class Run:
             "protocol": self.protocol.name,
             "instrument": self.instrument,
             "parameters": self.parameters.model_dump(mode="json"),
+            "limits": self.limits.model_dump(exclude_none=True) if self.limits else {},
             "status": self.status,
             "submitted": self.submitted,
             "started": self.started,

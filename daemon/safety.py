@@ -1,7 +1,7 @@
-"""The daemon's own check of every sample against the instrument's configured limits.
+"""The daemon's own check of every sample against the safety limits, independent of the protocol.
 
-It runs whatever the protocol does: a sample beyond a limit fails the run and the instrument goes
-to its safe state.
+A run's limits are the instrument's configured limits, tightened by any the run was submitted
+with.  A sample beyond one fails the run and the instrument goes to its safe state.
 """
 
 from __future__ import annotations
@@ -10,22 +10,52 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from echemd.config.models import InstrumentLimits
+from echemd.config.models import RunLimits
 
 VOLTAGE_COLUMNS = ("voltage_V", "bias_V")
-CURRENT_COLUMNS = ("current_A",)
 
 
-def limit_violation(columns: Mapping[str, np.ndarray], limits: InstrumentLimits) -> str | None:
-    """A message naming the first sample beyond ``limits``, or None when every sample is within them."""
-    checks = [(name, limits.max_abs_voltage_V, "max_abs_voltage_V") for name in VOLTAGE_COLUMNS]
-    checks += [(name, limits.max_abs_current_A, "max_abs_current_A") for name in CURRENT_COLUMNS]
-    for column, limit, key in checks:
-        values = columns.get(column)
-        if values is None:
-            continue
-        beyond = np.flatnonzero(np.abs(values) > limit)
-        if beyond.size:
-            i = beyond[0]
-            return f"{column} = {values[i]:.6g} at t = {columns['time_s'][i]:.6g} s is beyond the limit {key} = {limit:g}"
-    return None
+class SafetyMonitor:
+    """Watches the blocks of one run: |V|, |I|, charge passed, compliance hits, duration."""
+
+    def __init__(self, limits: RunLimits) -> None:
+        self.limits = limits
+        self.charge_C = 0.0
+        self.compliance_hits = 0
+        self._last_time_s: float | None = None
+
+    def check(self, columns: Mapping[str, np.ndarray]) -> str | None:
+        """A message naming the first limit the block breaks, or None."""
+        lim, t = self.limits, columns["time_s"]
+        for column in VOLTAGE_COLUMNS:
+            message = _beyond(columns, column, lim.max_abs_voltage_V, "max_abs_voltage_V")
+            if message:
+                return message
+        message = _beyond(columns, "current_A", lim.max_abs_current_A, "max_abs_current_A")
+        if message:
+            return message
+        if "current_A" in columns and len(t):
+            previous = self._last_time_s if self._last_time_s is not None else t[0] - (t[1] - t[0] if len(t) > 1 else 0.0)
+            self.charge_C += float(np.sum(np.abs(columns["current_A"]) * np.diff(t, prepend=previous)))
+        if len(t):
+            self._last_time_s = float(t[-1])
+        if lim.max_charge_C is not None and self.charge_C > lim.max_charge_C:
+            return f"charge passed {self.charge_C:.6g} C at t = {t[-1]:.6g} s is beyond the limit max_charge_C = {lim.max_charge_C:g}"
+        if "compliance" in columns:
+            self.compliance_hits += int(np.sum(columns["compliance"] != 0))
+            if lim.max_compliance_hits is not None and self.compliance_hits > lim.max_compliance_hits:
+                return f"{self.compliance_hits} compliance hits by t = {t[-1]:.6g} s is beyond the limit max_compliance_hits = {lim.max_compliance_hits}"
+        if lim.max_duration_s is not None and len(t) and t[-1] > lim.max_duration_s:
+            return f"run time {t[-1]:.6g} s is beyond the limit max_duration_s = {lim.max_duration_s:g}"
+        return None
+
+
+def _beyond(columns: Mapping[str, np.ndarray], column: str, limit: float | None, key: str) -> str | None:
+    values = columns.get(column)
+    if values is None or limit is None:
+        return None
+    beyond = np.flatnonzero(np.abs(values) > limit)
+    if beyond.size == 0:
+        return None
+    i = beyond[0]
+    return f"{column} = {values[i]:.6g} at t = {columns['time_s'][i]:.6g} s is beyond the limit {key} = {limit:g}"

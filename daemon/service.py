@@ -16,7 +16,7 @@ import h5py
 import zmq
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from echemd.config.models import DaemonConfig
+from echemd.config.models import DaemonConfig, RunLimits
 from echemd.daemon.control import ControlServer
 from echemd.daemon.errors import ApiError
 from echemd.daemon.publisher import Publisher
@@ -46,6 +46,7 @@ class SubmitParams(_Params):
     protocol: str
     instrument: str
     parameters: dict[str, Any] = {}
+    limits: RunLimits | None = None
 
 
 class RunParams(_Params):
@@ -183,7 +184,7 @@ class Daemon:
         except ProtocolRefused as exc:
             raise ApiError("refused", str(exc)) from None
         run_id = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{protocol.name}-{secrets.token_hex(3)}"
-        run = Run(run_id, protocol, worker.instrument.name, parameters, self.data_dir / f"{run_id}.h5")
+        run = Run(run_id, protocol, worker.instrument.name, parameters, self.data_dir / f"{run_id}.h5", limits=request.limits)
         with self._lock:
             self.runs[run_id] = run
         worker.enqueue(run)

@@ -169,7 +169,7 @@ class InstrumentWorker:
             self.instrument,
             record=lambda columns: self.publisher.data(runfile.append(columns)),
             note=note,
-            limits=self.limits,
+            limits=self.limits.tightened(run.limits),
             aborted=run.abort_requested.is_set,
         )
         status, result, error = "failed", None, ""

@@ -213,3 +213,16 @@ def test_queue_can_be_listed_reordered_and_pruned(lab):
 def test_shutdown_request_is_acknowledged_and_flagged(daemon, client):
     assert client.call("shutdown") == {"shutting_down": True}
     assert daemon.shutdown_requested.is_set()
+
+
+def test_run_limits_tighten_the_instruments_and_fail_the_run_safely(daemon, client):
+    record = client.wait(client.submit("ccd", "sim-pstat-1", limits={"max_abs_voltage_V": 0.05}, **CCD), timeout_s=30)
+    assert record["status"] == "failed" and "beyond the limit max_abs_voltage_V = 0.05" in record["error"]
+    assert record["limits"] == {"max_abs_voltage_V": 0.05}
+    assert daemon.workers["sim-pstat-1"].instrument.output_on is False
+    clamped = client.wait(client.submit("cafm-sweep", "sim-smu-1", compliance_A=1e-6, limits={"max_compliance_hits": 3}), timeout_s=30)
+    assert clamped["status"] == "failed" and "compliance hits" in clamped["error"]
+    loose = client.wait(client.submit("ccd", "sim-pstat-1", limits={"max_abs_voltage_V": 100.0}, **CCD), timeout_s=30)
+    assert loose["status"] == "completed"  # a run's limits never loosen the lab's 5 V
+    with pytest.raises(RemoteError, match="limits.max_charge_C: Input should be greater than 0"):
+        client.submit("ccd", "sim-pstat-1", limits={"max_charge_C": -1}, **CCD)

@@ -45,3 +45,14 @@ def test_an_abort_ends_the_run_between_blocks(pstat):
     with pytest.raises(RunAborted):
         engine.run(CCD.plan(CCD.parameters(diameter_mm=2.0)))
     assert len(blocks) == 3 and pstat.output_on is False
+
+
+@pytest.mark.parametrize(("limits", "message"), [
+    (dict(max_charge_C=0.02), r"charge passed 0.02\d+ C at t = \d+ s is beyond the limit max_charge_C = 0.02"),
+    (dict(max_duration_s=1000.0), r"run time 10\d\d s is beyond the limit max_duration_s = 1000"),
+])
+def test_run_limits_on_charge_and_duration(pstat, limits, message):
+    engine, recorded, notes = engine_for(pstat, limits=InstrumentLimits(max_abs_voltage_V=5.0, max_abs_current_A=0.1, **limits))
+    with pytest.raises(RunFailed, match=message):
+        engine.run(CCD.plan(CCD.parameters(diameter_mm=2.0)))
+    assert pstat.output_on is False and notes[-1][1] == "limit"
