@@ -222,6 +222,16 @@ InstrumentConfig = Annotated[
 ]
 
 
+class SecurityConfig(StrictModel):
+    """CURVE encryption and authentication of both sockets (make keys with `echemd keys`)."""
+
+    server_secret_key: Path = Field(description="the daemon's secret key file (NAME.key_secret)")
+    authorized_clients: Path = Field(description="folder of the public key files (*.key) of the clients allowed in")
+
+
+LOOPBACK_HOSTS = ("127.", "localhost", "[::1]", "::1")
+
+
 class DaemonConfig(StrictModel):
     """Everything `echemd serve` needs: endpoints, where run files go, and the instruments."""
 
@@ -231,6 +241,7 @@ class DaemonConfig(StrictModel):
     flush_interval_s: float = Field(0.5, gt=0, le=1.0, description="run files are flushed at least this often, s")
     fsync_interval_s: float = Field(30.0, gt=0, description="run files are also fsynced (to the disk, not just the OS) this often, s")
     instruments: list[InstrumentConfig] = Field(min_length=1)
+    security: SecurityConfig | None = Field(None, description="CURVE keys; required to bind anything but loopback")
 
     @field_validator("control_endpoint", "publish_endpoint")
     @classmethod
@@ -238,6 +249,17 @@ class DaemonConfig(StrictModel):
         if "://" not in value:
             raise ValueError("expected a ZeroMQ endpoint such as 'tcp://127.0.0.1:5710' or 'ipc:///tmp/echemd'")
         return value
+
+    @model_validator(mode="after")
+    def _loopback_unless_encrypted(self) -> "DaemonConfig":
+        for endpoint in (self.control_endpoint, self.publish_endpoint):
+            transport, _, address = endpoint.partition("://")
+            if transport == "tcp" and self.security is None and not address.startswith(LOOPBACK_HOSTS):
+                raise ValueError(
+                    f"{endpoint} is reachable from other machines: give a [security] table with CURVE keys "
+                    "(echemd keys) or bind 127.0.0.1"
+                )
+        return self
 
     @model_validator(mode="after")
     def _unique_names(self) -> "DaemonConfig":

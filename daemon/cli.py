@@ -80,8 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--threshold-mV", type=float, default=2.0, help="ccd: plating voltage drop that marks a short, mV")
     abort = verbs.add_parser("abort", help="abort a run")
     abort.add_argument("run_id")
+    keys = verbs.add_parser("keys", help="make a CURVE key pair: NAME.key (public) and NAME.key_secret (0600)")
+    keys.add_argument("name")
+    keys.add_argument("--dir", type=Path, default=Path("."), help="where to write them (default: here)")
     for client_verb in (run, status, abort, verbs.choices["runs"]):
         client_verb.add_argument("--endpoint", default=DEFAULT_CONTROL_ENDPOINT, metavar="URL", help="control endpoint of the daemon")
+        client_verb.add_argument("--server-key", type=Path, metavar="FILE", help="the daemon's public key (CURVE)")
+        client_verb.add_argument("--client-key", type=Path, metavar="FILE", help="this client's secret key file (CURVE)")
         client_verb.add_argument("--timeout", type=float, default=10.0, metavar="S", help="seconds to wait for each reply (default 10)")
     return parser
 
@@ -127,7 +132,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    with Client(args.endpoint, timeout_s=args.timeout) as client:
+    with Client(args.endpoint, timeout_s=args.timeout, keys=_keys(args)) as client:
         run_id = client.submit(args.protocol, args.instrument, **dict(args.params))
         if not args.wait:
             print(json.dumps({"run_id": run_id}) if args.json else run_id)
@@ -141,21 +146,42 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    with Client(args.endpoint, timeout_s=args.timeout) as client:
+    with Client(args.endpoint, timeout_s=args.timeout, keys=_keys(args)) as client:
         print(json.dumps(client.status(args.run_id), indent=2))
     return EXIT_OK
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    with Client(args.endpoint, timeout_s=args.timeout) as client:
+    with Client(args.endpoint, timeout_s=args.timeout, keys=_keys(args)) as client:
         for record in client.runs():
             print(f"{record['run_id']}  {record['status']:<11} {record['instrument']:<12} {record['n_samples']:>8} samples  {record['file']}")
     return EXIT_OK
 
 
 def cmd_abort(args: argparse.Namespace) -> int:
-    with Client(args.endpoint, timeout_s=args.timeout) as client:
+    with Client(args.endpoint, timeout_s=args.timeout, keys=_keys(args)) as client:
         print(json.dumps(client.abort(args.run_id)))
+    return EXIT_OK
+
+
+def _keys(args: argparse.Namespace):
+    if args.server_key is None and args.client_key is None:
+        return None
+    if args.server_key is None or args.client_key is None:
+        raise UsageError("give both --server-key and --client-key")
+    from echemd.daemon.security import ClientKeys
+
+    try:
+        return ClientKeys.load(args.server_key, args.client_key)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot read the keys: {exc}") from exc
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from echemd.daemon.security import create_keys
+
+    public, secret = create_keys(args.dir, args.name)
+    print(json.dumps({"public": str(public), "secret": str(secret)}))
     return EXIT_OK
 
 
@@ -188,7 +214,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK if run_demo(args.data_dir) else EXIT_FAILED
 
 
-VERBS = {"serve": cmd_serve, "demo": cmd_demo, "analyze": cmd_analyze, "run": cmd_run, "status": cmd_status, "runs": cmd_runs, "abort": cmd_abort}
+VERBS = {"serve": cmd_serve, "demo": cmd_demo, "analyze": cmd_analyze, "keys": cmd_keys, "run": cmd_run, "status": cmd_status, "runs": cmd_runs, "abort": cmd_abort}
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -20,6 +20,7 @@ import numpy as np
 import zmq
 
 from echemd.daemon.run import FINAL_STATUSES
+from echemd.daemon.security import ClientKeys
 from echemd.daemon.stream import HEARTBEAT_TOPIC, DataBlock, decode, run_topic
 
 DEFAULT_CONTROL_ENDPOINT = "tcp://127.0.0.1:5710"
@@ -38,8 +39,11 @@ class RemoteError(RuntimeError):
 class Client:
     """A connection to one daemon.  Not thread-safe: use one Client per thread."""
 
-    def __init__(self, endpoint: str = DEFAULT_CONTROL_ENDPOINT, timeout_s: float = 10.0, context: zmq.Context | None = None) -> None:
+    def __init__(self, endpoint: str = DEFAULT_CONTROL_ENDPOINT, timeout_s: float = 10.0, context: zmq.Context | None = None,
+                 keys: ClientKeys | None = None) -> None:
+        """``keys``: CURVE keys for a daemon with a [security] table (see echemd.daemon.security)."""
         self.endpoint = endpoint
+        self.keys = keys
         self.timeout_s = timeout_s
         self._context = context or zmq.Context.instance()
         self._socket: zmq.Socket | None = None
@@ -66,6 +70,8 @@ class Client:
         if self._socket is None:
             self._socket = self._context.socket(zmq.DEALER)
             self._socket.setsockopt(zmq.LINGER, 0)
+            if self.keys is not None:
+                self.keys.apply(self._socket)
             self._socket.connect(self.endpoint)
         request_id = request_id or uuid.uuid4().hex
         self._socket.send(json.dumps({"id": request_id, "method": method, "params": params}).encode())
@@ -144,7 +150,7 @@ class Client:
         Blocks come live from the PUB socket; any the socket missed (joined late, high-water mark)
         are fetched from the daemon, as is everything when the stream is quiet for ``idle_s``.
         """
-        with Subscription(self._context, self.publish_endpoint, run_topic(run_id)) as subscription:
+        with Subscription(self._context, self.publish_endpoint, run_topic(run_id), self.keys) as subscription:
             expected = 0
             while True:
                 message = subscription.receive(idle_s)
@@ -185,8 +191,10 @@ class Client:
 class Subscription:
     """A SUB socket on the data stream for one topic prefix (and the heartbeat)."""
 
-    def __init__(self, context: zmq.Context, endpoint: str, prefix: bytes) -> None:
+    def __init__(self, context: zmq.Context, endpoint: str, prefix: bytes, keys: ClientKeys | None = None) -> None:
         self._socket = context.socket(zmq.SUB)
+        if keys is not None:
+            keys.apply(self._socket)
         self._socket.setsockopt(zmq.LINGER, 0)
         self._socket.setsockopt(zmq.RCVHWM, 100_000)
         self._socket.setsockopt(zmq.SUBSCRIBE, prefix)

@@ -52,10 +52,13 @@ class ReplyCache:
 
 
 class ControlServer:
-    def __init__(self, context: zmq.Context, endpoint: str, handler: Handler) -> None:
+    def __init__(self, context: zmq.Context, endpoint: str, handler: Handler, secure=None) -> None:
         self._handler = handler
         self._cache = ReplyCache()
+        self._secure = secure is not None
         self._socket = context.socket(zmq.ROUTER)
+        if secure is not None:
+            secure.apply(self._socket)
         self._socket.setsockopt(zmq.MAXMSGSIZE, MAX_REQUEST_BYTES)
         self._socket.setsockopt(zmq.LINGER, 500)
         self._socket.setsockopt(zmq.SNDHWM, 10_000)
@@ -76,18 +79,19 @@ class ControlServer:
         while not self._stop.is_set():
             if not poller.poll(100):
                 continue
-            frames = self._socket.recv_multipart()
+            frames = self._socket.recv_multipart(copy=False)
             if len(frames) < 2:
                 continue  # no identity: cannot answer
-            identity, *envelope, body = frames
-            reply = self.answer(body)
+            client_key = frames[-1].get("User-Id") if self._secure else "plaintext loopback"
+            identity, *envelope, body = (frame.bytes for frame in frames)
+            reply = self.answer(body, client_key)
             try:
                 self._socket.send_multipart([identity, *envelope, reply], flags=zmq.NOBLOCK)
             except zmq.ZMQError as exc:  # client gone or not reading: never block on one client
                 log.warning("dropped a reply: %s", exc)
 
-    def answer(self, body: bytes) -> bytes:
-        """The reply frame to one request frame."""
+    def answer(self, body: bytes, client_key: str = "") -> bytes:
+        """The reply frame to one request frame; the request is logged with the client's key."""
         request_id: Any = None
         try:
             try:
@@ -108,6 +112,7 @@ class ControlServer:
                 raise ApiError("bad_request", "'method' must be a string")
             if not isinstance(params, dict):
                 raise ApiError("bad_request", "'params' must be a JSON object")
+            log.info("request %s %s from %s", request_id, method, client_key)
             reply = {"id": request_id, "ok": True, "result": self._handler(method, params)}
             encoded = json.dumps(reply).encode()
             self._cache.put(str(request_id), encoded)

@@ -21,8 +21,10 @@ _STOP = object()
 class Publisher:
     """Publishes data blocks, events and status changes of runs, and a heartbeat about once a second."""
 
-    def __init__(self, context: zmq.Context, endpoint: str, high_water_mark: int = 10_000) -> None:
+    def __init__(self, context: zmq.Context, endpoint: str, high_water_mark: int = 10_000, secure=None) -> None:
         self._socket = context.socket(zmq.PUB)
+        if secure is not None:
+            secure.apply(self._socket)
         self._socket.setsockopt(zmq.SNDHWM, high_water_mark)
         self._socket.setsockopt(zmq.LINGER, 500)
         self._socket.bind(endpoint)

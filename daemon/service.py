@@ -22,6 +22,7 @@ from echemd.daemon.errors import ApiError
 from echemd.daemon.publisher import Publisher
 from echemd.daemon.run import FINAL_STATUSES, Run
 from echemd.daemon.runfile import read_attrs, read_blocks, recover
+from echemd.daemon.security import CurveServer
 from echemd.daemon.worker import InstrumentWorker
 from echemd.drivers.registry import make_instrument
 from echemd.protocols import PROTOCOLS, ProtocolRefused
@@ -84,17 +85,19 @@ class Daemon:
         self.shutdown_requested = threading.Event()
         self._context = zmq.Context()
         self.workers: dict[str, InstrumentWorker] = {}
-        self.publisher = Publisher(self._context, config.publish_endpoint)
+        self.curve = CurveServer(self._context, config.security) if config.security is not None else None
+        self.publisher = Publisher(self._context, config.publish_endpoint, secure=self.curve)
         try:
             for instrument_config in config.instruments:
                 instrument = make_instrument(instrument_config, sim_speed)
                 self.workers[instrument.name] = InstrumentWorker(
                     instrument, instrument_config.limits, self.publisher, config.flush_interval_s, self.version, config.fsync_interval_s
                 )
-            self.control = ControlServer(self._context, config.control_endpoint, self.handle)
+            self.control = ControlServer(self._context, config.control_endpoint, self.handle, secure=self.curve)
         except BaseException:
             self._close_workers()
             self.publisher.close()
+            self._stop_curve()
             self._context.term()
             raise
         self._methods = {
@@ -119,7 +122,12 @@ class Daemon:
         self._close_workers()
         self.control.close()
         self.publisher.close()
+        self._stop_curve()
         self._context.term()
+
+    def _stop_curve(self) -> None:
+        if self.curve is not None:
+            self.curve.stop()
 
     def _close_workers(self) -> None:
         for worker in self.workers.values():

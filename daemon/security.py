@@ -1,0 +1,73 @@
+"""CURVE encryption and client authentication (ZAP) for the control socket and the data stream.
+
+The daemon has a key pair; clients each have one.  With a ``[security]`` table the daemon accepts
+only clients whose public key file is in ``authorized_clients`` (read again on every connection),
+on both sockets; plaintext clients and unknown keys get nothing at all.  Each control request is
+logged with the public key (z85) of the client that sent it.  ``echemd keys NAME`` writes
+``NAME.key`` (public, to hand out) and ``NAME.key_secret`` (mode 0600).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import zmq
+import zmq.auth
+from zmq.auth.thread import ThreadAuthenticator
+
+from echemd.config.models import SecurityConfig
+
+
+@dataclass(frozen=True)
+class ClientKeys:
+    """What a client needs to talk to a CURVE daemon: the server's public key and its own pair."""
+
+    server_public: bytes
+    public: bytes
+    secret: bytes
+
+    @classmethod
+    def load(cls, server_public_file: str | Path, client_secret_file: str | Path) -> "ClientKeys":
+        server_public, _ = zmq.auth.load_certificate(str(server_public_file))
+        public, secret = zmq.auth.load_certificate(str(client_secret_file))
+        if secret is None:
+            raise ValueError(f"{client_secret_file} holds no secret key (use the .key_secret file)")
+        return cls(server_public, public, secret)
+
+    def apply(self, socket: zmq.Socket) -> None:
+        socket.curve_serverkey = self.server_public
+        socket.curve_publickey = self.public
+        socket.curve_secretkey = self.secret
+
+
+def create_keys(folder: str | Path, name: str) -> tuple[Path, Path]:
+    """Write NAME.key (public) and NAME.key_secret (secret, mode 0600) into ``folder``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    public, secret = zmq.auth.create_certificates(str(folder), name)
+    os.chmod(secret, 0o600)
+    return Path(public), Path(secret)
+
+
+class CurveServer:
+    """Runs the ZAP authenticator and makes sockets CURVE servers."""
+
+    def __init__(self, context: zmq.Context, config: SecurityConfig) -> None:
+        self.public, self.secret = zmq.auth.load_certificate(str(config.server_secret_key))
+        if self.secret is None:
+            raise ValueError(f"{config.server_secret_key} holds no secret key")
+        if not Path(config.authorized_clients).is_dir():
+            raise ValueError(f"{config.authorized_clients}: no such folder of client public keys")
+        self.authenticator = ThreadAuthenticator(context)
+        self.authenticator.start()
+        self.authenticator.configure_curve(domain="*", location=str(config.authorized_clients))
+
+    def apply(self, socket: zmq.Socket) -> None:
+        socket.curve_server = True
+        socket.curve_publickey = self.public
+        socket.curve_secretkey = self.secret
+
+    def stop(self) -> None:
+        self.authenticator.stop()
