@@ -35,6 +35,9 @@ class RunLimits(StrictModel):
     max_charge_C: float | None = Field(None, gt=0, description="largest charge passed in the run (integral of |I| dt), C")
     max_compliance_hits: int | None = Field(None, ge=0, description="most samples clamped at the compliance")
     max_duration_s: float | None = Field(None, gt=0, description="longest run, s of run time")
+    on_violation: Literal["abort", "pause"] | None = Field(
+        None, description="abort (default): fail the run, instrument safe; pause: hold as the protocol declares until resumed"
+    )
 
     def tightened(self, other: "RunLimits | None") -> "RunLimits":
         """These limits, made stricter by ``other`` (a run's own limits can never loosen the lab's)."""
@@ -43,7 +46,10 @@ class RunLimits(StrictModel):
         merged = {}
         for name in type(self).model_fields:
             mine, theirs = getattr(self, name), getattr(other, name)
-            merged[name] = theirs if mine is None else mine if theirs is None else min(mine, theirs)
+            if name == "on_violation":
+                merged[name] = theirs or mine
+            else:
+                merged[name] = theirs if mine is None else mine if theirs is None else min(mine, theirs)
         return type(self).model_validate(merged)
 
 

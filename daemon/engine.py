@@ -9,6 +9,7 @@ leaving the instrument safe is too (the engine closes each acquisition, which en
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -17,7 +18,11 @@ import numpy as np
 from echemd.config.models import RunLimits
 from echemd.daemon.safety import SafetyMonitor
 from echemd.drivers.base import Instrument
-from echemd.protocols.base import Event, Plan, Step, StepOutcome
+from echemd.protocols.base import Event, Plan, Step, StepOutcome, Stop
+
+#: A hold lasts until resumed: its acquisition is asked for this long, s.
+HOLD_FOREVER_S = 1e9
+HOLD_POLL_S = 0.05
 
 
 class RunAborted(Exception):
@@ -36,12 +41,20 @@ class Engine:
         note: Callable[[float, str, str], None],
         limits: RunLimits | None = None,
         aborted: Callable[[], bool] = lambda: False,
+        paused: Callable[[], bool] = lambda: False,
+        hold: str | None = "output_off",
+        on_hold: Callable[[bool], None] = lambda holding: None,
+        request_pause: Callable[[], None] | None = None,
     ) -> None:
         self.instrument = instrument
         self.record = record
         self.note = note
         self.safety = SafetyMonitor(limits) if limits is not None else None
         self.aborted = aborted
+        self.paused = paused
+        self.hold = hold
+        self.on_hold = on_hold
+        self.request_pause = request_pause
         self.clock_zero_s = instrument.time_s
         self.last_time_s = 0.0  # run time of the latest sample, s
 
@@ -63,31 +76,81 @@ class Engine:
             plan.close()
 
     def step(self, step: Step) -> StepOutcome:
+        """Run one step to its end (or its stop condition); a pause holds the instrument, then the rest runs."""
         self.event("step", step.label)
         blocks: list[dict[str, np.ndarray]] = []
+        part: Step | None = step
         stop = None
-        acquisition = step.acquire(self.instrument)
+        while part is not None:
+            stop, paused = self._acquire(part, step, blocks)
+            if stop is not None or not paused:
+                break
+            self._hold(step)
+            part = step.remainder(sum(len(b["time_s"]) for b in blocks))
+        names = blocks[0].keys() if blocks else ()
+        return StepOutcome({name: np.concatenate([b[name] for b in blocks]) for name in names}, stop)
+
+    def _acquire(self, part: Step, step: Step, blocks: list) -> tuple[Stop | None, bool]:
+        """Acquire ``part`` of ``step`` into ``blocks``; returns (stop, paused)."""
+        acquisition = part.acquire(self.instrument)
         try:
             for block in acquisition:
-                columns = dict(block.columns)
-                columns["time_s"] = columns["time_s"] - self.clock_zero_s
-                self.record(columns)
-                self.last_time_s = float(columns["time_s"][-1])
+                columns = self._take(block)
                 blocks.append(columns)
-                violation = self.safety.check(columns) if self.safety else None
-                if violation:
-                    self.event("limit", violation)
-                    raise RunFailed(f"safety limit: {violation}")
                 stop = _first_stop(step.stops, columns)
                 if stop is not None:
                     self.event("stop", f"{step.label}: {stop.reason} at {stop.time_s:.6g} s")
-                    break
+                    return stop, False
                 if self.aborted():
                     raise RunAborted()
+                if self.hold is not None and self.paused():
+                    return None, True
         finally:
             acquisition.close()
-        names = blocks[0].keys() if blocks else ()
-        return StepOutcome({name: np.concatenate([b[name] for b in blocks]) for name in names}, stop)
+        return None, False
+
+    def _take(self, block, holding: bool = False) -> dict[str, np.ndarray]:
+        """Rebase, record and safety-check one block; a limit fails the run, or pauses it where asked."""
+        columns = dict(block.columns)
+        columns["time_s"] = columns["time_s"] - self.clock_zero_s
+        self.record(columns)
+        self.last_time_s = float(columns["time_s"][-1])
+        violation = self.safety.check(columns, cumulative=not holding) if self.safety else None
+        if violation:
+            self.event("limit", violation)
+            can_pause = self.hold is not None and self.request_pause is not None and not holding
+            if not (can_pause and self.safety.limits.on_violation == "pause"):
+                raise RunFailed(f"safety limit: {violation}")
+            self.request_pause()
+        return columns
+
+    def _hold(self, step: Step) -> None:
+        """Hold the instrument as the protocol declared until resumed (or aborted); hold data is recorded."""
+        self.event("pause", f"{step.label}: paused, {self.hold.replace('_', ' ')}")
+        self.on_hold(True)
+        interval = getattr(step, "sample_interval_s", 1.0)
+        if self.hold == "open_circuit":
+            holding = self.instrument.open_circuit(HOLD_FOREVER_S, interval)
+        elif self.hold == "hold_current":
+            holding = self.instrument.galvanostatic(step.current_A, HOLD_FOREVER_S, interval)
+        else:
+            self.instrument.safe_state()
+            holding = iter(())
+        try:
+            for block in holding:
+                self._take(block, holding=True)
+                if self.aborted() or not self.paused():
+                    break
+            while self.paused() and not self.aborted():
+                time.sleep(HOLD_POLL_S)
+        finally:
+            close = getattr(holding, "close", None)
+            if close is not None:
+                close()
+        if self.aborted():
+            raise RunAborted()
+        self.on_hold(False)
+        self.event("resume", f"{step.label}: resumed")
 
     def event(self, kind: str, message: str) -> None:
         self.note(self.last_time_s, kind, message)

@@ -30,6 +30,7 @@ class Run:
     result: dict[str, Any] | None = None
     error: str = ""
     abort_requested: threading.Event = field(default_factory=threading.Event)
+    pause_requested: threading.Event = field(default_factory=threading.Event)
     done: threading.Event = field(default_factory=threading.Event)
     runfile: RunFile | None = None
     limits: RunLimits | None = None  # the run's own safety limits, on top of the instrument's

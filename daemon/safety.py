@@ -24,8 +24,12 @@ class SafetyMonitor:
         self.compliance_hits = 0
         self._last_time_s: float | None = None
 
-    def check(self, columns: Mapping[str, np.ndarray]) -> str | None:
-        """A message naming the first limit the block breaks, or None."""
+    def check(self, columns: Mapping[str, np.ndarray], cumulative: bool = True) -> str | None:
+        """A message naming the first limit the block breaks, or None.
+
+        With ``cumulative`` false (while a paused run holds), charge, compliance hits and duration
+        are counted but not enforced: only |V| and |I| are.
+        """
         lim, t = self.limits, columns["time_s"]
         for column in VOLTAGE_COLUMNS:
             message = _beyond(columns, column, lim.max_abs_voltage_V, "max_abs_voltage_V")
@@ -39,6 +43,10 @@ class SafetyMonitor:
             self.charge_C += float(np.sum(np.abs(columns["current_A"]) * np.diff(t, prepend=previous)))
         if len(t):
             self._last_time_s = float(t[-1])
+        if not cumulative:
+            if "compliance" in columns:
+                self.compliance_hits += int(np.sum(columns["compliance"] != 0))
+            return None
         if lim.max_charge_C is not None and self.charge_C > lim.max_charge_C:
             return f"charge passed {self.charge_C:.6g} C at t = {t[-1]:.6g} s is beyond the limit max_charge_C = {lim.max_charge_C:g}"
         if "compliance" in columns:

@@ -111,6 +111,8 @@ class Daemon:
             "abort": self.abort,
             "fetch": self.fetch,
             "queue": self.queue,
+            "pause": self.pause,
+            "resume": self.resume,
             "shutdown": self.shutdown,
         }
         log.info("echemd %s: control %s, data %s, runs in %s", self.version, self.control.endpoint, self.publisher.endpoint, self.data_dir)
@@ -231,6 +233,24 @@ class Daemon:
         run = self._run(request.run_id)
         if run.status not in FINAL_STATUSES:
             self.workers[run.instrument].abort(run)
+        return {"run_id": run.run_id, "status": run.status}
+
+    def pause(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Pause a running run at its next block; the instrument holds as the protocol declares."""
+        run = self._run(_parse(RunParams, params).run_id)
+        if run.protocol.pause_hold is None:
+            raise ApiError("refused", f"{run.protocol.name} runs cannot be paused")
+        if run.status not in ("running", "paused"):
+            raise ApiError("refused", f"run {run.run_id} is {run.status}: only a running run can be paused")
+        run.pause_requested.set()
+        return {"run_id": run.run_id, "status": run.status, "hold": run.protocol.pause_hold}
+
+    def resume(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Resume a paused run: the interrupted step goes on for what was left of it."""
+        run = self._run(_parse(RunParams, params).run_id)
+        if not run.pause_requested.is_set():
+            raise ApiError("refused", f"run {run.run_id} is not paused")
+        run.pause_requested.clear()
         return {"run_id": run.run_id, "status": run.status}
 
     def queue(self, params: dict[str, Any]) -> dict[str, Any]:

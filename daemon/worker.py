@@ -171,6 +171,10 @@ class InstrumentWorker:
             note=note,
             limits=self.limits.tightened(run.limits),
             aborted=run.abort_requested.is_set,
+            paused=run.pause_requested.is_set,
+            hold=protocol.pause_hold,
+            on_hold=lambda holding: self._hold_status(run, holding),
+            request_pause=run.pause_requested.set,
         )
         status, result, error = "failed", None, ""
         try:
@@ -195,6 +199,10 @@ class InstrumentWorker:
             run.finish(status, result, error)
             self._status(run)
             log.info("run %s %s (%d samples) %s", run.run_id, status, run.n_samples, error)
+
+    def _hold_status(self, run: Run, holding: bool) -> None:
+        run.status = "paused" if holding else "running"
+        self._status(run)
 
     def _status(self, run: Run) -> None:
         header = {"seq": run.status_seq, "status": run.status, "n_samples": run.n_samples, "error": run.error}

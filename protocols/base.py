@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Generator, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Union
 
 import numpy as np
@@ -64,6 +64,11 @@ class Galvanostatic:
             raise ProtocolRefused(f"{instrument.name} is a {instrument.kind}, a galvanostatic step needs a potentiostat")
         return instrument.galvanostatic(self.current_A, self.duration_s, self.sample_interval_s)
 
+    def remainder(self, samples_done: int) -> "Galvanostatic | None":
+        """What is left of the step after ``samples_done`` samples (after a pause), or None."""
+        left = self.duration_s - samples_done * self.sample_interval_s
+        return replace(self, duration_s=left) if left >= self.sample_interval_s else None
+
 
 @dataclass(frozen=True)
 class VoltageSweep:
@@ -80,6 +85,13 @@ class VoltageSweep:
             raise ProtocolRefused(f"{instrument.name} is a {instrument.kind}, a voltage sweep needs a sourcemeter")
         return instrument.voltage_sweep(self.biases_V, self.compliance_A, self.dwell_s)
 
+    def remainder(self, samples_done: int) -> "VoltageSweep | None":
+        return replace(self, biases_V=self.biases_V[samples_done:]) if samples_done < len(self.biases_V) else None
+
+    @property
+    def sample_interval_s(self) -> float:
+        return self.dwell_s
+
 
 @dataclass(frozen=True)
 class Impedance:
@@ -95,6 +107,9 @@ class Impedance:
         if not isinstance(instrument, Potentiostat):
             raise ProtocolRefused(f"{instrument.name} is a {instrument.kind}, EIS needs a potentiostat")
         return instrument.eis(self.frequencies_Hz, self.amplitude_V, self.dc_voltage_V)
+
+    def remainder(self, samples_done: int) -> "Impedance | None":
+        return replace(self, frequencies_Hz=self.frequencies_Hz[samples_done:]) if samples_done < len(self.frequencies_Hz) else None
 
 
 Step = Union[Galvanostatic, VoltageSweep, Impedance]
@@ -130,6 +145,9 @@ class ProtocolDefinition:
     columns: tuple[Column, ...]
     plan: Callable[[Any], Plan]
     check: Callable[[Any, Instrument, InstrumentLimits], None]
+    #: What the instrument does while a run is paused: "output_off", "open_circuit" or
+    #: "hold_current"; None: the protocol cannot be paused.
+    pause_hold: str | None = "output_off"
 
     def describe(self) -> dict:
         return {
@@ -137,5 +155,6 @@ class ProtocolDefinition:
             "title": self.title,
             "instrument_kind": self.instrument_kind,
             "columns": {column.name: column.units for column in self.columns},
+            "pause_hold": self.pause_hold,
             "parameters_schema": self.parameters.model_json_schema(),
         }

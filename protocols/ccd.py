@@ -120,4 +120,5 @@ CCD = ProtocolDefinition(
     columns=CHRONO_COLUMNS,
     plan=plan,
     check=check,
+    pause_hold='open_circuit',
 )

@@ -88,4 +88,5 @@ EIS = ProtocolDefinition(
     columns=(Column("time_s", "s"), Column("frequency_Hz", "Hz"), Column("z_real_ohm", "Ohm"), Column("z_imag_ohm", "Ohm")),
     plan=plan,
     check=check,
+    pause_hold=None,
 )

@@ -64,6 +64,7 @@ CCD_RAMP = ProtocolDefinition(
     name="ccd-ramp", title="Critical current density by a linear plating current ramp", instrument_kind="potentiostat",
     parameters=RampParameters, columns=CHRONO_COLUMNS, plan=ramp_plan,
     check=lambda p, instrument, limits: check_plating("ccd-ramp", p, p.end_mA_cm2, instrument, limits),
+    pause_hold="open_circuit",
 )
 
 
@@ -93,6 +94,7 @@ PLATE_UNTIL_SHORT = ProtocolDefinition(
     name="plate-until-short", title="Galvanostatic plating until a short", instrument_kind="potentiostat",
     parameters=PlateUntilShortParameters, columns=CHRONO_COLUMNS, plan=plate_plan,
     check=lambda p, instrument, limits: check_plating("plate-until-short", p, p.current_mA_cm2, instrument, limits),
+    pause_hold="open_circuit",
 )
 
 
@@ -134,4 +136,5 @@ CYCLING = ProtocolDefinition(
     name="cycling", title="Long-term plating/stripping at a fixed current with short detection", instrument_kind="potentiostat",
     parameters=CyclingParameters, columns=CHRONO_COLUMNS, plan=cycling_plan,
     check=lambda p, instrument, limits: check_plating("cycling", p, p.current_mA_cm2, instrument, limits),
+    pause_hold="open_circuit",
 )

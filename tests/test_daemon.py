@@ -226,3 +226,44 @@ def test_run_limits_tighten_the_instruments_and_fail_the_run_safely(daemon, clie
     assert loose["status"] == "completed"  # a run's limits never loosen the lab's 5 V
     with pytest.raises(RemoteError, match="limits.max_charge_C: Input should be greater than 0"):
         client.submit("ccd", "sim-pstat-1", limits={"max_charge_C": -1}, **CCD)
+
+
+def test_pause_holds_at_open_circuit_and_resume_finishes_the_step(lab):
+    daemon = Daemon(lab(), sim_speed=100.0)
+    try:
+        with Client(daemon.control.endpoint) as client:
+            run_id = client.submit("ccd", "sim-pstat-1", diameter_mm=2.0, max_plating_mA_cm2=0.5)  # one cycle: 0.4 h + 1 h
+            until(lambda: client.status(run_id)["n_samples"] >= 100)
+            assert client.call("pause", run_id=run_id)["hold"] == "open_circuit"
+            until(lambda: client.status(run_id)["status"] == "paused")
+            n_paused = client.status(run_id)["n_samples"]
+            until(lambda: client.status(run_id)["n_samples"] >= n_paused + 100)  # open-circuit samples while paused
+            client.call("resume", run_id=run_id)
+            until(lambda: client.status(run_id)["status"] == "running")
+            until(lambda: daemon.workers["sim-pstat-1"].instrument.output_on)  # plating again
+            daemon.workers["sim-pstat-1"].instrument.clock.speed = "max"  # finish quickly
+            record = client.wait(run_id, timeout_s=60)
+            with pytest.raises(RemoteError, match="eis runs cannot be paused"):
+                client.call("pause", run_id=client.submit("eis", "sim-pstat-2"))
+    finally:
+        daemon.close()
+    assert record["status"] == "completed"
+    with h5py.File(record["file"], "r") as f:
+        kinds = [k.decode() for k in f["events/kind"][:]]
+        current = f["data/current_A"][:]
+        assert kinds.count("pause") == kinds.count("resume") == 1
+        assert np.sum(current == 0.0) >= 100  # the hold at open circuit was recorded
+        plated = -np.sum(current[current < 0]) * 1.0  # A s: the plating step still passed its full capacity
+        assert plated == pytest.approx(0.2e-3 * 3600 * np.pi * 0.01, rel=0.01)
+
+
+def test_a_limit_can_pause_the_run_instead_of_failing_it(daemon, client):
+    run_id = client.submit("ccd", "sim-pstat-1", limits={"max_charge_C": 0.01, "on_violation": "pause"}, **CCD)
+    until(lambda: client.status(run_id)["status"] == "paused")
+    assert daemon.workers["sim-pstat-1"].instrument.output_on is False  # open circuit: the cell is off
+    client.abort(run_id)
+    record = client.wait(run_id, timeout_s=30)
+    assert record["status"] == "aborted"
+    with h5py.File(record["file"], "r") as f:
+        kinds = [k.decode() for k in f["events/kind"][:]]
+        assert kinds[kinds.index("limit") + 1] == "pause"

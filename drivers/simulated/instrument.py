@@ -34,12 +34,12 @@ class SimulatedInstrument:
     def describe(self) -> dict:
         return {**super().describe(), "clock": self.clock.speed}
 
-    def _start_acquisition(self) -> None:
-        """Check the instrument is open, anchor the clock and switch the output on."""
+    def _start_acquisition(self, output_on: bool = True) -> None:
+        """Check the instrument is open, anchor the clock and switch the output on (or leave it off)."""
         if not self._open:
             raise DriverError(f"{self.name} is not open")
         self.clock.anchor(self._time_s)
-        self.output_on = True
+        self.output_on = output_on
 
     def _advance(self, times_s) -> None:
         """Wait (per the clock) until the last of ``times_s`` and move the instrument time there."""

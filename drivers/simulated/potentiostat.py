@@ -55,7 +55,7 @@ class SimulatedPotentiostat(SimulatedInstrument, Potentiostat):
     def open_circuit(self, duration_s: float, sample_interval_s: float) -> Iterator[Block]:
         self.check_mode("open_circuit")
         self.check_sample_interval(sample_interval_s)
-        return self._chrono(lambda offsets: (np.zeros(len(offsets)), self.cell.galvanostatic(0.0, offsets)), duration_s, sample_interval_s)
+        return self._chrono(lambda offsets: (np.zeros(len(offsets)), self.cell.galvanostatic(0.0, offsets)), duration_s, sample_interval_s, cell_on=False)
 
     def eis(self, frequencies_Hz: np.ndarray, amplitude_V: float, dc_voltage_V: float | None) -> Iterator[Block]:
         frequencies_Hz = np.asarray(frequencies_Hz, dtype=np.float64)
@@ -75,10 +75,11 @@ class SimulatedPotentiostat(SimulatedInstrument, Potentiostat):
         finally:
             self.output_on = False
 
-    def _chrono(self, sample: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], duration_s: float, sample_interval_s: float) -> Iterator[Block]:
+    def _chrono(self, sample: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], duration_s: float, sample_interval_s: float,
+                cell_on: bool = True) -> Iterator[Block]:
         """Blocks of (time_s, current_A, voltage_V) from ``sample(offsets)`` paced by the clock."""
         total = max(1, round(duration_s / sample_interval_s))
-        self._start_acquisition()
+        self._start_acquisition(cell_on)
         try:
             done = 0
             while done < total:
