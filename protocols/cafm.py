@@ -59,19 +59,22 @@ class CAFMSweepParameters(BaseModel):
         return np.asarray(points)
 
 
-def check(params: CAFMSweepParameters, instrument: Instrument, limits: InstrumentLimits) -> None:
+def check_sweep(name: str, largest_V: float, compliance_A: float, dwell_s: float, instrument: Instrument, limits: InstrumentLimits) -> None:
+    """Refuse, before the tip is touched, a sweep beyond the lab's limits or faster than the instrument."""
     if not isinstance(instrument, Sourcemeter):
-        raise ProtocolRefused(f"cafm-sweep needs a sourcemeter; {instrument.name} is a {instrument.kind}")
+        raise ProtocolRefused(f"{name} needs a sourcemeter; {instrument.name} is a {instrument.kind}")
+    if largest_V > limits.max_abs_voltage_V:
+        raise ProtocolRefused(f"{instrument.name}: a {largest_V:g} V bias exceeds the configured limit max_abs_voltage_V = {limits.max_abs_voltage_V:g} V")
+    if compliance_A > limits.max_abs_current_A:
+        raise ProtocolRefused(f"{instrument.name}: compliance {compliance_A:g} A exceeds the configured limit max_abs_current_A = {limits.max_abs_current_A:g} A")
+    fastest = instrument.capabilities.min_sample_interval_s
+    if dwell_s < fastest:
+        raise ProtocolRefused(f"{instrument.name}: step_V / rate_V_s = {dwell_s:g} s per point is faster than the instrument's {fastest:g} s")
+
+
+def check(params: CAFMSweepParameters, instrument: Instrument, limits: InstrumentLimits) -> None:
     largest = max(abs(params.negative_vertex_V), abs(params.positive_vertex_V))
-    if largest > limits.max_abs_voltage_V:
-        raise ProtocolRefused(f"{instrument.name}: a {largest:g} V vertex exceeds the configured limit max_abs_voltage_V = {limits.max_abs_voltage_V:g} V")
-    if params.compliance_A > limits.max_abs_current_A:
-        raise ProtocolRefused(f"{instrument.name}: compliance {params.compliance_A:g} A exceeds the configured limit max_abs_current_A = {limits.max_abs_current_A:g} A")
-    if params.dwell_s < instrument.capabilities.min_sample_interval_s:
-        raise ProtocolRefused(
-            f"{instrument.name}: step_V / rate_V_s = {params.dwell_s:g} s per point is faster than the instrument's "
-            f"{instrument.capabilities.min_sample_interval_s:g} s"
-        )
+    check_sweep("cafm-sweep", largest, params.compliance_A, params.dwell_s, instrument, limits)
 
 
 def plan(params: CAFMSweepParameters) -> Plan:

@@ -14,8 +14,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from echemd.config.models import InstrumentLimits
-from echemd.drivers.base import Instrument, Sourcemeter
-from echemd.protocols.base import Column, Plan, ProtocolDefinition, ProtocolRefused, VoltageSweep
+from echemd.drivers.base import Instrument
+from echemd.protocols.base import Column, Plan, ProtocolDefinition, VoltageSweep
+from echemd.protocols.cafm import check_sweep
 from echemd.protocols.detection import find_triggering_bias
 
 
@@ -49,15 +50,8 @@ class MemristorParameters(BaseModel):
 
 
 def check(params: MemristorParameters, instrument: Instrument, limits: InstrumentLimits) -> None:
-    if not isinstance(instrument, Sourcemeter):
-        raise ProtocolRefused(f"memristor needs a sourcemeter; {instrument.name} is a {instrument.kind}")
     largest = max(abs(params.set_limit_V), abs(params.reset_limit_V))
-    if largest > limits.max_abs_voltage_V:
-        raise ProtocolRefused(f"{instrument.name}: a {largest:g} V limit exceeds the configured limit max_abs_voltage_V = {limits.max_abs_voltage_V:g} V")
-    if params.compliance_A > limits.max_abs_current_A:
-        raise ProtocolRefused(f"{instrument.name}: compliance {params.compliance_A:g} A exceeds the configured limit max_abs_current_A = {limits.max_abs_current_A:g} A")
-    if params.dwell_s < instrument.capabilities.min_sample_interval_s:
-        raise ProtocolRefused(f"{instrument.name}: {params.dwell_s:g} s per point is faster than the instrument's {instrument.capabilities.min_sample_interval_s:g} s")
+    check_sweep("memristor", largest, params.compliance_A, params.dwell_s, instrument, limits)
 
 
 def plan(params: MemristorParameters) -> Plan:

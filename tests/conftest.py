@@ -32,3 +32,4 @@ def daemon(lab):
 def client(daemon):
     with Client(daemon.control.endpoint, timeout_s=10) as connected:
         yield connected
+

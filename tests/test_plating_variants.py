@@ -2,26 +2,14 @@
 
 import pytest
 
-from echemd.config import DaemonConfig, SymmetricCellConfig
-from echemd.daemon.client import Client, RemoteError
-from echemd.daemon.service import Daemon
+from echemd.daemon.client import RemoteError
+from helpers import run_on_cell
 
 
-def run(tmp_path, preset, protocol, seed=1, **parameters):
-    cell = SymmetricCellConfig(preset=preset, seed=seed)
-    config = DaemonConfig(
-        control_endpoint="tcp://127.0.0.1:*", publish_endpoint="tcp://127.0.0.1:*", data_dir=tmp_path,
-        instruments=[{"name": "cell", "driver": "simulated-potentiostat", "cell": cell.model_dump(),
-                      "limits": {"max_abs_voltage_V": 5.0, "max_abs_current_A": 0.1}}],
-    )
-    daemon = Daemon(config)
-    try:
-        with Client(daemon.control.endpoint) as client:
-            record = client.wait(client.submit(protocol, "cell", area_cm2=cell.area_cm2, **parameters), timeout_s=120)
-    finally:
-        daemon.close()
+def run(folder, preset, protocol, seed=1, **parameters):
+    record, cell = run_on_cell(folder, protocol, {"preset": preset, "seed": seed}, **parameters)
     assert record["status"] == "completed", record["error"]
-    return record["result"], daemon.workers["cell"].instrument.cell
+    return record["result"], cell
 
 
 @pytest.mark.parametrize(("preset", "rate", "step"), [("LLZO-polymer", 2.0, 0.02), ("LLZO-bare", 0.1, 0.002)])

@@ -3,30 +3,18 @@
 import numpy as np
 import pytest
 
-from echemd.config import DaemonConfig, SimulatedSourcemeterConfig, SymmetricCellConfig, TipJunctionConfig
-from echemd.daemon.client import Client
-from echemd.daemon.service import Daemon
+from echemd.config import SimulatedSourcemeterConfig, SymmetricCellConfig, TipJunctionConfig
 from echemd.drivers import InstrumentRefused
 from echemd.drivers.simulated import SimulatedSourcemeter, SymmetricCell
+from helpers import run_on_cell
 
 QUIET = dict(noise_V=0.0, drift_V_per_sqrt_h=0.0, eis_noise=0.0)
 
 
-def run_ccd(tmp_path, preset, seed, **parameters):
-    cell = SymmetricCellConfig(preset=preset, seed=seed)
-    config = DaemonConfig(
-        control_endpoint="tcp://127.0.0.1:*", publish_endpoint="tcp://127.0.0.1:*", data_dir=tmp_path,
-        instruments=[{"name": "cell", "driver": "simulated-potentiostat", "cell": cell.model_dump(),
-                      "limits": {"max_abs_voltage_V": 5.0, "max_abs_current_A": 0.1}}],
-    )
-    daemon = Daemon(config)
-    try:
-        with Client(daemon.control.endpoint) as client:
-            record = client.wait(client.submit("ccd", "cell", area_cm2=cell.area_cm2, **parameters), timeout_s=120)
-    finally:
-        daemon.close()
+def run_ccd(folder, preset, seed, **parameters):
+    record, cell = run_on_cell(folder, "ccd", {"preset": preset, "seed": seed}, **parameters)
     assert record["status"] == "completed"
-    return record["result"], daemon.workers["cell"].instrument.cell
+    return record["result"], cell
 
 
 # preset, stated CCD (mA/cm2), CCD parameters (a step suited to the figure)

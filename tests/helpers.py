@@ -1,0 +1,24 @@
+"""Helpers shared by test modules (importable: pytest puts tests/ on the path)."""
+
+from __future__ import annotations
+
+from echemd.config import DaemonConfig, SymmetricCellConfig
+from echemd.daemon.client import Client
+from echemd.daemon.service import Daemon
+
+
+def run_on_cell(folder, protocol: str, cell: dict, **parameters):
+    """Run ``protocol`` to its end on a lab of one simulated potentiostat holding ``cell``; returns (record, cell model)."""
+    cell_config = SymmetricCellConfig(**cell)
+    config = DaemonConfig(
+        control_endpoint="tcp://127.0.0.1:*", publish_endpoint="tcp://127.0.0.1:*", data_dir=folder,
+        instruments=[{"name": "cell", "driver": "simulated-potentiostat", "cell": cell_config.model_dump(),
+                      "limits": {"max_abs_voltage_V": 5.0, "max_abs_current_A": 0.1}}],
+    )
+    daemon = Daemon(config)
+    try:
+        with Client(daemon.control.endpoint) as client:
+            record = client.wait(client.submit(protocol, "cell", area_cm2=cell_config.area_cm2, **parameters), timeout_s=120)
+    finally:
+        daemon.close()
+    return record, daemon.workers["cell"].instrument.cell
