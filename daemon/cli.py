@@ -80,6 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--threshold-mV", type=float, default=2.0, help="ccd: plating voltage drop that marks a short, mV")
     abort = verbs.add_parser("abort", help="abort a run")
     abort.add_argument("run_id")
+    plot = verbs.add_parser("plot", help="plot a run file (PNG)")
+    plot.add_argument("file", type=Path)
+    plot.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.png")
+    export = verbs.add_parser("export", help="export a run file as CSV or Gamry DTA")
+    export.add_argument("file", type=Path)
+    export.add_argument("--format", choices=("csv", "dta"), required=True)
+    export.add_argument("-o", "--output", type=Path, metavar="OUT", help="default: beside the run file")
     keys = verbs.add_parser("keys", help="make a CURVE key pair: NAME.key (public) and NAME.key_secret (0600)")
     keys.add_argument("name")
     keys.add_argument("--dir", type=Path, default=Path("."), help="where to write them (default: here)")
@@ -177,6 +184,36 @@ def _keys(args: argparse.Namespace):
         raise UsageError(f"cannot read the keys: {exc}") from exc
 
 
+def _run_file(path: Path) -> Path:
+    if not path.is_file():
+        raise UsageError(f"{path}: no such file")
+    import h5py
+
+    if not h5py.is_hdf5(path):
+        raise UsageError(f"{path}: not an echemd run file (HDF5)")
+    return path
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from echemd.protocols.plots import plot_run
+
+    try:
+        print(plot_run(_run_file(args.file), args.output))
+    except (KeyError, ValueError) as exc:
+        raise UsageError(f"{args.file}: cannot plot it: {exc}") from exc
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from echemd.protocols.export import export
+
+    try:
+        print(export(_run_file(args.file), args.format, args.output))
+    except (KeyError, ValueError) as exc:
+        raise UsageError(f"{args.file}: cannot export it: {exc}") from exc
+    return EXIT_OK
+
+
 def cmd_keys(args: argparse.Namespace) -> int:
     from echemd.daemon.security import create_keys
 
@@ -214,7 +251,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK if run_demo(args.data_dir) else EXIT_FAILED
 
 
-VERBS = {"serve": cmd_serve, "demo": cmd_demo, "analyze": cmd_analyze, "keys": cmd_keys, "run": cmd_run, "status": cmd_status, "runs": cmd_runs, "abort": cmd_abort}
+VERBS = {"serve": cmd_serve, "demo": cmd_demo, "analyze": cmd_analyze, "keys": cmd_keys, "plot": cmd_plot, "export": cmd_export, "run": cmd_run, "status": cmd_status, "runs": cmd_runs, "abort": cmd_abort}
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

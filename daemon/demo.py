@@ -1,4 +1,9 @@
-"""`echemd demo`: a daemon with the simulated lab on free loopback ports, driven through the real API."""
+"""`echemd demo`: a daemon with the simulated lab on free loopback ports, driven through the real API.
+
+It runs an EIS and a CCD test on the two simulated Li|Li6PS5Cl|Li cells and a c-AFM sweep on the
+simulated tip, in parallel, shows the CCD's progress from the data stream, prints every result and
+writes a plot beside each run file.
+"""
 
 from __future__ import annotations
 
@@ -11,13 +16,13 @@ from echemd.daemon.service import Daemon
 
 CCD_PARAMETERS = {"diameter_mm": 2.0, "plating_start_mA_cm2": 0.5, "plating_increment_mA_cm2": 0.5,
                   "stripping_mA_cm2": 0.2, "capacity_mAh_cm2": 0.2, "max_plating_mA_cm2": 3.0}
+AREA_CM2 = math.pi * (CCD_PARAMETERS["diameter_mm"] / 20) ** 2
 
 
 def run_demo(data_dir: Path, out=print) -> bool:
-    """Run a CCD on both simulated potentiostats in parallel; print progress and results.
+    """Returns True when every run completed."""
+    from echemd.protocols.plots import plot_run
 
-    Returns True when every run completed.
-    """
     config = load_default_config().model_copy(update={
         "control_endpoint": "tcp://127.0.0.1:*",
         "publish_endpoint": "tcp://127.0.0.1:*",
@@ -29,28 +34,50 @@ def run_demo(data_dir: Path, out=print) -> bool:
             out(f"echemd {client.ping()['version']} demo: daemon on {daemon.control.endpoint}, run files in {data_dir}/")
             for instrument in client.instruments():
                 out(f"  instrument {instrument['name']:<12} {instrument['kind']:<12} {instrument['driver']}")
-            runs = {name: client.submit("ccd", name, **CCD_PARAMETERS) for name in ("sim-pstat-1", "sim-pstat-2")}
+            runs = {
+                "CCD, flat interface (sim-pstat-1)": client.submit("ccd", "sim-pstat-1", **CCD_PARAMETERS),
+                "EIS, contoured interface (sim-pstat-2)": client.submit("eis", "sim-pstat-2", start_Hz=1e6, end_Hz=0.1, area_cm2=AREA_CM2),
+                "CCD, contoured interface (sim-pstat-2)": client.submit("ccd", "sim-pstat-2", **CCD_PARAMETERS),
+                "c-AFM sweeps, tip on a grain boundary (sim-smu-1)": client.submit("cafm-sweep", "sim-smu-1", cycles=3, positive_vertex_V=1.0),
+            }
             out("CCD test (Li|Li6PS5Cl|Li, 2 mm discs; plate 0.5 mA/cm2 + 0.5 per cycle, strip 0.2, 0.2 mAh/cm2):")
-            area_cm2 = math.pi * (CCD_PARAMETERS["diameter_mm"] / 20) ** 2
-            steps = StepPrinter(out, "sim-pstat-1", area_cm2)
+            steps = StepPrinter(out, "sim-pstat-1", AREA_CM2)
             samples = 0
-            for block in client.subscribe(runs["sim-pstat-1"]):
+            for block in client.subscribe(runs["CCD, flat interface (sim-pstat-1)"]):
                 samples += len(block)
                 steps.feed(block.columns["time_s"], block.columns["current_A"], block.columns["voltage_V"])
             steps.flush()
             out(f"  streamed {samples} samples of sim-pstat-1's run")
             ok = True
-            for name, run_id in runs.items():
+            for title, run_id in runs.items():
                 record = client.wait(run_id, timeout_s=600)
-                result = record["result"] or {}
                 ok &= record["status"] == "completed"
-                out(f"{name}: {record['status']}; CCD = {result.get('ccd_mA_cm2')} mA/cm2 "
-                    f"(last passed {result.get('last_passed_mA_cm2')} mA/cm2), short detected at "
-                    f"{_hours(result.get('short_detected_at_s'))}, drop {_mv(result.get('drop_mV'))}")
-                out(f"  run file: {record['file']} ({record['n_samples']} samples)")
+                out(f"{title}: {record['status']}")
+                out("  " + describe(record["protocol"], record["result"] or {}))
+                plot = Path(record["file"]).with_suffix(".png")
+                plot_run(record["file"], plot)
+                out(f"  run file {record['file']} ({record['n_samples']} samples), plot {plot}")
             return ok
     finally:
         daemon.close()
+
+
+def describe(protocol: str, result: dict) -> str:
+    """One line a scientist reads first."""
+    if protocol == "ccd":
+        return (f"CCD = {result.get('ccd_mA_cm2')} mA/cm2 (last passed {result.get('last_passed_mA_cm2')} mA/cm2), short detected at "
+                f"{_hours(result.get('short_detected_at_s'))}, drop {_mv(result.get('drop_mV'))}")
+    if protocol == "eis":
+        asr = result.get("asr_ohm_cm2", {})
+        arcs = ", ".join(f"{a['assignment']} {a['asr_ohm_cm2']:.1f} Ohm cm2 ({a['capacitance_F_cm2']:.2g} F/cm2)" for a in result.get("arcs", []))
+        kk = result.get("kk", {})
+        return (f"ASR {asr.get('total', float('nan')):.1f} Ohm cm2 = bulk {asr.get('series', float('nan')):.1f} + {arcs}; "
+                f"Kramers-Kronig residual {kk.get('rms_residual_percent', float('nan')):.2f}% ({'valid' if kk.get('valid') else 'not valid'})")
+    if protocol == "cafm-sweep":
+        biases = ", ".join("none" if b is None else f"{b:+.3f} V" for b in result.get("triggering_bias_V", []))
+        on_off = result.get("on_off") or []
+        return f"triggering bias per sweep: {biases}; back scan R^2 >= {min(result.get('ohmic_r2') or [0]):.4f}; on/off ~{(on_off or [0])[-1]:.1e}"
+    return str(result)
 
 
 class StepPrinter:

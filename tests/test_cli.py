@@ -93,9 +93,12 @@ def test_sigterm_stops_runs_safely_and_exits_0(served):
 def test_demo_prints_the_ccd_results_and_writes_run_files(tmp_path):
     done = echemd("demo", "--data-dir", "out", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert "sim-pstat-1: completed; CCD = 1.5 mA/cm2" in done.stdout
-    assert "sim-pstat-2: completed; CCD = 2.0 mA/cm2" in done.stdout
-    assert len(list((tmp_path / "out").glob("*.h5"))) == 2
+    lines = done.stdout.splitlines()
+    flat = lines.index("CCD, flat interface (sim-pstat-1): completed")
+    assert lines[flat + 1].strip().startswith("CCD = 1.5 mA/cm2 (last passed 1.0 mA/cm2)")
+    assert "EIS, contoured interface (sim-pstat-2): completed" in lines and "Kramers-Kronig residual" in done.stdout
+    assert "c-AFM sweeps, tip on a grain boundary (sim-smu-1): completed" in lines and "triggering bias per sweep: -0.1" in done.stdout
+    assert len(list((tmp_path / "out").glob("*.h5"))) == 4 and len(list((tmp_path / "out").glob("*.png"))) == 4
 
 
 def test_client_verbs_without_a_daemon_fail_clearly(tmp_path):

@@ -1,0 +1,84 @@
+"""Export a run file to what other tools open: CSV (spreadsheets) and Gamry EXPLAIN .DTA (Echem Analyst).
+
+CSV: one header line of column names carrying their SI units (``time_s,current_A,voltage_V``), then
+one row per sample.  DTA: Gamry's EXPLAIN layout in cp1252 with CRLF line ends, Gamry's own table
+and column names and units (CURVE with Pt, T, Vf, Im for time-domain runs; ZCURVE with Pt, Time,
+Freq, Zreal, Zimag, Zsig, Zmod, Zphz for EIS), a TAG by kind (CHRONOP for galvanostatic plating,
+CV for bias sweeps, EISPOT for impedance) and the run's identity and parameters in the notes.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import datetime
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+TAGS = {"eis": "EISPOT", "cafm-sweep": "CV", "memristor": "CV"}  # everything else: galvanostatic plating
+
+
+def _load(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
+    with h5py.File(path, "r", libver="latest", swmr=True) as f:
+        attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
+        return attrs, {name: f["data"][name][:] for name in f["data"]}
+
+
+def export_csv(run_file: str | Path, out: str | Path) -> Path:
+    _, columns = _load(Path(run_file))
+    names = list(columns)
+    with open(out, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(names)
+        writer.writerows(zip(*(columns[n].tolist() for n in names)))
+    return Path(out)
+
+
+def export_dta(run_file: str | Path, out: str | Path) -> Path:
+    attrs, columns = _load(Path(run_file))
+    protocol = str(attrs.get("protocol", ""))
+    parameters = json.loads(attrs.get("parameters", "{}"))
+    started = datetime.fromisoformat(str(attrs.get("started"))) if attrs.get("started") else datetime.now()
+    area = parameters.get("area_cm2") or (np.pi * (parameters["diameter_mm"] / 20) ** 2 if parameters.get("diameter_mm") else None)
+    lines = [
+        "EXPLAIN",
+        f"TAG\t{TAGS.get(protocol, 'CHRONOP')}",
+        f"TITLE\tLABEL\techemd {protocol}\tTest &Identifier",
+        f"DATE\tLABEL\t{started.month}/{started.day}/{started.year}\tDate",
+        f"TIME\tLABEL\t{started:%H:%M:%S}\tTime",
+        "NOTES\tNOTES\t1\t&Notes...",
+        f"\techemd run {attrs.get('run_id')} ({protocol}, status {attrs.get('status')}); parameters {json.dumps(parameters)}",
+        f"PSTAT\tPSTAT\t{attrs.get('instrument', '')}\tPotentiostat",
+    ]
+    if area:
+        lines.append(f"AREA\tQUANT\t{area:.5E}\t&Area (cm^2)")
+    lines += _eis_table(columns) if "frequency_Hz" in columns else _curve_table(columns)
+    text = "\r\n".join(lines) + "\r\n"
+    Path(out).write_bytes(text.encode("cp1252"))
+    return Path(out)
+
+
+def _curve_table(columns: dict[str, np.ndarray]) -> list[str]:
+    t = columns["time_s"]
+    vf = columns.get("voltage_V", columns.get("bias_V"))
+    im = columns["current_A"]
+    over = columns.get("compliance", np.zeros(len(t)))
+    rows = [f"\t{k}\t{t[k]:.9g}\t{vf[k]:.9E}\t{im[k]:.9E}\t{'..........c' if over[k] else '...........'}" for k in range(len(t))]
+    return [f"CURVE\tTABLE\t{len(t)}", "\tPt\tT\tVf\tIm\tOver", "\t#\ts\tV vs. Ref.\tA\tbits", *rows]
+
+
+def _eis_table(columns: dict[str, np.ndarray]) -> list[str]:
+    t, f, zr, zi = (columns[n] for n in ("time_s", "frequency_Hz", "z_real_ohm", "z_imag_ohm"))
+    modulus, phase = np.hypot(zr, zi), np.degrees(np.arctan2(zi, zr))
+    rows = [f"\t{k}\t{t[k]:.9g}\t{f[k]:.9g}\t{zr[k]:.9g}\t{zi[k]:.9g}\t1\t{modulus[k]:.9g}\t{phase[k]:.9g}" for k in range(len(t))]
+    return [f"ZCURVE\tTABLE\t{len(t)}", "\tPt\tTime\tFreq\tZreal\tZimag\tZsig\tZmod\tZphz", "\t#\ts\tHz\tohm\tohm\tV\tohm\t\u00b0", *rows]
+
+
+def export(run_file: str | Path, fmt: str, out: str | Path | None = None) -> Path:
+    """Write ``run_file`` as ``fmt`` ('csv' or 'dta') next to it (or to ``out``); returns the path."""
+    run_file = Path(run_file)
+    target = Path(out) if out else run_file.with_suffix(".csv" if fmt == "csv" else ".DTA")
+    return export_csv(run_file, target) if fmt == "csv" else export_dta(run_file, target)

@@ -1,0 +1,83 @@
+"""Plots and exports of real run files; exports read back by independent readers."""
+
+import csv
+import subprocess
+import sys
+
+import gamry_parser
+import h5py
+import numpy as np
+import pytest
+
+from echemd.config import load_default_config
+from echemd.daemon.client import Client
+from echemd.daemon.service import Daemon
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def run_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("runs")
+    config = load_default_config().model_copy(update={"control_endpoint": "tcp://127.0.0.1:*", "publish_endpoint": "tcp://127.0.0.1:*", "data_dir": folder})
+    daemon = Daemon(config)
+    try:
+        with Client(daemon.control.endpoint) as client:
+            ids = {"ccd": client.submit("ccd", "sim-pstat-1", diameter_mm=2.0),
+                   "eis": client.submit("eis", "sim-pstat-2", end_Hz=0.1, area_cm2=0.0314),
+                   "cafm-sweep": client.submit("cafm-sweep", "sim-smu-1", cycles=2, positive_vertex_V=1.0)}
+            return {kind: client.wait(run_id, timeout_s=60)["file"] for kind, run_id in ids.items()}
+    finally:
+        daemon.close()
+
+
+def echemd(*args):
+    return subprocess.run([sys.executable, "-m", "echemd.daemon.cli", *map(str, args)], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("kind", ["ccd", "eis", "cafm-sweep"])
+def test_plot_writes_a_png(run_files, kind, tmp_path):
+    out = tmp_path / f"{kind}.png"
+    done = echemd("plot", run_files[kind], "-o", out)
+    assert done.returncode == 0, done.stderr
+    assert out.read_bytes().startswith(PNG) and out.stat().st_size > 20_000
+
+
+@pytest.mark.parametrize("kind", ["ccd", "eis", "cafm-sweep"])
+def test_csv_export_round_trips(run_files, kind, tmp_path):
+    out = tmp_path / "run.csv"
+    assert echemd("export", run_files[kind], "--format", "csv", "-o", out).returncode == 0
+    with open(out, newline="") as handle:
+        rows = list(csv.reader(handle))
+    with h5py.File(run_files[kind], "r") as f:
+        names = list(f["data"])
+        assert rows[0] == names
+        for k, name in enumerate(names):
+            np.testing.assert_array_equal(np.array([float(r[k]) for r in rows[1:]]), f["data"][name][:])
+
+
+@pytest.mark.parametrize(("kind", "columns"), [("ccd", {"T": "time_s", "Vf": "voltage_V", "Im": "current_A"}),
+                                               ("cafm-sweep", {"T": "time_s", "Vf": "bias_V", "Im": "current_A"}),
+                                               ("eis", {"Freq": "frequency_Hz", "Zreal": "z_real_ohm", "Zimag": "z_imag_ohm"})])
+def test_dta_export_opens_in_gamry_parser(run_files, kind, columns, tmp_path):
+    out = tmp_path / "run.DTA"
+    assert echemd("export", run_files[kind], "--format", "dta", "-o", out).returncode == 0
+    raw = out.read_bytes()
+    assert raw.startswith(b"EXPLAIN\r\n")
+    raw.decode("cp1252")
+    parser = gamry_parser.GamryParser()
+    parser.load(filename=str(out))
+    curve = parser.get_curve_data(0)
+    with h5py.File(run_files[kind], "r") as f:
+        for gamry, ours in columns.items():
+            np.testing.assert_allclose(curve[gamry].to_numpy(dtype=float), f["data"][ours][:], rtol=1e-8)
+    assert parser.get_header()["TAG"] == {"ccd": "CHRONOP", "cafm-sweep": "CV", "eis": "EISPOT"}[kind]
+
+
+def test_plot_and_export_refuse_files_that_are_not_runs(tmp_path):
+    bogus = tmp_path / "notes.txt"
+    bogus.write_text("hello")
+    done = echemd("plot", bogus, "-o", tmp_path / "x.png")
+    assert done.returncode == 2 and "not an echemd run file" in done.stderr
+    done = echemd("export", tmp_path / "missing.h5", "--format", "csv")
+    assert done.returncode == 2 and "no such file" in done.stderr
