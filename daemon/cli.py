@@ -72,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     status = verbs.add_parser("status", help="daemon status, or one run's")
     status.add_argument("run_id", nargs="?")
     verbs.add_parser("runs", help="every run the daemon knows, oldest first")
+    watch = verbs.add_parser("watch", help="live view of a daemon: instruments, runs, latest readings, events")
+    watch.add_argument("--once", action="store_true", help="print one frame and exit")
     analyze = verbs.add_parser("analyze", help="analyse a recorded file (echemd HDF5, Gamry DTA or CSV); prints JSON")
     analyze.add_argument("kind", choices=("ccd", "eis", "cafm"))
     analyze.add_argument("file", type=Path)
@@ -90,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     keys = verbs.add_parser("keys", help="make a CURVE key pair: NAME.key (public) and NAME.key_secret (0600)")
     keys.add_argument("name")
     keys.add_argument("--dir", type=Path, default=Path("."), help="where to write them (default: here)")
-    for client_verb in (run, status, abort, verbs.choices["runs"]):
+    for client_verb in (run, status, abort, verbs.choices["runs"], watch):
         client_verb.add_argument("--endpoint", default=DEFAULT_CONTROL_ENDPOINT, metavar="URL", help="control endpoint of the daemon")
         client_verb.add_argument("--server-key", type=Path, metavar="FILE", help="the daemon's public key (CURVE)")
         client_verb.add_argument("--client-key", type=Path, metavar="FILE", help="this client's secret key file (CURVE)")
@@ -162,6 +164,15 @@ def cmd_runs(args: argparse.Namespace) -> int:
     with Client(args.endpoint, timeout_s=args.timeout, keys=_keys(args)) as client:
         for record in client.runs():
             print(f"{record['run_id']}  {record['status']:<11} {record['instrument']:<12} {record['n_samples']:>8} samples  {record['file']}")
+    return EXIT_OK
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    from echemd.daemon.watch import watch
+
+    with Client(args.endpoint, timeout_s=args.timeout, keys=_keys(args)) as client:
+        client.ping()  # fail clearly (exit 1) when nobody answers
+        watch(client, once=args.once)
     return EXIT_OK
 
 
@@ -251,7 +262,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK if run_demo(args.data_dir) else EXIT_FAILED
 
 
-VERBS = {"serve": cmd_serve, "demo": cmd_demo, "analyze": cmd_analyze, "keys": cmd_keys, "plot": cmd_plot, "export": cmd_export, "run": cmd_run, "status": cmd_status, "runs": cmd_runs, "abort": cmd_abort}
+VERBS = {"serve": cmd_serve, "demo": cmd_demo, "analyze": cmd_analyze, "keys": cmd_keys, "plot": cmd_plot, "export": cmd_export, "watch": cmd_watch, "run": cmd_run, "status": cmd_status, "runs": cmd_runs, "abort": cmd_abort}
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

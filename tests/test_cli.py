@@ -126,3 +126,15 @@ def test_the_shutdown_request_stops_serve_like_sigterm(served):
     assert process.wait(timeout=20) == 0
     with h5py.File(data_dir / f"{run_id}.h5", "r") as f:
         assert f.attrs["status"] == "aborted"
+
+
+def test_watch_shows_instruments_runs_and_events(served):
+    process, control, _ = served("--sim-speed", "300")
+    with Client(control) as client:
+        run_id = client.submit("ccd", "sim-pstat-1", diameter_mm=2.0)
+        while client.status(run_id)["n_samples"] < 5:
+            time.sleep(0.05)
+    done = echemd("watch", "--once", "--endpoint", control)
+    assert done.returncode == 0, done.stderr
+    assert "sim-pstat-1" in done.stdout and "ccd running" in done.stdout and "sim-smu-1" in done.stdout and "idle" in done.stdout
+    assert "mV" in done.stdout  # the latest reading from the stream
