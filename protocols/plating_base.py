@@ -26,10 +26,16 @@ class PlatingParameters(BaseModel):
     diameter_mm: float | None = Field(None, gt=0, description="electrode diameter, mm (or give area_cm2)")
     drop_threshold_mV: float = Field(2.0, gt=0, description="plating voltage drop that marks a short, mV")
     settle_s: float = Field(60.0, ge=0, description="start of each plating step ignored by the detector, s")
-    smoothing_samples: int = Field(15, ge=1, le=1001, description="running-median window of the detector, samples")
+    smoothing_samples: int = Field(15, ge=1, le=1001, description="running-median window of the detector, samples (odd)")
     drop_window_s: float | None = Field(300.0, gt=0, description="a drop counts when it happens within this time, s (none: since the settle time)")
     sample_interval_s: float = Field(1.0, gt=0, description="time between samples, s")
     voltage_limit_V: float = Field(1.0, gt=0, description="|V| beyond which the run stops (safety), V")
+
+    @model_validator(mode="after")
+    def _odd_window(self):
+        if self.smoothing_samples % 2 == 0:
+            raise ValueError(f"smoothing_samples must be odd (got {self.smoothing_samples})")
+        return self
 
     @model_validator(mode="after")
     def _one_electrode_size(self):
