@@ -8,6 +8,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -146,12 +147,29 @@ def cmd_run(args: argparse.Namespace) -> int:
         if not args.wait:
             print(json.dumps({"run_id": run_id}) if args.json else run_id)
             return EXIT_OK
-        record = client.wait(run_id)
+        record = _wait_with_progress(client, run_id)
     final = {key: record[key] for key in ("run_id", "status", "file", "result")}
     if record["error"]:
         final["error"] = record["error"]
     print(json.dumps(final) if args.json else json.dumps(final, indent=2))
     return EXIT_OK if record["status"] == "completed" else EXIT_FAILED
+
+
+def _wait_with_progress(client: Client, run_id: str) -> dict[str, Any]:
+    """Wait for the run, drawing the protocol's progress on stderr (stdout stays for the result)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True)
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(),
+                  console=console, transient=not console.is_terminal) as progress:
+        task = progress.add_task(run_id, total=1.0)
+        while True:
+            record = client.status(run_id)
+            progress.update(task, completed=record["progress"] or 0.0, description=f"{record['protocol']} {record['status']}: {record['step']}")
+            if record["status"] not in ("queued", "running", "paused"):
+                return record
+            time.sleep(0.2)
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -45,6 +45,7 @@ class Engine:
         hold: str | None = "output_off",
         on_hold: Callable[[bool], None] = lambda holding: None,
         request_pause: Callable[[], None] | None = None,
+        on_step: Callable[[str], None] = lambda label: None,
     ) -> None:
         self.instrument = instrument
         self.record = record
@@ -55,6 +56,7 @@ class Engine:
         self.hold = hold
         self.on_hold = on_hold
         self.request_pause = request_pause
+        self.on_step = on_step
         self.clock_zero_s = instrument.time_s
         self.last_time_s = 0.0  # run time of the latest sample, s
 
@@ -78,6 +80,7 @@ class Engine:
     def step(self, step: Step) -> StepOutcome:
         """Run one step to its end (or its stop condition); a pause holds the instrument, then the rest runs."""
         self.event("step", step.label)
+        self.on_step(step.label)
         blocks: list[dict[str, np.ndarray]] = []
         part: Step | None = step
         stop = None

@@ -35,10 +35,20 @@ class Run:
     runfile: RunFile | None = None
     limits: RunLimits | None = None  # the run's own safety limits, on top of the instrument's
     status_seq: int = 0  # next sequence number of the run's status topic
+    steps_started: int = 0
+    step_label: str = ""
 
     @property
     def n_samples(self) -> int:
         return self.runfile.n_samples if self.runfile is not None else 0
+
+    @property
+    def progress(self) -> float | None:
+        """Fraction of the planned steps started (1 once completed); None when the protocol cannot say."""
+        if self.status == "completed":
+            return 1.0
+        planned = self.protocol.planned_steps(self.parameters) if self.protocol.planned_steps else None
+        return min(1.0, self.steps_started / planned) if planned else None
 
     def finish(self, status: str, result: dict[str, Any] | None = None, error: str = "") -> None:
         self.status, self.result, self.error, self.finished = status, result, error, utc_now()
@@ -58,6 +68,8 @@ class Run:
             "finished": self.finished,
             "file": str(self.file),
             "n_samples": self.n_samples,
+            "step": self.step_label,
+            "progress": self.progress,
             "result": self.result,
             "error": self.error,
         }

@@ -28,7 +28,6 @@ class Watcher:
     def __init__(self, client: Client) -> None:
         self.client = client
         self.latest: dict[str, dict[str, float]] = {}  # run_id -> last sample
-        self.steps: dict[str, str] = {}  # run_id -> label of the step running
         self.events: collections.deque[str] = collections.deque(maxlen=EVENTS_SHOWN)
         self._subscription = Subscription(zmq.Context.instance(), client.publish_endpoint, b"run.", client.keys)
 
@@ -46,9 +45,7 @@ class Watcher:
                 self.latest[message.run_id] = {name: float(values[-1]) for name, values in message.columns.items()}
             elif message.kind == "event":
                 header = message.header
-                if header["kind"] == "step":
-                    self.steps[header["run_id"]] = header["message"]
-                else:
+                if header["kind"] != "step":
                     self.events.append(f"{time.strftime('%H:%M:%S')} {header['run_id']} {header['kind']}: {header['message']}")
 
     def render(self) -> Group:
@@ -61,7 +58,7 @@ class Watcher:
             if run_id:
                 record = self.client.status(run_id)
                 run = f"{record['protocol']} {record['status']}"
-                step = self.steps.get(run_id, "")
+                step = record["step"] + (f"  {_bar(record['progress'])}" if record["progress"] is not None else "")
                 samples = str(record["n_samples"])
                 latest = _latest(self.latest.get(run_id, {}))
             queued = f" (+{len(instrument['queued'])} queued)" if instrument["queued"] else ""
@@ -69,6 +66,11 @@ class Watcher:
             table.add_row(instrument["name"], instrument["kind"], Text(instrument["state"] + queued, style=state_style), run, step, samples, latest)
         events = Text("\n".join(self.events) or "no events yet", style="yellow")
         return Group(table, Text("events", style="bold"), events)
+
+
+def _bar(fraction: float, width: int = 12) -> str:
+    filled = int(round(fraction * width))
+    return "█" * filled + "░" * (width - filled) + f" {fraction:4.0%}"
 
 
 def _latest(sample: dict[str, float]) -> str:

@@ -175,6 +175,7 @@ class InstrumentWorker:
             hold=protocol.pause_hold,
             on_hold=lambda holding: self._hold_status(run, holding),
             request_pause=run.pause_requested.set,
+            on_step=lambda label: self._step_started(run, label),
         )
         status, result, error = "failed", None, ""
         try:
@@ -199,6 +200,11 @@ class InstrumentWorker:
             run.finish(status, result, error)
             self._status(run)
             log.info("run %s %s (%d samples) %s", run.run_id, status, run.n_samples, error)
+
+    @staticmethod
+    def _step_started(run: Run, label: str) -> None:
+        run.steps_started += 1
+        run.step_label = label
 
     def _hold_status(self, run: Run, holding: bool) -> None:
         run.status = "paused" if holding else "running"

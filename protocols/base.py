@@ -148,6 +148,8 @@ class ProtocolDefinition:
     #: What the instrument does while a run is paused: "output_off", "open_circuit" or
     #: "hold_current"; None: the protocol cannot be paused.
     pause_hold: str | None = "output_off"
+    #: How many steps the plan will run at most, for progress (None: unknown).
+    planned_steps: Callable[[Any], int] | None = None
 
     def describe(self) -> dict:
         return {

@@ -97,4 +97,5 @@ CAFM_SWEEP = ProtocolDefinition(
     columns=(Column("time_s", "s"), Column("bias_V", "V"), Column("current_A", "A"), Column("compliance", "1")),
     plan=plan,
     check=check,
+    planned_steps=lambda p: p.cycles,
 )

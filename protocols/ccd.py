@@ -121,4 +121,5 @@ CCD = ProtocolDefinition(
     plan=plan,
     check=check,
     pause_hold='open_circuit',
+    planned_steps=lambda p: 2 * len(p.plating_densities_mA_cm2()),
 )

@@ -89,4 +89,5 @@ EIS = ProtocolDefinition(
     plan=plan,
     check=check,
     pause_hold=None,
+    planned_steps=lambda p: 1,
 )

@@ -87,4 +87,5 @@ MEMRISTOR = ProtocolDefinition(
     columns=(Column("time_s", "s"), Column("bias_V", "V"), Column("current_A", "A"), Column("compliance", "1")),
     plan=plan,
     check=check,
+    planned_steps=lambda p: p.cycles,
 )

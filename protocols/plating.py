@@ -65,6 +65,7 @@ CCD_RAMP = ProtocolDefinition(
     parameters=RampParameters, columns=CHRONO_COLUMNS, plan=ramp_plan,
     check=lambda p, instrument, limits: check_plating("ccd-ramp", p, p.end_mA_cm2, instrument, limits),
     pause_hold="open_circuit",
+    planned_steps=lambda p: len(p.densities_mA_cm2()),
 )
 
 
@@ -95,6 +96,7 @@ PLATE_UNTIL_SHORT = ProtocolDefinition(
     parameters=PlateUntilShortParameters, columns=CHRONO_COLUMNS, plan=plate_plan,
     check=lambda p, instrument, limits: check_plating("plate-until-short", p, p.current_mA_cm2, instrument, limits),
     pause_hold="open_circuit",
+    planned_steps=lambda p: 1,
 )
 
 
@@ -137,4 +139,5 @@ CYCLING = ProtocolDefinition(
     parameters=CyclingParameters, columns=CHRONO_COLUMNS, plan=cycling_plan,
     check=lambda p, instrument, limits: check_plating("cycling", p, p.current_mA_cm2, instrument, limits),
     pause_hold="open_circuit",
+    planned_steps=lambda p: 2 * p.cycles,
 )

@@ -267,3 +267,16 @@ def test_a_limit_can_pause_the_run_instead_of_failing_it(daemon, client):
     with h5py.File(record["file"], "r") as f:
         kinds = [k.decode() for k in f["events/kind"][:]]
         assert kinds[kinds.index("limit") + 1] == "pause"
+
+
+def test_runs_report_their_step_and_progress(lab):
+    daemon = Daemon(lab(), sim_speed=2000.0)
+    try:
+        with Client(daemon.control.endpoint) as client:
+            run_id = client.submit("ccd", "sim-pstat-1", diameter_mm=2.0, max_plating_mA_cm2=1.5)  # 3 cycles: 6 steps
+            until(lambda: client.status(run_id)["step"].startswith("cycle 1: strip"))
+            assert client.status(run_id)["progress"] == pytest.approx(2 / 6)
+            record = client.wait(run_id, timeout_s=60)
+    finally:
+        daemon.close()
+    assert record["progress"] == 1.0 and record["step"].startswith("cycle 3: plate")
