@@ -78,13 +78,17 @@ def test_a_bad_config_fails_at_start_naming_file_and_key(tmp_path):
     assert str(config) in done.stderr and "data_dir" in done.stderr and "instruments[0] (x).limits: required key is missing" in done.stderr
 
 
-def test_sigterm_stops_runs_safely_and_exits_0(served):
+@pytest.mark.parametrize("stop", ["SIGTERM", "SIGINT", "shutdown request"])
+def test_stopping_serve_stops_runs_safely_and_exits_0(served, stop):
     process, control, data_dir = served("--sim-speed", "100")
     with Client(control) as client:
         run_id = client.submit("ccd", "sim-pstat-1", diameter_mm=2.0)
         while client.status(run_id)["n_samples"] < 5:
             time.sleep(0.05)
-    process.send_signal(signal.SIGTERM)
+        if stop == "shutdown request":
+            client.call("shutdown")
+        else:
+            process.send_signal(getattr(signal, stop))
     assert process.wait(timeout=20) == 0
     with h5py.File(data_dir / f"{run_id}.h5", "r") as f:
         assert f.attrs["status"] == "aborted" and len(f["data/voltage_V"]) >= 5
@@ -114,18 +118,6 @@ def test_selecting_gamry_off_windows_fails_at_start_with_what_is_needed(tmp_path
     done = echemd("serve", "--config", str(config), "--control", f"ipc://{tmp_path}/c", "--publish", f"ipc://{tmp_path}/p")
     assert done.returncode == 2
     assert str(config) in done.stderr and "needs Windows with the Gamry Framework" in done.stderr and "comtypes" in done.stderr
-
-
-def test_the_shutdown_request_stops_serve_like_sigterm(served):
-    process, control, data_dir = served("--sim-speed", "100")
-    with Client(control) as client:
-        run_id = client.submit("ccd", "sim-pstat-1", diameter_mm=2.0)
-        while client.status(run_id)["n_samples"] < 5:
-            time.sleep(0.05)
-        client.call("shutdown")
-    assert process.wait(timeout=20) == 0
-    with h5py.File(data_dir / f"{run_id}.h5", "r") as f:
-        assert f.attrs["status"] == "aborted"
 
 
 def test_watch_shows_instruments_runs_and_events(served):
