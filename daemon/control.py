@@ -24,6 +24,8 @@ from echemd.daemon.errors import ApiError
 
 log = logging.getLogger(__name__)
 MAX_REQUEST_BYTES = 1 << 20
+#: Requests that change something are logged at INFO with the client's key; queries at DEBUG.
+LOGGED_METHODS = frozenset({"submit", "abort", "pause", "resume", "queue", "shutdown"})
 Handler = Callable[[str, dict[str, Any]], Any]
 
 
@@ -112,7 +114,8 @@ class ControlServer:
                 raise ApiError("bad_request", "'method' must be a string")
             if not isinstance(params, dict):
                 raise ApiError("bad_request", "'params' must be a JSON object")
-            log.info("request %s %s from %s", request_id, method, client_key)
+            level = logging.INFO if method in LOGGED_METHODS else logging.DEBUG
+            log.log(level, "request %s %s from %s", request_id, method, client_key)
             reply = {"id": request_id, "ok": True, "result": self._handler(method, params)}
             encoded = json.dumps(reply).encode()
             self._cache.put(str(request_id), encoded)
