@@ -215,7 +215,7 @@ class GamryConfig(_InstrumentBase):
     com_timeout_s: float = Field(30.0, gt=0, description="a COM call taking longer means the COM server hung, s")
     max_current_A: float = Field(1.0, gt=0, description="largest current range, A")
     max_voltage_V: float = Field(12.0, gt=0, description="compliance voltage, V")
-    min_sample_interval_s: float = Field(0.01, gt=0, description="fastest sampling, s")
+    min_sample_interval_s: float = Field(1e-5, gt=0, description="fastest sampling, s")
     eis_min_frequency_Hz: float = Field(1e-5, gt=0)
     eis_max_frequency_Hz: float = Field(2e6, gt=0)
     clock: ClockSpeed = "max"

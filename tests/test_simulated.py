@@ -126,7 +126,7 @@ def test_out_of_range_requests_are_refused_before_the_cell_is_on():
     with pytest.raises(InstrumentRefused, match="exceeds the instrument's range 1 A"):
         next(instrument.galvanostatic(-2.0, 10.0, 1.0))
     with pytest.raises(InstrumentRefused, match="shorter than the fastest"):
-        next(instrument.galvanostatic(-1e-5, 10.0, 0.001))
+        next(instrument.galvanostatic(-1e-5, 10.0, 1e-6))
     with pytest.raises(InstrumentRefused, match="exceeds the instrument's range 12 V"):
         next(instrument.potentiostatic(20.0, 10.0, 1.0))
     with pytest.raises(InstrumentRefused, match="outside the instrument's 1e-05 - 2e\\+06 Hz"):

@@ -12,13 +12,12 @@ from echemd.drivers.simulated.cell import SymmetricCell
 from echemd.drivers.simulated.clock import SimClock
 from echemd.drivers.simulated.instrument import SimulatedInstrument
 
-#: Interface 1010E: +-1 A (top range), +-12 V compliance, 10 ms fastest sampling in chrono modes,
-#: EIS 10 uHz - 2 MHz.
+#: Interface 1010E: +-1 A (top range), +-12 V compliance, 10 us time base, EIS 10 uHz - 2 MHz.
 CAPABILITIES = PotentiostatCapabilities(
     modes=frozenset({"galvanostatic", "potentiostatic", "open_circuit", "eis"}),
     max_current_A=1.0,
     max_voltage_V=12.0,
-    min_sample_interval_s=0.01,
+    min_sample_interval_s=1e-5,
     eis_min_frequency_Hz=1e-5,
     eis_max_frequency_Hz=2e6,
 )
