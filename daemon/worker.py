@@ -183,18 +183,22 @@ class InstrumentWorker:
             status = "completed"
         except RunAborted:
             status, error = "aborted", "aborted on request"
-            engine.event("abort", error)
         except Exception as exc:
             status, error = "failed", f"{type(exc).__name__}: {exc}"
             log.exception("run %s failed", run.run_id)
-            engine.event("error", error)
         finally:
             try:
                 self.instrument.safe_state()
             except Exception as exc:
                 log.exception("%s: safe state failed", self.instrument.name)
                 status, error = "failed", error or f"safe state failed: {exc}"
-            runfile.close(status, result, error)
+            try:  # the file may be what failed (a full disk): the run still ends, and says so
+                if status != "completed":
+                    engine.event("abort" if status == "aborted" else "error", error)
+                runfile.close(status, result, error)
+            except Exception as exc:
+                log.exception("run %s: cannot close its run file", run.run_id)
+                status, error = "failed", error or f"cannot close the run file: {exc}"
             if status == "failed":
                 self._disconnect()
             run.finish(status, result, error)
