@@ -81,25 +81,24 @@ class Engine:
         """Run one step to its end (or its stop condition); a pause holds the instrument, then the rest runs."""
         self.event("step", step.label)
         self.on_step(step.label)
-        blocks: list[dict[str, np.ndarray]] = []
+        taken = _Taken(step.keep_samples)
         part: Step | None = step
         stop = None
         while part is not None:
-            stop, paused = self._acquire(part, step, blocks)
+            stop, paused = self._acquire(part, step, taken)
             if stop is not None or not paused:
                 break
             self._hold(step)
-            part = step.remainder(sum(len(b["time_s"]) for b in blocks))
-        names = blocks[0].keys() if blocks else ()
-        return StepOutcome({name: np.concatenate([b[name] for b in blocks]) for name in names}, stop)
+            part = step.remainder(taken.n_samples)
+        return taken.outcome(stop)
 
-    def _acquire(self, part: Step, step: Step, blocks: list) -> tuple[Stop | None, bool]:
-        """Acquire ``part`` of ``step`` into ``blocks``; returns (stop, paused)."""
+    def _acquire(self, part: Step, step: Step, taken: "_Taken") -> tuple[Stop | None, bool]:
+        """Acquire ``part`` of ``step``; returns (stop, paused)."""
         acquisition = part.acquire(self.instrument)
         try:
             for block in acquisition:
                 columns = self._take(block)
-                blocks.append(columns)
+                taken.add(columns)
                 stop = _first_stop(step.stops, columns)
                 if stop is not None:
                     self.event("stop", f"{step.label}: {stop.reason} at {stop.time_s:.6g} s")
@@ -157,6 +156,27 @@ class Engine:
 
     def event(self, kind: str, message: str) -> None:
         self.note(self.last_time_s, kind, message)
+
+
+class _Taken:
+    """A step's samples so far: counted always, kept only when the plan wants them back."""
+
+    def __init__(self, keep: bool) -> None:
+        self.keep = keep
+        self.blocks: list[dict[str, np.ndarray]] = []
+        self.n_samples = 0
+        self.end_time_s = 0.0
+
+    def add(self, columns: dict[str, np.ndarray]) -> None:
+        self.n_samples += len(columns["time_s"])
+        self.end_time_s = float(columns["time_s"][-1])
+        if self.keep:
+            self.blocks.append(columns)
+
+    def outcome(self, stop: Stop | None) -> StepOutcome:
+        names = self.blocks[0].keys() if self.blocks else ()
+        columns = {name: np.concatenate([b[name] for b in self.blocks]) for name in names}
+        return StepOutcome(columns, stop, self.n_samples, self.end_time_s)
 
 
 def _first_stop(conditions, columns: Mapping[str, np.ndarray]):

@@ -51,13 +51,18 @@ class StopCondition(abc.ABC):
 
 @dataclass(frozen=True)
 class Galvanostatic:
-    """Hold a current (A) for a duration (s), sampling every ``sample_interval_s`` (s)."""
+    """Hold a current (A) for a duration (s), sampling every ``sample_interval_s`` (s).
+
+    ``keep_samples``: hand the step's samples back to the plan (all are recorded either way); a
+    plan that only needs the stop should say False, so a long step costs no memory.
+    """
 
     current_A: float
     duration_s: float
     sample_interval_s: float
     label: str
     stops: tuple[StopCondition, ...] = ()
+    keep_samples: bool = True
 
     def acquire(self, instrument: Instrument) -> Iterator[Block]:
         if not isinstance(instrument, Potentiostat):
@@ -79,6 +84,7 @@ class VoltageSweep:
     dwell_s: float
     label: str
     stops: tuple[StopCondition, ...] = ()
+    keep_samples: bool = True
 
     def acquire(self, instrument: Instrument) -> Iterator[Block]:
         if not isinstance(instrument, Sourcemeter):
@@ -102,6 +108,7 @@ class Impedance:
     dc_voltage_V: float | None
     label: str
     stops: tuple[StopCondition, ...] = ()
+    keep_samples: bool = True
 
     def acquire(self, instrument: Instrument) -> Iterator[Block]:
         if not isinstance(instrument, Potentiostat):
@@ -125,10 +132,13 @@ class Event:
 
 @dataclass(frozen=True)
 class StepOutcome:
-    """What a step recorded (columns in run time) and the Stop that ended it early, if any."""
+    """What a step recorded (columns in run time; empty when the step did not keep its samples),
+    the Stop that ended it early if any, how many samples it took and its last sample's run time (s)."""
 
     columns: Mapping[str, np.ndarray]
     stop: Stop | None
+    n_samples: int = 0
+    end_time_s: float = 0.0
 
 
 Plan = Generator[Union[Step, Event], StepOutcome, dict]

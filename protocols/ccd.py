@@ -72,6 +72,7 @@ def plan(params: CCDParameters) -> Plan:
             sample_interval_s=params.sample_interval_s,
             label=f"cycle {cycle}: plate {plate_mA_cm2:g} mA/cm2",
             stops=params.stops(detect=first_short is None),
+            keep_samples=False,
         )
         stop = plating.stop
         if stop is not None and stop.reason == "voltage_limit":
@@ -90,6 +91,7 @@ def plan(params: CCDParameters) -> Plan:
             sample_interval_s=params.sample_interval_s,
             label=f"cycle {cycle}: strip {strip_mA_cm2:g} mA/cm2",
             stops=params.stops(detect=False),
+            keep_samples=False,
         )
         if stripping.stop is not None:
             yield Event("limit", f"|V| reached {abs(stripping.stop.details['voltage_V']):.3f} V while stripping")
