@@ -10,7 +10,6 @@ CV for bias sweeps, EISPOT for impedance) and the run's identity and parameters 
 from __future__ import annotations
 
 import csv
-import io
 import json
 from datetime import datetime
 from pathlib import Path

@@ -15,8 +15,6 @@ import math
 
 from pydantic import Field, model_validator
 
-from echemd.config.models import InstrumentLimits
-from echemd.drivers.base import Instrument
 from echemd.protocols.base import Event, Galvanostatic, Plan, ProtocolDefinition
 from echemd.protocols.plating_base import CHRONO_COLUMNS, PlatingParameters, check_plating
 

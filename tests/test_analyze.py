@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from echemd.protocols.analysis import analyze_cafm, analyze_ccd, constant_current_steps, sweeps
-from echemd.protocols.readers import UnreadableFile, read_gamry, read_table
+from echemd.protocols.readers import read_gamry
 
 EXTERNAL = Path(__file__).resolve().parent / "data" / "external"  # copies of ../shared/data/external, LICENSE files beside
 

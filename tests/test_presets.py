@@ -222,7 +222,7 @@ def test_a_seeded_run_is_bit_for_bit_reproducible_and_other_seeds_differ_plausib
         with h5py.File(next(folder.glob("*.h5")), "r") as f:
             return result, f["data/voltage_V"][:], cell.critical_A_cm2
 
-    (r1, v1, jc1), (r2, v2, jc2), (r3, v3, jc3) = voltages(11, tmp_path / "a"), voltages(11, tmp_path / "b"), voltages(12, tmp_path / "c")
+    (r1, v1, jc1), (r2, v2, jc2), (_, v3, jc3) = voltages(11, tmp_path / "a"), voltages(11, tmp_path / "b"), voltages(12, tmp_path / "c")
     np.testing.assert_array_equal(v1, v2)
     assert r1 == r2 and jc1 == jc2
     assert jc3 != jc1 and not np.array_equal(v1[: len(v3)], v3[: len(v1)])
