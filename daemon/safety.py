@@ -43,14 +43,13 @@ class SafetyMonitor:
             self.charge_C += float(np.sum(np.abs(columns["current_A"]) * np.diff(t, prepend=previous)))
         if len(t):
             self._last_time_s = float(t[-1])
+        if "compliance" in columns:
+            self.compliance_hits += int(np.sum(columns["compliance"] != 0))
         if not cumulative:
-            if "compliance" in columns:
-                self.compliance_hits += int(np.sum(columns["compliance"] != 0))
             return None
         if lim.max_charge_C is not None and self.charge_C > lim.max_charge_C:
             return f"charge passed {self.charge_C:.6g} C at t = {t[-1]:.6g} s is beyond the limit max_charge_C = {lim.max_charge_C:g}"
         if "compliance" in columns:
-            self.compliance_hits += int(np.sum(columns["compliance"] != 0))
             if lim.max_compliance_hits is not None and self.compliance_hits > lim.max_compliance_hits:
                 return f"{self.compliance_hits} compliance hits by t = {t[-1]:.6g} s is beyond the limit max_compliance_hits = {lim.max_compliance_hits}"
         if lim.max_duration_s is not None and len(t) and t[-1] > lim.max_duration_s:
