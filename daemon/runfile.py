@@ -4,11 +4,19 @@ The whole structure (root attributes, one resizable dataset per column, the even
 index of the stream) is created before SWMR starts; after that only datasets grow, so a reader
 can follow the run and a crash leaves a valid file holding every flushed sample.  When the run
 ends the SWMR file is closed and reopened once to set the final status and write the result.
+
+Blocks are batched: they are kept in memory and written (one append per column) and flushed
+together, every half flush interval or every WRITE_BATCH_SAMPLES samples, whichever comes first.
+A thread of the file's own writes and flushes what waits even when no block arrives (a slow
+instrument, a paused run), so no sample stays unflushed longer than about 0.75 flush interval.
+Batching is what lets instruments deliver small blocks (low latency on the stream) cheaply: an
+HDF5 append costs the same for 10 samples as for 10,000.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
@@ -23,10 +31,13 @@ import numpy as np
 from echemd.daemon.stream import DataBlock
 
 CHUNK = 4096
+#: Most samples a run file holds in memory before writing them (~1.5 MB for 3 columns).
+WRITE_BATCH_SAMPLES = 65536
 EVENT_CHUNK = 64
 KIND_DTYPE = "S32"
 MESSAGE_DTYPE = "S1024"  # UTF-8, truncated: the full text is in the daemon's log
 STATUSES = ("running", "completed", "aborted", "failed", "interrupted")
+log = logging.getLogger(__name__)
 
 
 def utc_now() -> str:
@@ -56,8 +67,12 @@ class RunFile:
         self.flush_interval_s = flush_interval_s
         self.fsync_interval_s = fsync_interval_s
         self._lock = threading.Lock()
-        self._n = 0
-        self._blocks = 0
+        self._n = 0  # samples received (written or pending)
+        self._written = 0  # samples in the datasets
+        self._blocks = 0  # blocks received
+        self._blocks_written = 0
+        self._pending: list[dict[str, np.ndarray]] = []
+        self._pending_offsets: list[int] = []
         self._events = 0
         self._last_flush = self._last_fsync = time.monotonic()
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -94,6 +109,9 @@ class RunFile:
         self._data = {name: f["data"][name] for name in self.units}  # handles: no lookups per block
         self._index = f["stream/block_offset"]
         self._event_columns = [f["events"][name] for name in ("time_s", "kind", "message")]
+        self._closing = threading.Event()
+        self._flusher = threading.Thread(target=self._flush_periodically, name=f"echemd-flush-{run_id}", daemon=True)
+        self._flusher.start()
 
     @property
     def n_samples(self) -> int:
@@ -104,17 +122,18 @@ class RunFile:
         missing = set(self.units) - set(columns)
         if missing:
             raise ValueError(f"block lacks columns {sorted(missing)}")
-        n = len(columns["time_s"])
+        block_columns = {k: np.asarray(columns[k], dtype="<f8") for k in self.units}
+        n = len(block_columns["time_s"])
         with self._lock:
-            start = self._n
-            for name, dataset in self._data.items():
-                dataset.resize((start + n,))
-                dataset[start:] = columns[name]
-            self._index.resize((self._blocks + 1,))
-            self._index[self._blocks] = start
-            block = DataBlock(self.run_id, self._blocks, start, self.t0, {k: columns[k] for k in self.units}, self.units)
+            if self._file is None:
+                raise ValueError(f"run file {self.path} is closed")
+            block = DataBlock(self.run_id, self._blocks, self._n, self.t0, block_columns, self.units)
+            self._pending.append(block_columns)
+            self._pending_offsets.append(self._n)
             self._n += n
             self._blocks += 1
+            if self._n - self._written >= WRITE_BATCH_SAMPLES:
+                self._write_pending()
             self._flush_if_due()
         return block
 
@@ -126,38 +145,70 @@ class RunFile:
                 dataset.resize((i + 1,))
                 dataset[i] = value
             self._events += 1
-            self._flush_if_due()
         return i
 
     def read_blocks(self, from_seq: int, max_samples: int) -> tuple[list[DataBlock], int]:
         """Blocks from ``from_seq`` on (at least one, then up to ``max_samples`` samples) and the block count."""
         with self._lock:
             if self._file is not None:
+                self._write_pending()
                 return read_blocks(self._file, from_seq, max_samples, self._blocks, self._n)
         with h5py.File(self.path, "r", libver="latest", swmr=True) as f:
             return read_blocks(f, from_seq, max_samples)
 
+    def _write_pending(self) -> None:
+        """Append the pending blocks to the datasets (one resize and one write per column)."""
+        if not self._pending:
+            return
+        start, end = self._written, self._n
+        for name, dataset in self._data.items():
+            dataset.resize((end,))
+            dataset[start:end] = np.concatenate([block[name] for block in self._pending])
+        self._index.resize((self._blocks,))
+        self._index[self._blocks_written : self._blocks] = self._pending_offsets
+        self._pending.clear()
+        self._pending_offsets.clear()
+        self._written, self._blocks_written = end, self._blocks
+
     def _flush_if_due(self) -> None:
-        """Flush (the data reaches the OS: survives a crash of the daemon) at least every
-        flush_interval_s; fsync (it reaches the disk: survives a power cut) every fsync_interval_s."""
+        """Write what is pending and flush (the data reaches the OS: survives a crash of the daemon)
+        every half flush_interval_s; fsync (it reaches the disk: survives a power cut) every
+        fsync_interval_s.  Call with the lock held."""
         now = time.monotonic()
-        if now - self._last_flush >= self.flush_interval_s:
+        if now - self._last_flush >= self.flush_interval_s / 2:
+            self._write_pending()
             self._file.flush()
             self._last_flush = now
             if now - self._last_fsync >= self.fsync_interval_s:
                 os.fsync(self._file.id.get_vfd_handle())
                 self._last_fsync = now
 
+    def _flush_periodically(self) -> None:
+        """The file's own timer: what waits is flushed even while no block arrives."""
+        while not self._closing.wait(self.flush_interval_s / 4):
+            with self._lock:
+                if self._file is None:
+                    return
+                try:
+                    self._flush_if_due()
+                except Exception:  # the writer sees the same fault at its next append or at close
+                    log.exception("run file %s: periodic flush failed", self.path)
+
     def close(self, status: str, result: Mapping[str, Any] | None = None, error: str = "") -> None:
         """Flush and close; then set the final status, the finish time and the result."""
         if status not in STATUSES:
             raise ValueError(f"unknown status {status!r}")
+        self._closing.set()
         with self._lock:
             if self._file is None:
                 return
-            self._file.flush()
-            self._file.close()
-            self._file = self._data = self._index = self._event_columns = None
+            try:
+                self._write_pending()
+                self._file.flush()
+            finally:
+                self._file.close()
+                self._file = self._data = self._index = self._event_columns = None
+                self._pending.clear()
             with h5py.File(self.path, "r+", libver="latest") as f:
                 f.attrs["status"] = status
                 f.attrs["finished"] = utc_now()

@@ -1,10 +1,11 @@
 import json
+import time
 
 import h5py
 import numpy as np
 import pytest
 
-from echemd.daemon.runfile import RunFile, read_attrs, read_blocks
+from echemd.daemon.runfile import WRITE_BATCH_SAMPLES, RunFile, read_attrs, read_blocks
 
 COLUMNS = {"time_s": "s", "current_A": "A", "voltage_V": "V"}
 
@@ -58,9 +59,10 @@ def test_an_swmr_reader_follows_the_run_while_it_is_written(tmp_path):
     assert read_attrs(path)["status"] == "aborted"
 
 
-def test_blocks_are_rebuilt_as_streamed(tmp_path):
+@pytest.mark.parametrize("flush_interval_s", [0.0, 1.0], ids=["written-at-once", "batched"])
+def test_blocks_are_rebuilt_as_streamed(tmp_path, flush_interval_s):
     path = tmp_path / "r1.h5"
-    runfile = new_runfile(path)
+    runfile = new_runfile(path, flush_interval_s)
     streamed = [runfile.append(block(start, n)) for start, n in ((0, 3), (3, 4), (7, 2))]
     assert [(b.seq, b.offset, len(b)) for b in streamed] == [(0, 0, 3), (1, 3, 4), (2, 7, 2)]
     live, count = runfile.read_blocks(1, max_samples=4)
@@ -74,6 +76,34 @@ def test_blocks_are_rebuilt_as_streamed(tmp_path):
         for name in COLUMNS:
             np.testing.assert_array_equal(got.columns[name], sent.columns[name])
     assert runfile.read_blocks(2, 1)[0][0].offset == 7  # a closed run file is read from disk
+
+
+def test_a_block_is_flushed_on_time_even_when_no_other_block_follows(tmp_path):
+    """Blocks are batched; the file's timer writes and flushes them within ~0.75 flush interval."""
+    path = tmp_path / "r1.h5"
+    runfile = new_runfile(path, flush_interval_s=0.4)
+    runfile.append(block(0, 10))  # the first block of a batch: kept in memory for now
+    appended = time.monotonic()
+    with h5py.File(path, "r", libver="latest", swmr=True) as reader:
+        voltage = reader["data/voltage_V"]
+        while voltage.shape != (10,) and time.monotonic() - appended < 5:
+            time.sleep(0.01)
+            voltage.refresh()
+        waited = time.monotonic() - appended
+        assert voltage.shape == (10,), "the pending block was never written"
+        np.testing.assert_array_equal(voltage[:], -0.1 - 1e-4 * np.arange(10.0))
+    assert waited < 0.4 + 0.2  # 0.75 x 0.4 s by design; 0.2 s slack for a loaded machine
+    runfile.close("completed")
+    assert read_attrs(path)["n_samples"] == 10
+
+
+def test_a_batch_is_written_once_it_holds_write_batch_samples(tmp_path):
+    runfile = new_runfile(tmp_path / "r1.h5", flush_interval_s=60.0)
+    runfile.append(block(0, 10))
+    assert runfile._data["time_s"].shape == (0,)  # pending: the interval is long
+    runfile.append(block(10, WRITE_BATCH_SAMPLES))
+    assert runfile._data["time_s"].shape == (10 + WRITE_BATCH_SAMPLES,) and runfile._index[:].tolist() == [0, 10]
+    runfile.close("completed")
 
 
 def test_long_event_messages_are_truncated_not_lost(tmp_path):
