@@ -46,7 +46,9 @@ class Engine:
         on_hold: Callable[[bool], None] = lambda holding: None,
         request_pause: Callable[[], None] | None = None,
         on_step: Callable[[str], None] = lambda label: None,
+        clock_zero_s: float | None = None,
     ) -> None:
+        """``clock_zero_s``: the instrument time (s) of the run's time zero, by default its time now."""
         self.instrument = instrument
         self.record = record
         self.note = note
@@ -57,7 +59,7 @@ class Engine:
         self.on_hold = on_hold
         self.request_pause = request_pause
         self.on_step = on_step
-        self.clock_zero_s = instrument.time_s
+        self.clock_zero_s = instrument.time_s if clock_zero_s is None else clock_zero_s
         self.last_time_s = 0.0  # run time of the latest sample, s
 
     def run(self, plan: Plan) -> dict[str, Any]:

@@ -59,11 +59,13 @@ class RunFile:
         version: str,
         flush_interval_s: float,
         fsync_interval_s: float = 30.0,
+        t0_unix_s: float | None = None,
     ) -> None:
+        """``t0_unix_s``: the run's time zero, Unix time (s), by default now."""
         self.path = Path(path)
         self.run_id = run_id
         self.units = dict(columns)
-        self.t0 = time.time()
+        self.t0 = time.time() if t0_unix_s is None else t0_unix_s
         self.flush_interval_s = flush_interval_s
         self.fsync_interval_s = fsync_interval_s
         self._lock = threading.Lock()

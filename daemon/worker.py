@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import logging
 import threading
+import time
 
 from echemd.config.models import InstrumentLimits
 from echemd.daemon.engine import Engine, RunAborted
@@ -140,6 +141,9 @@ class InstrumentWorker:
             run.finish("failed", error=unreachable)
             self._status(run)
             return
+        # the run's time zero: the instrument's clock and the wall clock read together, so that
+        # t0_unix_s + time_s is each sample's wall-clock time
+        clock_zero_s, t0_unix_s = self.instrument.time_s, time.time()
         try:
             runfile = RunFile(
                 run.file,
@@ -151,6 +155,7 @@ class InstrumentWorker:
                 version=self.version,
                 flush_interval_s=self.flush_interval_s,
                 fsync_interval_s=self.fsync_interval_s,
+                t0_unix_s=t0_unix_s,
             )
         except Exception as exc:  # nothing was applied: the run fails before it starts
             log.exception("run %s: cannot create its run file", run.run_id)
@@ -176,6 +181,7 @@ class InstrumentWorker:
             on_hold=lambda holding: self._hold_status(run, holding),
             request_pause=run.pause_requested.set,
             on_step=lambda label: self._step_started(run, label),
+            clock_zero_s=clock_zero_s,
         )
         status, result, error = "failed", None, ""
         try:

@@ -30,12 +30,15 @@ def serve(tmp_path):
 
 
 def check_prefix(path):
-    """The file opens; its samples are a gap-free prefix of the run (1 s samples from t = 1 s)."""
+    """The file opens; its samples are a gap-free prefix of the run: 1 s apart within a step (the
+    instrument's clock runs on between steps, so each new step may start later)."""
     with h5py.File(path, "r", libver="latest", swmr=True) as f:
         t = f["data/time_s"][:]
         n = len(t)
         assert all(len(f["data"][c]) >= n for c in f["data"])
-        np.testing.assert_array_equal(t, np.arange(1.0, n + 1.0))
+        steps = int(np.sum(f["events/kind"][:] == b"step"))
+        spacing = np.diff(t)
+        assert np.all(spacing >= 1.0 - 1e-9) and np.sum(np.abs(spacing - 1.0) > 1e-9) <= max(0, steps - 1)
         assert np.all(np.isfinite(f["data/voltage_V"][:n]))
         return n, str(f.attrs["status"])
 
@@ -60,7 +63,7 @@ def test_sigkill_mid_run_ten_times_loses_no_flushed_sample(tmp_path):
                 time.sleep(0.05)
             time.sleep(rng.uniform(0.0, 1.5))
             reported = client.status(run_id)["n_samples"]
-            time.sleep(1.1)  # longer than the flush interval (0.5 s) plus one block (0.25 s)
+            time.sleep(1.1)  # longer than the flush interval (0.5 s) plus one block (at most 0.25 s)
             process.send_signal(signal.SIGKILL)
             process.wait(timeout=10)
             client.close()

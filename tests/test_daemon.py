@@ -80,6 +80,24 @@ def test_ccd_is_recovered_within_one_step_for_other_cells(lab, critical):
     assert 0 < result["ccd_mA_cm2"] - critical <= 0.5
 
 
+def test_at_a_real_time_clock_t0_plus_time_s_is_each_samples_wall_clock_time(lab):
+    daemon = Daemon(lab(), sim_speed=1.0)
+    try:
+        with Client(daemon.control.endpoint) as client, Subscription(zmq.Context.instance(), daemon.publisher.endpoint, b"run.") as sub:
+            sub.wait_connected()
+            submitted = time.time()
+            run_id = client.submit("plate-until-short", "sim-pstat-1", diameter_mm=2.0, current_mA_cm2=0.5,
+                                   max_hours=1 / 3600, sample_interval_s=0.01)
+            blocks, _ = collect_stream(sub, run_id)
+            arrived = time.time()
+    finally:
+        daemon.close()
+    sampled = np.concatenate([b.t0 + b.columns["time_s"] for b in blocks])
+    assert len(sampled) == 100
+    assert submitted < sampled[0] < submitted + 0.2  # the first 10 ms sample, taken right after the submission
+    assert sampled[-1] <= arrived and sampled[-1] - sampled[0] == pytest.approx(0.99)
+
+
 def test_the_client_stream_equals_the_run_file_even_when_joining_late(client):
     run_id = client.submit("ccd", "sim-pstat-2", **CCD)
     client.wait(run_id, timeout_s=30)  # the whole run went by before anyone subscribed

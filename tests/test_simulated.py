@@ -152,10 +152,33 @@ def test_clock_speed_factor_paces_blocks_in_real_time():
     assert 0.4 <= elapsed < 1.5  # 0.5 s nominal
 
 
+@pytest.mark.parametrize("clock", [1.0, "max"])
+def test_the_instrument_clock_runs_between_acquisitions_only_at_a_paced_clock(clock):
+    instrument = potentiostat(clock=clock)
+    first = record(instrument.galvanostatic(-1e-5, 0.05, 0.01))["time_s"]
+    time.sleep(0.2)
+    second = record(instrument.galvanostatic(-1e-5, 0.05, 0.01))["time_s"]
+    gap = second[0] - first[-1]
+    if clock == "max":
+        assert gap == pytest.approx(0.01)  # cell time only: the next sample follows on
+    else:
+        assert 0.2 <= gap < 0.5  # the 0.2 s between the acquisitions passed on the instrument too
+
+
+def test_a_consumer_that_fell_behind_gets_what_was_acquired_meanwhile():
+    clock = SimClock(1.0)
+    clock.anchor(0.0)
+    assert 10 <= clock.block_size(1e-3, 10_000, from_time_s=0.0) <= 20  # on time: one poll interval
+    assert 100 <= clock.block_size(1e-3, 10_000, from_time_s=-0.1) <= 110  # 100 ms behind: 100 ms of samples
+    assert clock.block_size(1e-3, 10_000, from_time_s=-10.0) == 250  # 10 s behind: capped at 0.25 s
+    assert clock.block_size(1e-3, 42, from_time_s=-10.0) == 42
+
+
 def test_clock_block_sizes():
     assert SimClock("max").block_size(1.0, 10_000) == 60  # one simulated minute
     assert SimClock("max").block_size(0.01, 10_000) == 2048
     assert SimClock(1.0).block_size(1.0, 100) == 1  # real time, 1 s samples: one per block
-    assert SimClock(3600.0).block_size(1.0, 10_000) == 900  # 0.25 s of real time
+    assert SimClock(3600.0).block_size(1.0, 10_000) == 36  # 10 ms of real time: the poll interval
+    assert SimClock(1.0).block_size(1e-3, 10_000) == 10  # 1 kHz in real time: 10 ms blocks
     with pytest.raises(ValueError):
         SimClock(0)

@@ -5,8 +5,12 @@ from __future__ import annotations
 import math
 import time
 
-#: Longest real time one block of samples may cover, s.  The runner checks for abort and flushes
-#: between blocks, so this bounds abort latency and the age of unflushed data.
+#: Real time between the blocks of an instrument whose consumer keeps up, s: as a driver polling a
+#: real instrument's buffer every 10 ms.  It bounds how late a sample reaches the stream.
+POLL_REAL_S = 0.01
+#: Longest real time one block of samples may cover, s (a consumer that fell behind gets what was
+#: acquired meanwhile, up to this).  The runner checks for abort between blocks, so this bounds
+#: abort latency.
 MAX_BLOCK_REAL_S = 0.25
 #: Most samples in one block.
 MAX_BLOCK_SAMPLES = 2048
@@ -38,10 +42,27 @@ class SimClock:
         self._sim0 = sim_time_s
         self._real0 = time.monotonic()
 
-    def block_size(self, sample_interval_s: float, remaining: int) -> int:
-        """How many samples the next block should hold (at least 1, at most ``remaining``)."""
-        block_sim_s = MAX_BLOCK_SIM_S if self.unlimited else MAX_BLOCK_REAL_S * float(self.speed)
-        per_block = math.floor(block_sim_s / sample_interval_s)
+    def now_s(self) -> float:
+        """Simulated time now, s (a paced clock only): the anchor plus the real time since, times the speed."""
+        return self._sim0 + (time.monotonic() - self._real0) * float(self.speed)
+
+    def block_size(self, sample_interval_s: float, remaining: int, from_time_s: float | None = None) -> int:
+        """How many samples the next block should hold (at least 1, at most ``remaining``).
+
+        At the "max" clock a block covers MAX_BLOCK_SIM_S of cell time.  At a paced clock it covers
+        POLL_REAL_S of real time; when the consumer has fallen behind (``from_time_s``, the time of the
+        last sample handed out, s, lags the clock), it holds every sample acquired since, up to
+        MAX_BLOCK_REAL_S: larger blocks then cost less per sample, so a busy daemon catches up.
+        """
+        if self.unlimited:
+            block_sim_s = MAX_BLOCK_SIM_S
+        else:
+            speed = float(self.speed)
+            block_sim_s = POLL_REAL_S * speed
+            if from_time_s is not None:
+                behind_s = self.now_s() - from_time_s
+                block_sim_s = min(max(block_sim_s, behind_s), MAX_BLOCK_REAL_S * speed)
+        per_block = math.floor(block_sim_s / sample_interval_s + 1e-9)
         return max(1, min(remaining, per_block, MAX_BLOCK_SAMPLES))
 
     def wait_until(self, sim_time_s: float) -> None:

@@ -262,7 +262,7 @@ class _Acquisition(_ComObject):
         if remaining <= 0:
             self._finish()
             return True
-        n = com.clock.block_size(signal.sample_period_s, remaining)
+        n = com.clock.block_size(signal.sample_period_s, remaining, com.time_s)
         offsets = signal.sample_period_s * np.arange(1, n + 1, dtype=np.float64)
         rows = self._measure(offsets)
         com.time_s += float(offsets[-1])

@@ -29,7 +29,10 @@ class SimulatedInstrument:
 
     @property
     def time_s(self) -> float:
-        return self._time_s
+        """Instrument clock, s.  At a paced clock it runs on between acquisitions, as a real
+        instrument's does, so a run's ``t0 + time_s`` is each sample's wall-clock time; at the "max"
+        clock it moves only with the samples."""
+        return self._time_s if self.clock.unlimited else max(self._time_s, self.clock.now_s())
 
     def describe(self) -> dict:
         return {**super().describe(), "clock": self.clock.speed}
@@ -38,6 +41,7 @@ class SimulatedInstrument:
         """Check the instrument is open, anchor the clock and switch the output on (or leave it off)."""
         if not self._open:
             raise DriverError(f"{self.name} is not open")
+        self._time_s = self.time_s
         self.clock.anchor(self._time_s)
         self.output_on = output_on
 

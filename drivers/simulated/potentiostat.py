@@ -82,7 +82,7 @@ class SimulatedPotentiostat(SimulatedInstrument, Potentiostat):
         try:
             done = 0
             while done < total:
-                n = self.clock.block_size(sample_interval_s, total - done)
+                n = self.clock.block_size(sample_interval_s, total - done, self._time_s)
                 offsets = sample_interval_s * np.arange(1, n + 1, dtype=np.float64)
                 current, voltage = sample(offsets)
                 times = self._time_s + offsets

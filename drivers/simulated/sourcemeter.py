@@ -45,7 +45,7 @@ class SimulatedSourcemeter(SimulatedInstrument, Sourcemeter):
         try:
             done = 0
             while done < len(biases_V):
-                n = self.clock.block_size(dwell_s, len(biases_V) - done)
+                n = self.clock.block_size(dwell_s, len(biases_V) - done, self._time_s)
                 bias = biases_V[done : done + n]
                 raw = np.array([self.junction.current(float(v)) for v in bias])
                 times = self._time_s + dwell_s * np.arange(1, n + 1, dtype=np.float64)
