@@ -5,12 +5,14 @@ index of the stream) is created before SWMR starts; after that only datasets gro
 can follow the run and a crash leaves a valid file holding every flushed sample.  When the run
 ends the SWMR file is closed and reopened once to set the final status and write the result.
 
-Blocks are batched: they are kept in memory and written (one append per column) and flushed
-together, every half flush interval or every WRITE_BATCH_SAMPLES samples, whichever comes first.
-A thread of the file's own writes and flushes what waits even when no block arrives (a slow
-instrument, a paused run), so no sample stays unflushed longer than about 0.75 flush interval.
-Batching is what lets instruments deliver small blocks (low latency on the stream) cheaply: an
-HDF5 append costs the same for 10 samples as for 10,000.
+Blocks and events are queued in memory and one writer thread for the whole process appends them
+(one write per column) and flushes, half a flush interval after the oldest unflushed change, so no
+sample stays unflushed longer than about 0.75 flush interval, even while no block arrives (a slow
+instrument, a paused run).  Why one thread: h5py serializes every HDF5 call behind one lock; dozens
+of worker threads writing their own files queue on it (and on the GIL) and stall each other for
+seconds.  Why batches: an HDF5 append costs the same for 10 samples as for 10,000, so instruments
+can deliver small blocks (low latency on the stream) cheaply.  A worker writes itself only when
+more than MAX_PENDING_SAMPLES wait (the writer fell behind: backpressure instead of memory growth).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -31,8 +34,10 @@ import numpy as np
 from echemd.daemon.stream import DataBlock
 
 CHUNK = 4096
-#: Most samples a run file holds in memory before writing them (~1.5 MB for 3 columns).
-WRITE_BATCH_SAMPLES = 65536
+#: Most samples a run file holds in memory before its worker writes them itself (~6 MB for 3 columns).
+MAX_PENDING_SAMPLES = 262_144
+#: The writer thread's period is a quarter of the shortest flush interval, but at least this, s.
+MIN_WRITER_PERIOD_S = 0.005
 EVENT_CHUNK = 64
 KIND_DTYPE = "S32"
 MESSAGE_DTYPE = "S1024"  # UTF-8, truncated: the full text is in the daemon's log
@@ -75,8 +80,10 @@ class RunFile:
         self._blocks_written = 0
         self._pending: list[dict[str, np.ndarray]] = []
         self._pending_offsets: list[int] = []
-        self._events = 0
-        self._last_flush = self._last_fsync = time.monotonic()
+        self._pending_events: list[tuple[float, bytes, bytes]] = []
+        self._events = 0  # events received (written or pending)
+        self._dirty_since: float | None = None  # when the oldest unflushed change arrived (monotonic)
+        self._last_fsync = time.monotonic()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         f = h5py.File(self.path, "w-", libver="latest")  # w-: never overwrite another run
         try:
@@ -111,16 +118,14 @@ class RunFile:
         self._data = {name: f["data"][name] for name in self.units}  # handles: no lookups per block
         self._index = f["stream/block_offset"]
         self._event_columns = [f["events"][name] for name in ("time_s", "kind", "message")]
-        self._closing = threading.Event()
-        self._flusher = threading.Thread(target=self._flush_periodically, name=f"echemd-flush-{run_id}", daemon=True)
-        self._flusher.start()
+        _WRITER.add(self)
 
     @property
     def n_samples(self) -> int:
         return self._n
 
     def append(self, columns: Mapping[str, np.ndarray]) -> DataBlock:
-        """Write one block (every column of the run) and return it as the stream will carry it."""
+        """Queue one block (every column of the run) for writing; return it as the stream will carry it."""
         missing = set(self.units) - set(columns)
         if missing:
             raise ValueError(f"block lacks columns {sorted(missing)}")
@@ -134,20 +139,20 @@ class RunFile:
             self._pending_offsets.append(self._n)
             self._n += n
             self._blocks += 1
-            if self._n - self._written >= WRITE_BATCH_SAMPLES:
+            self._changed()
+            if self._n - self._written >= MAX_PENDING_SAMPLES:
                 self._write_pending()
-            self._flush_if_due()
         return block
 
     def add_event(self, time_s: float, kind: str, message: str) -> int:
-        """Append an event; returns its index (the event's sequence number)."""
+        """Queue an event for writing; returns its index (the event's sequence number)."""
         with self._lock:
-            i = self._events
-            for dataset, value in zip(self._event_columns, (time_s, kind.encode()[:32], message.encode()[:1024])):
-                dataset.resize((i + 1,))
-                dataset[i] = value
+            if self._file is None:
+                raise ValueError(f"run file {self.path} is closed")
+            self._pending_events.append((time_s, kind.encode()[:32], message.encode()[:1024]))
             self._events += 1
-        return i
+            self._changed()
+            return self._events - 1
 
     def read_blocks(self, from_seq: int, max_samples: int) -> tuple[list[DataBlock], int]:
         """Blocks from ``from_seq`` on (at least one, then up to ``max_samples`` samples) and the block count."""
@@ -158,49 +163,51 @@ class RunFile:
         with h5py.File(self.path, "r", libver="latest", swmr=True) as f:
             return read_blocks(f, from_seq, max_samples)
 
-    def _write_pending(self) -> None:
-        """Append the pending blocks to the datasets (one resize and one write per column)."""
-        if not self._pending:
-            return
-        start, end = self._written, self._n
-        for name, dataset in self._data.items():
-            dataset.resize((end,))
-            dataset[start:end] = np.concatenate([block[name] for block in self._pending])
-        self._index.resize((self._blocks,))
-        self._index[self._blocks_written : self._blocks] = self._pending_offsets
-        self._pending.clear()
-        self._pending_offsets.clear()
-        self._written, self._blocks_written = end, self._blocks
-
-    def _flush_if_due(self) -> None:
-        """Write what is pending and flush (the data reaches the OS: survives a crash of the daemon)
-        every half flush_interval_s; fsync (it reaches the disk: survives a power cut) every
-        fsync_interval_s.  Call with the lock held."""
-        now = time.monotonic()
-        if now - self._last_flush >= self.flush_interval_s / 2:
+    def flush_if_due(self) -> None:
+        """Write and flush what waits once its oldest change is half a flush interval old; fsync
+        (the data reaches the disk: survives a power cut) every fsync_interval_s.  A flush alone
+        gets the data to the OS: it survives a crash of the daemon."""
+        with self._lock:
+            if self._file is None or self._dirty_since is None:
+                return
+            now = time.monotonic()
+            if now - self._dirty_since < self.flush_interval_s / 2:
+                return
             self._write_pending()
             self._file.flush()
-            self._last_flush = now
+            self._dirty_since = None
             if now - self._last_fsync >= self.fsync_interval_s:
                 os.fsync(self._file.id.get_vfd_handle())
                 self._last_fsync = now
 
-    def _flush_periodically(self) -> None:
-        """The file's own timer: what waits is flushed even while no block arrives."""
-        while not self._closing.wait(self.flush_interval_s / 4):
-            with self._lock:
-                if self._file is None:
-                    return
-                try:
-                    self._flush_if_due()
-                except Exception:  # the writer sees the same fault at its next append or at close
-                    log.exception("run file %s: periodic flush failed", self.path)
+    def _changed(self) -> None:
+        if self._dirty_since is None:
+            self._dirty_since = time.monotonic()
+
+    def _write_pending(self) -> None:
+        """Append the pending blocks (one resize and one write per column) and events.  Lock held."""
+        if self._pending:
+            start, end = self._written, self._n
+            for name, dataset in self._data.items():
+                dataset.resize((end,))
+                dataset[start:end] = np.concatenate([block[name] for block in self._pending])
+            self._index.resize((self._blocks,))
+            self._index[self._blocks_written : self._blocks] = self._pending_offsets
+            self._pending.clear()
+            self._pending_offsets.clear()
+            self._written, self._blocks_written = end, self._blocks
+        if self._pending_events:
+            first = self._events - len(self._pending_events)
+            for dataset, values in zip(self._event_columns, zip(*self._pending_events)):
+                dataset.resize((self._events,))
+                dataset[first:] = values
+            self._pending_events.clear()
 
     def close(self, status: str, result: Mapping[str, Any] | None = None, error: str = "") -> None:
         """Flush and close; then set the final status, the finish time and the result."""
         if status not in STATUSES:
             raise ValueError(f"unknown status {status!r}")
-        self._closing.set()
+        _WRITER.discard(self)
         with self._lock:
             if self._file is None:
                 return
@@ -211,11 +218,50 @@ class RunFile:
                 self._file.close()
                 self._file = self._data = self._index = self._event_columns = None
                 self._pending.clear()
+                self._pending_events.clear()
             with h5py.File(self.path, "r+", libver="latest") as f:
                 f.attrs["status"] = status
                 f.attrs["finished"] = utc_now()
                 f.attrs["error"] = error
                 write_result(f["result"], result or {})
+
+
+class _Writer:
+    """The one thread of the process that writes and flushes every open run file (see the module's
+    docstring); it ends when no run file is open."""
+
+    def __init__(self) -> None:
+        self._files: weakref.WeakSet[RunFile] = weakref.WeakSet()
+        self._lock = threading.Lock()
+        self._running = False
+
+    def add(self, runfile: RunFile) -> None:
+        with self._lock:
+            self._files.add(runfile)
+            if not self._running:
+                self._running = True
+                threading.Thread(target=self._loop, name="echemd-runfile-writer", daemon=True).start()
+
+    def discard(self, runfile: RunFile) -> None:
+        with self._lock:
+            self._files.discard(runfile)
+
+    def _loop(self) -> None:
+        while True:
+            with self._lock:
+                files = list(self._files)
+                if not files:
+                    self._running = False
+                    return
+            for runfile in files:
+                try:
+                    runfile.flush_if_due()
+                except Exception:  # the worker sees the same fault when it closes the file
+                    log.exception("run file %s: writing failed", runfile.path)
+            time.sleep(max(MIN_WRITER_PERIOD_S, min(runfile.flush_interval_s for runfile in files) / 4))
+
+
+_WRITER = _Writer()
 
 
 def write_result(group: h5py.Group, result: Mapping[str, Any]) -> None:

@@ -40,7 +40,8 @@ class SafetyMonitor:
             return message
         if "current_A" in columns and len(t):
             previous = self._last_time_s if self._last_time_s is not None else t[0] - (t[1] - t[0] if len(t) > 1 else 0.0)
-            self.charge_C += float(np.sum(np.abs(columns["current_A"]) * np.diff(t, prepend=previous)))
+            magnitude = np.abs(columns["current_A"])  # each sample's current over the interval up to it
+            self.charge_C += float(magnitude[0] * (t[0] - previous) + np.dot(magnitude[1:], t[1:] - t[:-1]))
         if len(t):
             self._last_time_s = float(t[-1])
         if "compliance" in columns:
@@ -59,10 +60,7 @@ class SafetyMonitor:
 
 def _beyond(columns: Mapping[str, np.ndarray], column: str, limit: float | None, key: str) -> str | None:
     values = columns.get(column)
-    if values is None or limit is None:
+    if values is None or limit is None or not len(values) or np.abs(values).max() <= limit:
         return None
-    beyond = np.flatnonzero(np.abs(values) > limit)
-    if beyond.size == 0:
-        return None
-    i = beyond[0]
+    i = int(np.argmax(np.abs(values) > limit))
     return f"{column} = {values[i]:.6g} at t = {columns['time_s'][i]:.6g} s is beyond the limit {key} = {limit:g}"

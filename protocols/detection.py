@@ -17,10 +17,10 @@ class VoltageLimit(StopCondition):
         self.limit_V = limit_V
 
     def update(self, columns: Mapping[str, np.ndarray]) -> Stop | None:
-        beyond = np.flatnonzero(np.abs(columns["voltage_V"]) > self.limit_V)
-        if beyond.size == 0:
+        magnitude = np.abs(columns["voltage_V"])
+        if not len(magnitude) or magnitude.max() <= self.limit_V:
             return None
-        i = beyond[0]
+        i = int(np.argmax(magnitude > self.limit_V))
         return Stop("voltage_limit", float(columns["time_s"][i]), {"voltage_V": float(columns["voltage_V"][i]), "limit_V": self.limit_V})
 
 

@@ -5,7 +5,7 @@ import h5py
 import numpy as np
 import pytest
 
-from echemd.daemon.runfile import WRITE_BATCH_SAMPLES, RunFile, read_attrs, read_blocks
+from echemd.daemon.runfile import MAX_PENDING_SAMPLES, RunFile, read_attrs, read_blocks
 
 COLUMNS = {"time_s": "s", "current_A": "A", "voltage_V": "V"}
 
@@ -44,16 +44,24 @@ def test_a_run_file_is_never_overwritten(tmp_path):
         new_runfile(tmp_path / "r1.h5")
 
 
+def grown_to(dataset, n, timeout_s=5.0):
+    """Refresh an SWMR reader's dataset until it holds n items (the writer thread writes within ms)."""
+    deadline = time.monotonic() + timeout_s
+    while dataset.shape != (n,) and time.monotonic() < deadline:
+        time.sleep(0.005)
+        dataset.refresh()
+    return dataset.shape == (n,)
+
+
 def test_an_swmr_reader_follows_the_run_while_it_is_written(tmp_path):
     path = tmp_path / "r1.h5"
     runfile = new_runfile(path, flush_interval_s=0.0)
     runfile.append(block(0, 100))
     with h5py.File(path, "r", libver="latest", swmr=True) as reader:
         voltage = reader["data/voltage_V"]
-        assert reader.attrs["status"] == "running" and voltage.shape == (100,)
+        assert reader.attrs["status"] == "running" and grown_to(voltage, 100)
         runfile.append(block(100, 50))
-        voltage.refresh()
-        assert voltage.shape == (150,)
+        assert grown_to(voltage, 150)
         np.testing.assert_array_equal(voltage[:], -0.1 - 1e-4 * np.arange(150.0))
     runfile.close("aborted")
     assert read_attrs(path)["status"] == "aborted"
@@ -79,7 +87,7 @@ def test_blocks_are_rebuilt_as_streamed(tmp_path, flush_interval_s):
 
 
 def test_a_block_is_flushed_on_time_even_when_no_other_block_follows(tmp_path):
-    """Blocks are batched; the file's timer writes and flushes them within ~0.75 flush interval."""
+    """Blocks are queued; the writer thread writes and flushes them within ~0.75 flush interval."""
     path = tmp_path / "r1.h5"
     runfile = new_runfile(path, flush_interval_s=0.4)
     runfile.append(block(0, 10))  # the first block of a batch: kept in memory for now
@@ -97,12 +105,14 @@ def test_a_block_is_flushed_on_time_even_when_no_other_block_follows(tmp_path):
     assert read_attrs(path)["n_samples"] == 10
 
 
-def test_a_batch_is_written_once_it_holds_write_batch_samples(tmp_path):
-    runfile = new_runfile(tmp_path / "r1.h5", flush_interval_s=60.0)
+def test_a_worker_writes_itself_when_the_writer_falls_behind(tmp_path):
+    runfile = new_runfile(tmp_path / "r1.h5", flush_interval_s=60.0)  # the writer thread waits 30 s
     runfile.append(block(0, 10))
-    assert runfile._data["time_s"].shape == (0,)  # pending: the interval is long
-    runfile.append(block(10, WRITE_BATCH_SAMPLES))
-    assert runfile._data["time_s"].shape == (10 + WRITE_BATCH_SAMPLES,) and runfile._index[:].tolist() == [0, 10]
+    runfile.add_event(5.0, "step", "plate")
+    assert runfile._data["time_s"].shape == (0,)  # queued
+    runfile.append(block(10, MAX_PENDING_SAMPLES))  # backpressure: written by the caller, now
+    assert runfile._data["time_s"].shape == (10 + MAX_PENDING_SAMPLES,) and runfile._index[:].tolist() == [0, 10]
+    assert runfile._event_columns[1][:].tolist() == [b"step"]
     runfile.close("completed")
 
 

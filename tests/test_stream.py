@@ -31,3 +31,36 @@ def test_malformed_messages_raise():
         decode([frames[0], frames[1], frames[2][:16]])
     with pytest.raises(ValueError, match="3 frames"):
         decode(frames[:2])
+
+
+def test_publisher_forwards_every_threads_messages_in_order_and_drains_on_close():
+    import threading
+
+    import zmq
+
+    from echemd.daemon.client import Subscription
+    from echemd.daemon.publisher import Publisher
+
+    context = zmq.Context()
+    publisher = Publisher(context, "tcp://127.0.0.1:*")
+    columns = {"time_s": np.arange(20_000.0), "voltage_V": np.ones(20_000)}  # 320 kB blocks keep the proxy busy
+    with Subscription(context, publisher.endpoint, b"run.") as subscription:
+        subscription.wait_connected()
+
+        def send(run_id):
+            for seq in range(25):
+                publisher.data(DataBlock(run_id, seq, 20_000 * seq, 0.0, columns))
+
+        threads = [threading.Thread(target=send, args=(f"r{k}",)) for k in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        publisher.close()  # right after the last send: what was sent still goes out
+        publisher.close()  # and a second close is harmless
+        received = {}
+        while (message := subscription.receive(1.0)) is not None:
+            if isinstance(message, DataBlock):
+                received.setdefault(message.run_id, []).append(message.seq)
+    context.term()
+    assert received == {f"r{k}": list(range(25)) for k in range(4)}

@@ -55,15 +55,17 @@ class SimClock:
         MAX_BLOCK_REAL_S: larger blocks then cost less per sample, so a busy daemon catches up.
         """
         if self.unlimited:
-            block_sim_s = MAX_BLOCK_SIM_S
-        else:
-            speed = float(self.speed)
-            block_sim_s = POLL_REAL_S * speed
-            if from_time_s is not None:
-                behind_s = self.now_s() - from_time_s
-                block_sim_s = min(max(block_sim_s, behind_s), MAX_BLOCK_REAL_S * speed)
-        per_block = math.floor(block_sim_s / sample_interval_s + 1e-9)
-        return max(1, min(remaining, per_block, MAX_BLOCK_SAMPLES))
+            return self.max_block_size(sample_interval_s, remaining)
+        speed = float(self.speed)
+        block_sim_s = POLL_REAL_S * speed
+        if from_time_s is not None:
+            block_sim_s = min(max(block_sim_s, self.now_s() - from_time_s), MAX_BLOCK_REAL_S * speed)
+        return _samples(block_sim_s, sample_interval_s, remaining)
+
+    def max_block_size(self, sample_interval_s: float, remaining: int) -> int:
+        """The most samples one block may hold (MAX_BLOCK_SIM_S at the "max" clock, else MAX_BLOCK_REAL_S)."""
+        block_sim_s = MAX_BLOCK_SIM_S if self.unlimited else MAX_BLOCK_REAL_S * float(self.speed)
+        return _samples(block_sim_s, sample_interval_s, remaining)
 
     def wait_until(self, sim_time_s: float) -> None:
         if self.unlimited:
@@ -72,3 +74,8 @@ class SimClock:
         delay = target - time.monotonic()
         if delay > 0:
             time.sleep(delay)
+
+
+def _samples(block_sim_s: float, sample_interval_s: float, remaining: int) -> int:
+    """Samples in ``block_sim_s`` of cell time: at least 1, at most ``remaining`` and MAX_BLOCK_SAMPLES."""
+    return max(1, min(remaining, math.floor(block_sim_s / sample_interval_s + 1e-9), MAX_BLOCK_SAMPLES))

@@ -76,18 +76,29 @@ class SimulatedPotentiostat(SimulatedInstrument, Potentiostat):
 
     def _chrono(self, sample: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], duration_s: float, sample_interval_s: float,
                 cell_on: bool = True) -> Iterator[Block]:
-        """Blocks of (time_s, current_A, voltage_V) from ``sample(offsets)`` paced by the clock."""
+        """Blocks of (time_s, current_A, voltage_V) from ``sample(offsets)`` paced by the clock.
+
+        The cell model is computed a largest block at a time and handed out in the (smaller) blocks
+        the clock allows, as an instrument's buffer fills while its driver polls it: one cell
+        computation serves many 10 ms blocks.  A step stopped early leaves the cell up to one largest
+        block further along than the samples handed out (as a real cell plates on until switched off).
+        """
         total = max(1, round(duration_s / sample_interval_s))
         self._start_acquisition(cell_on)
         try:
             done = 0
+            current = voltage = np.empty(0)  # computed, not yet handed out
             while done < total:
                 n = self.clock.block_size(sample_interval_s, total - done, self._time_s)
-                offsets = sample_interval_s * np.arange(1, n + 1, dtype=np.float64)
-                current, voltage = sample(offsets)
-                times = self._time_s + offsets
+                if len(voltage) < n:
+                    ready = len(voltage)
+                    more = max(n - ready, self.clock.max_block_size(sample_interval_s, total - done - ready))
+                    new_current, new_voltage = sample(sample_interval_s * np.arange(1, more + 1, dtype=np.float64))
+                    current, voltage = np.concatenate([current, new_current]), np.concatenate([voltage, new_voltage])
+                times = self._time_s + sample_interval_s * np.arange(1, n + 1, dtype=np.float64)
                 self._advance(times)
                 done += n
-                yield Block({"time_s": times, "current_A": current, "voltage_V": voltage})
+                yield Block({"time_s": times, "current_A": current[:n], "voltage_V": voltage[:n]})
+                current, voltage = current[n:], voltage[n:]
         finally:
             self.output_on = False
