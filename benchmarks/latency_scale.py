@@ -15,7 +15,7 @@ Baselines, in the same run:
 
 Targets: p99 <= 20 ms; 64 channels lossless.
 
-    .venv/bin/python benchmarks/latency_scale.py [--channels 1 8 64] [--seconds 5]
+    .venv/bin/python benchmarks/latency_scale.py [--channels 1 8 32 64] [--seconds 5]
 """
 
 from __future__ import annotations
@@ -145,7 +145,7 @@ def latency_baseline(seconds: float) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--channels", type=int, nargs="+", default=[1, 8, 64])
+    parser.add_argument("--channels", type=int, nargs="+", default=[1, 8, 32, 64])
     parser.add_argument("--seconds", type=float, default=5.0)
     args = parser.parse_args()
     base = latency_baseline(args.seconds)

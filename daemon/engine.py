@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import numpy as np
@@ -47,8 +48,13 @@ class Engine:
         request_pause: Callable[[], None] | None = None,
         on_step: Callable[[str], None] = lambda label: None,
         clock_zero_s: float | None = None,
+        turn: AbstractContextManager | None = None,
     ) -> None:
-        """``clock_zero_s``: the instrument time (s) of the run's time zero, by default its time now."""
+        """``clock_zero_s``: the instrument time (s) of the run's time zero, by default its time now.
+        ``turn``: held while a block is processed; the daemon's engines share one lock, so that with
+        dozens of channels they take turns in order instead of racing for the interpreter (which
+        starves some of them, and the control thread, for seconds)."""
+        self.turn = turn if turn is not None else nullcontext()
         self.instrument = instrument
         self.record = record
         self.note = note
@@ -99,9 +105,10 @@ class Engine:
         acquisition = part.acquire(self.instrument)
         try:
             for block in acquisition:
-                columns = self._take(block)
-                taken.add(columns)
-                stop = _first_stop(step.stops, columns)
+                with self.turn:
+                    columns = self._take(block)
+                    taken.add(columns)
+                    stop = _first_stop(step.stops, columns)
                 if stop is not None:
                     self.event("stop", f"{step.label}: {stop.reason} at {stop.time_s:.6g} s")
                     return stop, False
@@ -142,7 +149,8 @@ class Engine:
             holding = iter(())
         try:
             for block in holding:
-                self._take(block, holding=True)
+                with self.turn:
+                    self._take(block, holding=True)
                 if self.aborted() or not self.paused():
                     break
             while self.paused() and not self.aborted():

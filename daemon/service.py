@@ -87,11 +87,13 @@ class Daemon:
         self.workers: dict[str, InstrumentWorker] = {}
         self.curve = CurveServer(self._context, config.security) if config.security is not None else None
         self.publisher = Publisher(self._context, config.publish_endpoint, secure=self.curve)
+        block_turn = threading.Lock()  # the workers process their blocks in turn (see Engine)
         try:
             for instrument_config in config.instruments:
                 instrument = make_instrument(instrument_config, sim_speed)
                 self.workers[instrument.name] = InstrumentWorker(
-                    instrument, instrument_config.limits, self.publisher, config.flush_interval_s, self.version, config.fsync_interval_s
+                    instrument, instrument_config.limits, self.publisher, config.flush_interval_s, self.version, config.fsync_interval_s,
+                    turn=block_turn,
                 )
             self.control = ControlServer(self._context, config.control_endpoint, self.handle, secure=self.curve)
         except BaseException:

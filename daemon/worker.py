@@ -31,7 +31,10 @@ class InstrumentWorker:
         flush_interval_s: float,
         version: str,
         fsync_interval_s: float = 30.0,
+        turn: threading.Lock | None = None,
     ) -> None:
+        """``turn``: the lock the daemon's workers take turns on to process a block (see Engine)."""
+        self.turn = turn
         self.instrument = instrument
         self.fsync_interval_s = fsync_interval_s
         self.limits = limits
@@ -182,6 +185,7 @@ class InstrumentWorker:
             request_pause=run.pause_requested.set,
             on_step=lambda label: self._step_started(run, label),
             clock_zero_s=clock_zero_s,
+            turn=self.turn,
         )
         status, result, error = "failed", None, ""
         try:
