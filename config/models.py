@@ -246,6 +246,7 @@ class DaemonConfig(StrictModel):
     data_dir: Path = Field(Path("echemd-data"), description="folder of the run files (relative to the working directory)")
     flush_interval_s: float = Field(0.5, gt=0, le=1.0, description="run files are flushed at least this often, s")
     fsync_interval_s: float = Field(30.0, gt=0, description="run files are also fsynced (to the disk, not just the OS) this often, s")
+    compress_closed_runs: bool = Field(True, description="when a run ends, rewrite its file with compressed data columns (shuffle + deflate: ~4x smaller)")
     instruments: list[InstrumentConfig] = Field(min_length=1)
     security: SecurityConfig | None = Field(None, description="CURVE keys; required to bind anything but loopback")
 

@@ -78,7 +78,7 @@ class Daemon:
         self.version = echemd_version()
         self.data_dir = Path(config.data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.recovered = recover_interrupted(self.data_dir)
+        self.recovered = recover_interrupted(self.data_dir, compress=config.compress_closed_runs)
         self.runs: dict[str, Run] = {}
         self._lock = threading.Lock()
         self.stopped = threading.Event()
@@ -93,7 +93,7 @@ class Daemon:
                 instrument = make_instrument(instrument_config, sim_speed)
                 self.workers[instrument.name] = InstrumentWorker(
                     instrument, instrument_config.limits, self.publisher, config.flush_interval_s, self.version, config.fsync_interval_s,
-                    turn=block_turn,
+                    turn=block_turn, compress_closed_runs=config.compress_closed_runs,
                 )
             self.control = ControlServer(self._context, config.control_endpoint, self.handle, secure=self.curve)
         except BaseException:
@@ -332,17 +332,22 @@ class Daemon:
         return _file_record(path)
 
 
-def recover_interrupted(data_dir: Path) -> list[str]:
+def recover_interrupted(data_dir: Path, compress: bool = False) -> list[str]:
     """Mark the runs a previous daemon left `running` as `interrupted`; returns their ids.
 
-    Call before any worker starts: only a dead daemon's files can still say `running` then.
+    Call before any worker starts: only a dead daemon's files can still say `running` then.  Also
+    removes the half-written copies of files the previous daemon was rewriting (their originals
+    are intact).
     """
+    for stale in sorted(data_dir.glob("*.h5.rewriting")):
+        log.warning("removing %s, a copy the previous daemon did not finish", stale)
+        stale.unlink(missing_ok=True)
     recovered = []
     for path in sorted(data_dir.glob("*.h5")):
         try:
             if read_attrs(path)["status"] != "running":
                 continue
-            samples = recover(path)
+            samples = recover(path, compress)
         except (OSError, KeyError, ValueError) as exc:
             log.error("cannot recover %s: %s", path, exc)
             continue

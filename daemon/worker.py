@@ -32,9 +32,12 @@ class InstrumentWorker:
         version: str,
         fsync_interval_s: float = 30.0,
         turn: threading.Lock | None = None,
+        compress_closed_runs: bool = False,
     ) -> None:
-        """``turn``: the lock the daemon's workers take turns on to process a block (see Engine)."""
+        """``turn``: the lock the daemon's workers take turns on to process a block (see Engine).
+        ``compress_closed_runs``: compress each run file once its run has ended."""
         self.turn = turn
+        self.compress_closed_runs = compress_closed_runs
         self.instrument = instrument
         self.fsync_interval_s = fsync_interval_s
         self.limits = limits
@@ -159,6 +162,7 @@ class InstrumentWorker:
                 flush_interval_s=self.flush_interval_s,
                 fsync_interval_s=self.fsync_interval_s,
                 t0_unix_s=t0_unix_s,
+                compress_on_close=self.compress_closed_runs,
             )
         except Exception as exc:  # nothing was applied: the run fails before it starts
             log.exception("run %s: cannot create its run file", run.run_id)

@@ -5,7 +5,7 @@ import h5py
 import numpy as np
 import pytest
 
-from echemd.daemon.runfile import MAX_PENDING_SAMPLES, RunFile, read_attrs, read_blocks
+from echemd.daemon.runfile import MAX_PENDING_SAMPLES, RunFile, compact, read_attrs, read_blocks, recover
 
 COLUMNS = {"time_s": "s", "current_A": "A", "voltage_V": "V"}
 
@@ -122,3 +122,50 @@ def test_long_event_messages_are_truncated_not_lost(tmp_path):
     runfile.close("failed", error="boom")
     with h5py.File(tmp_path / "r1.h5", "r") as f:
         assert len(f["events/message"][0]) == 1024 and f.attrs["error"] == "boom"
+
+
+def test_a_closed_run_is_compressed_to_a_quarter_with_the_same_content(tmp_path):
+    rng = np.random.default_rng(1)
+    n = 50_000
+    t = np.arange(1, n + 1) * 1e-3
+    columns = {"time_s": t, "current_A": np.full(n, -1.57e-5), "voltage_V": -0.05 - 1e-3 * np.log1p(t) + rng.normal(0, 2e-4, n)}
+    sizes = {}
+    for compress in (False, True):
+        path = tmp_path / f"r{compress:d}.h5"
+        runfile = RunFile(path, run_id="r1", protocol="ccd", parameters={}, instrument="p", columns=COLUMNS, version="9.9",
+                          flush_interval_s=0.5, compress_on_close=compress)
+        for start in range(0, n, 250):
+            runfile.append({name: values[start : start + 250] for name, values in columns.items()})
+        runfile.add_event(1.0, "step", "plate")
+        runfile.close("completed", {"ccd_mA_cm2": 1.5})
+        sizes[compress] = path.stat().st_size
+        with h5py.File(path, "r") as f:
+            assert (f["data/voltage_V"].compression == "gzip") is compress and f["data/voltage_V"].shuffle is compress
+            for name, values in columns.items():
+                np.testing.assert_array_equal(f["data"][name][:], values)
+                assert f["data"][name].attrs["units"] == COLUMNS[name]
+            assert f["stream/block_offset"][:].tolist() == list(range(0, n, 250)) and f["events/kind"][:].tolist() == [b"step"]
+            assert f.attrs["status"] == "completed" and f["result"].attrs["ccd_mA_cm2"] == 1.5
+    assert sizes[True] < 0.5 * sizes[False]  # noisy float64 data: ~3-4x smaller
+    assert not list(tmp_path.glob("*.rewriting"))
+
+
+def test_recovery_keeps_the_gap_free_prefix_and_can_compress(tmp_path):
+    path = tmp_path / "r1.h5"
+    runfile = new_runfile(path, flush_interval_s=0.0)
+    runfile.append(block(0, 100))
+    runfile.append(block(100, 50))
+    runfile.flush_if_due()
+    with runfile._lock:  # the daemon dies between two column writes: voltage is one block behind
+        runfile._data["time_s"].resize((200,))
+        runfile._data["current_A"].resize((200,))
+        runfile._file.flush()
+        runfile._file.close()  # no status, no result: as a killed writer leaves it
+        runfile._file = None
+    assert recover(path, compress=True) == 150
+    with h5py.File(path, "r") as f:
+        assert f.attrs["status"] == "interrupted" and f["data/voltage_V"].compression == "gzip"
+        assert [len(f["data"][c]) for c in COLUMNS] == [150, 150, 150] and f["stream/block_offset"][:].tolist() == [0, 100]
+        np.testing.assert_array_equal(f["data/time_s"][:], np.arange(150.0))
+    compact(path)  # compressing again changes nothing
+    assert read_attrs(path)["n_samples"] == 150
