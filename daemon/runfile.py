@@ -86,6 +86,7 @@ class RunFile:
         self._pending_events: list[tuple[float, bytes, bytes]] = []
         self._events = 0  # events received (written or pending)
         self._dirty_since: float | None = None  # when the oldest unflushed change arrived (monotonic)
+        self._write_error: Exception | None = None  # why the writer could not write, once it failed
         self._last_fsync = time.monotonic()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         f = h5py.File(self.path, "w-", libver="latest")  # w-: never overwrite another run
@@ -135,8 +136,7 @@ class RunFile:
         block_columns = {k: np.asarray(columns[k], dtype="<f8") for k in self.units}
         n = len(block_columns["time_s"])
         with self._lock:
-            if self._file is None:
-                raise ValueError(f"run file {self.path} is closed")
+            self._check_writable()
             block = DataBlock(self.run_id, self._blocks, self._n, self.t0, block_columns, self.units)
             self._pending.append(block_columns)
             self._pending_offsets.append(self._n)
@@ -144,14 +144,13 @@ class RunFile:
             self._blocks += 1
             self._changed()
             if self._n - self._written >= MAX_PENDING_SAMPLES:
-                self._write_pending()
+                self._write(flush=False)
         return block
 
     def add_event(self, time_s: float, kind: str, message: str) -> int:
         """Queue an event for writing; returns its index (the event's sequence number)."""
         with self._lock:
-            if self._file is None:
-                raise ValueError(f"run file {self.path} is closed")
+            self._check_writable()
             self._pending_events.append((time_s, kind.encode()[:32], message.encode()[:1024]))
             self._events += 1
             self._changed()
@@ -171,17 +170,35 @@ class RunFile:
         (the data reaches the disk: survives a power cut) every fsync_interval_s.  A flush alone
         gets the data to the OS: it survives a crash of the daemon."""
         with self._lock:
-            if self._file is None or self._dirty_since is None:
+            if self._file is None or self._dirty_since is None or self._write_error is not None:
                 return
             now = time.monotonic()
             if now - self._dirty_since < self.flush_interval_s / 2:
                 return
-            self._write_pending()
-            self._file.flush()
+            self._write(flush=True)
             self._dirty_since = None
             if now - self._last_fsync >= self.fsync_interval_s:
                 os.fsync(self._file.id.get_vfd_handle())
                 self._last_fsync = now
+
+    def _write(self, flush: bool) -> None:
+        """Write what is pending (and flush).  A failure is kept: the run's next block fails on it
+        (see _check_writable) and the file takes nothing more.  Lock held."""
+        try:
+            self._write_pending()
+            if flush:
+                self._file.flush()
+        except Exception as exc:
+            self._write_error = exc
+            raise
+
+    def _check_writable(self) -> None:
+        """Raise if the file is closed, or if writing it failed (a full disk): the run then fails,
+        its instrument goes safe, and the file keeps what was flushed before.  Lock held."""
+        if self._file is None:
+            raise ValueError(f"run file {self.path} is closed")
+        if self._write_error is not None:
+            raise OSError(f"writing the run file {self.path} failed: {self._write_error}") from self._write_error
 
     def _changed(self) -> None:
         if self._dirty_since is None:
@@ -214,19 +231,27 @@ class RunFile:
         with self._lock:
             if self._file is None:
                 return
+            failure = self._write_error
             try:
-                self._write_pending()
-                self._file.flush()
+                if failure is None:
+                    self._write_pending()
+                    self._file.flush()
+            except Exception as exc:
+                failure = exc
             finally:
                 self._file.close()
                 self._file = self._data = self._index = self._event_columns = None
                 self._pending.clear()
                 self._pending_events.clear()
+            if failure is not None:  # what was flushed before stays; the file says why the rest is missing
+                status, error = "failed", f"writing the run file failed: {type(failure).__name__}: {failure}"
             with h5py.File(self.path, "r+", libver="latest") as f:
                 f.attrs["status"] = status
                 f.attrs["finished"] = utc_now()
                 f.attrs["error"] = error
                 write_result(f["result"], result or {})
+            if failure is not None:
+                raise OSError(error) from failure
             if self.compress_on_close:
                 try:
                     compact(self.path)

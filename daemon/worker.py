@@ -206,9 +206,12 @@ class InstrumentWorker:
             except Exception as exc:
                 log.exception("%s: safe state failed", self.instrument.name)
                 status, error = "failed", error or f"safe state failed: {exc}"
-            try:  # the file may be what failed (a full disk): the run still ends, and says so
-                if status != "completed":
+            if status != "completed":
+                try:
                     engine.event("abort" if status == "aborted" else "error", error)
+                except Exception as exc:  # e.g. the file is what failed: the run's error says it all
+                    log.warning("run %s: cannot record its %s event: %s", run.run_id, status, exc)
+            try:  # the file may be what failed (a full disk): the run still ends, and says so
                 runfile.close(status, result, error)
             except Exception as exc:
                 log.exception("run %s: cannot close its run file", run.run_id)

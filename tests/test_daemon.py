@@ -1,6 +1,7 @@
 """End to end on real loopback sockets: the simulated lab driven through the control API."""
 
 import time
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -9,6 +10,7 @@ import zmq
 
 from echemd.config import DaemonConfig
 from echemd.daemon.client import Client, RemoteError, Subscription
+from echemd.daemon.runfile import read_attrs
 from echemd.daemon.service import Daemon
 from echemd.daemon.stream import DataBlock
 
@@ -205,6 +207,29 @@ def test_a_run_whose_file_cannot_be_created_fails_cleanly(daemon, client):
     daemon.data_dir.unlink()
     daemon.data_dir.mkdir()
     assert client.wait(client.submit("ccd", "sim-pstat-1", **CCD), timeout_s=30)["status"] == "completed"
+
+
+def test_a_disk_that_fills_mid_run_fails_the_run_safely_and_keeps_what_was_flushed(lab, monkeypatch):
+    from echemd.daemon.runfile import RunFile
+
+    daemon = Daemon(lab(), sim_speed=200.0)
+    try:
+        with Client(daemon.control.endpoint) as client:
+            run_id = client.submit("ccd", "sim-pstat-1", **CCD)
+            until(lambda: client.status(run_id)["n_samples"] >= 50)
+            until(lambda: read_attrs(daemon.data_dir / f"{run_id}.h5")["n_samples"] >= 50)  # flushed
+
+            def disk_full(self):
+                raise OSError(28, "No space left on device")
+
+            monkeypatch.setattr(RunFile, "_write_pending", disk_full)
+            record = client.wait(run_id, timeout_s=20)
+            assert daemon.workers["sim-pstat-1"].instrument.output_on is False
+    finally:
+        daemon.close()
+    assert record["status"] == "failed" and "No space left on device" in record["error"]
+    attrs = read_attrs(Path(record["file"]))
+    assert attrs["status"] == "failed" and "No space left on device" in attrs["error"] and attrs["n_samples"] >= 50
 
 
 def test_queue_can_be_listed_reordered_and_pruned(lab):

@@ -169,3 +169,25 @@ def test_recovery_keeps_the_gap_free_prefix_and_can_compress(tmp_path):
         np.testing.assert_array_equal(f["data/time_s"][:], np.arange(150.0))
     compact(path)  # compressing again changes nothing
     assert read_attrs(path)["n_samples"] == 150
+
+
+def test_a_failed_write_fails_the_next_block_and_the_file_says_why(tmp_path, monkeypatch):
+    path = tmp_path / "r1.h5"
+    runfile = new_runfile(path, flush_interval_s=0.0)
+    runfile.append(block(0, 100))
+    assert runfile.read_blocks(0, 1000)[1] == 1  # written
+
+    def disk_full():
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(runfile, "_write_pending", disk_full)
+    with pytest.raises(OSError, match="No space left on device"):  # the writer thread meets the full disk
+        for start in range(100, 100_000, 50):  # within ms: a block soon after fails
+            runfile.append(block(start, 50))
+            time.sleep(0.01)
+    with pytest.raises(OSError, match="No space left on device"):  # and every later one
+        runfile.add_event(1.0, "step", "next")
+    with pytest.raises(OSError, match="writing the run file failed"):
+        runfile.close("completed")
+    attrs = read_attrs(path)
+    assert attrs["status"] == "failed" and "No space left" in attrs["error"] and attrs["n_samples"] == 100
