@@ -160,7 +160,7 @@ class RunFile:
         """Blocks from ``from_seq`` on (at least one, then up to ``max_samples`` samples) and the block count."""
         with self._lock:
             if self._file is not None:
-                self._write_pending()
+                self._write(flush=False)
                 return read_blocks(self._file, from_seq, max_samples, self._blocks, self._n)
         with h5py.File(self.path, "r", libver="latest", swmr=True) as f:
             return read_blocks(f, from_seq, max_samples)
