@@ -11,6 +11,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from echemd.config.models import RunLimits
+from echemd.protocols.detection import first_beyond
 
 VOLTAGE_COLUMNS = ("voltage_V", "bias_V")
 
@@ -60,7 +61,7 @@ class SafetyMonitor:
 
 def _beyond(columns: Mapping[str, np.ndarray], column: str, limit: float | None, key: str) -> str | None:
     values = columns.get(column)
-    if values is None or limit is None or not len(values) or np.abs(values).max() <= limit:
+    i = None if values is None or limit is None else first_beyond(values, limit)
+    if i is None:
         return None
-    i = int(np.argmax(np.abs(values) > limit))
     return f"{column} = {values[i]:.6g} at t = {columns['time_s'][i]:.6g} s is beyond the limit {key} = {limit:g}"

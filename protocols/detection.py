@@ -10,6 +10,14 @@ from scipy.ndimage import median_filter
 from echemd.protocols.base import Stop, StopCondition
 
 
+def first_beyond(values: np.ndarray, limit: float) -> int | None:
+    """Index of the first value with |value| > limit, or None (one reduction when none is: the common case)."""
+    magnitude = np.abs(values)
+    if not len(magnitude) or magnitude.max() <= limit:
+        return None
+    return int(np.argmax(magnitude > limit))
+
+
 class VoltageLimit(StopCondition):
     """Stops a step when |voltage| exceeds ``limit_V`` (V): a safety cut-off."""
 
@@ -17,10 +25,9 @@ class VoltageLimit(StopCondition):
         self.limit_V = limit_V
 
     def update(self, columns: Mapping[str, np.ndarray]) -> Stop | None:
-        magnitude = np.abs(columns["voltage_V"])
-        if not len(magnitude) or magnitude.max() <= self.limit_V:
+        i = first_beyond(columns["voltage_V"], self.limit_V)
+        if i is None:
             return None
-        i = int(np.argmax(magnitude > self.limit_V))
         return Stop("voltage_limit", float(columns["time_s"][i]), {"voltage_V": float(columns["voltage_V"][i]), "limit_V": self.limit_V})
 
 
