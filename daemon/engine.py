@@ -175,18 +175,16 @@ class _Taken:
         self.keep = keep
         self.blocks: list[dict[str, np.ndarray]] = []
         self.n_samples = 0
-        self.end_time_s = 0.0
 
     def add(self, columns: dict[str, np.ndarray]) -> None:
         self.n_samples += len(columns["time_s"])
-        self.end_time_s = float(columns["time_s"][-1])
         if self.keep:
             self.blocks.append(columns)
 
     def outcome(self, stop: Stop | None) -> StepOutcome:
         names = self.blocks[0].keys() if self.blocks else ()
         columns = {name: np.concatenate([b[name] for b in self.blocks]) for name in names}
-        return StepOutcome(columns, stop, self.n_samples, self.end_time_s)
+        return StepOutcome(columns, stop, self.n_samples)
 
 
 def _first_stop(conditions, columns: Mapping[str, np.ndarray]):

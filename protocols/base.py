@@ -133,12 +133,11 @@ class Event:
 @dataclass(frozen=True)
 class StepOutcome:
     """What a step recorded (columns in run time; empty when the step did not keep its samples),
-    the Stop that ended it early if any, how many samples it took and its last sample's run time (s)."""
+    the Stop that ended it early if any, and how many samples it took."""
 
     columns: Mapping[str, np.ndarray]
     stop: Stop | None
     n_samples: int = 0
-    end_time_s: float = 0.0
 
 
 Plan = Generator[Union[Step, Event], StepOutcome, dict]
