@@ -42,10 +42,10 @@ class Publisher:
         self._socket.bind(endpoint)
         self.endpoint = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
         name = next(_publishers)
-        self._queue_endpoint = f"inproc://echemd-publish-{os.getpid()}-{name}"
+        self._queue_endpoint = f"inproc://echemd-publish-{name}"
         self._incoming = context.socket(zmq.PULL)
         self._incoming.bind(self._queue_endpoint)
-        control = f"inproc://echemd-publish-control-{os.getpid()}-{name}"
+        control = f"inproc://echemd-publish-control-{name}"
         self._control = context.socket(zmq.PAIR)
         self._control.bind(control)
         proxy_control = context.socket(zmq.PAIR)

@@ -23,7 +23,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -289,7 +289,7 @@ class _Writer:
             for runfile in files:
                 try:
                     runfile.flush_if_due()
-                except Exception:  # the worker sees the same fault when it closes the file
+                except Exception:  # kept by the file: its run fails at its next block (logged once)
                     log.exception("run file %s: writing failed", runfile.path)
             time.sleep(max(MIN_WRITER_PERIOD_S, min(runfile.flush_interval_s for runfile in files) / 4))
 
@@ -365,7 +365,7 @@ def compact(path: Path) -> None:
 COPY_SLICE = 1 << 20
 
 
-def _rewrite(source: h5py.File, path: Path, n: int, compress: bool, finish=None) -> None:
+def _rewrite(source: h5py.File, path: Path, n: int, compress: bool, finish: Callable[[h5py.File], None] | None = None) -> None:
     """Copy ``source`` into a fresh file with the first ``n`` samples of each data column (compressed
     if asked), let ``finish`` amend the copy, then put it in place of ``path`` (atomic rename)."""
     partial = path.with_suffix(".h5.rewriting")
