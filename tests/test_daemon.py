@@ -232,6 +232,20 @@ def test_a_disk_that_fills_mid_run_fails_the_run_safely_and_keeps_what_was_flush
     assert attrs["status"] == "failed" and "No space left on device" in attrs["error"] and attrs["n_samples"] >= 50
 
 
+def test_a_new_daemon_removes_half_rewritten_copies_and_keeps_the_originals(lab):
+    config = lab()
+    daemon = Daemon(config)
+    try:
+        with Client(daemon.control.endpoint) as client:
+            record = client.wait(client.submit("ccd", "sim-pstat-1", **CCD), timeout_s=30)
+    finally:
+        daemon.close()
+    stale = Path(record["file"]).with_suffix(".h5.rewriting")
+    stale.write_bytes(b"the start of a copy cut short by a crash")
+    Daemon(config).close()
+    assert not stale.exists() and read_attrs(Path(record["file"]))["status"] == "completed"
+
+
 def test_queue_can_be_listed_reordered_and_pruned(lab):
     daemon = Daemon(lab(), sim_speed=500.0)
     try:

@@ -56,3 +56,20 @@ def test_run_limits_on_charge_and_duration(pstat, limits, message):
     with pytest.raises(RunFailed, match=message):
         engine.run(CCD.plan(CCD.parameters(diameter_mm=2.0)))
     assert pstat.output_on is False and notes[-1][1] == "limit"
+
+
+def test_engines_record_a_block_only_while_holding_their_turn(pstat):
+    import threading
+    import time
+
+    turn = threading.Lock()
+    engine, recorded, notes = engine_for(pstat, turn=turn)
+    turn.acquire()  # another channel is processing its block
+    runner = threading.Thread(target=engine.run, args=(CCD.plan(CCD.parameters(diameter_mm=2.0, max_plating_mA_cm2=0.5)),))
+    runner.start()
+    time.sleep(0.2)
+    assert recorded == [] and runner.is_alive()  # the first block waits for its turn
+    turn.release()
+    runner.join(30)
+    assert not runner.is_alive() and sum(len(block["time_s"]) for block in recorded) > 1000
+    assert pstat.output_on is False and not turn.locked()
