@@ -1,0 +1,99 @@
+"""Every streaming check gives the same answer for any partition of its samples into blocks: the
+building blocks of the short detector, the voltage-limit stop and the engine's safety monitor."""
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from echemd.config.models import RunLimits
+from echemd.daemon.safety import SafetyMonitor
+from echemd.protocols.detection import VoltageLimit
+from echemd.protocols.streaming import Persistence, TrailingWindow, WindowMax
+
+partitions = st.lists(st.integers(1, 25), min_size=1, max_size=6)
+
+
+def blocks(n, sizes):
+    start, k = 0, 0
+    while start < n:
+        yield slice(start, min(n, start + sizes[k % len(sizes)]))
+        start, k = start + sizes[k % len(sizes)], k + 1
+
+
+def signal(seed, n=300):
+    rng = np.random.default_rng(seed)
+    t = np.cumsum(rng.uniform(0.5, 1.5, n))  # uneven sampling
+    return t, np.cumsum(rng.normal(0, 1, n))
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 1000), sizes=partitions, window=st.sampled_from([1, 3, 15, 31]), statistic=st.sampled_from(["median", "mean", "min"]))
+def test_trailing_window(seed, sizes, window, statistic):
+    t, v = signal(seed)
+    whole = TrailingWindow(window, statistic).update(t, v)
+    streamed = TrailingWindow(window, statistic)
+    parts = [streamed.update(t[s], v[s]) for s in blocks(len(t), sizes)]
+    for k in range(3):
+        np.testing.assert_allclose(np.concatenate([p[k] for p in parts]), whole[k], rtol=1e-12, atol=1e-12)
+    reference = {"median": np.median, "mean": np.mean, "min": np.min}[statistic]
+    assert whole[2][0] == reference(v[:window]) or np.isclose(whole[2][0], reference(v[:window]))
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 1000), sizes=partitions, span=st.sampled_from([None, 0.5, 5.0, 40.0]))
+def test_window_max(seed, sizes, span):
+    t, v = signal(seed)
+    streamed = WindowMax(span)
+    got = np.concatenate([streamed.update(t[s], v[s]) for s in blocks(len(t), sizes)])
+    brute = np.array([v[(t <= t[i]) & (t >= t[i] - (np.inf if span is None else span))].max() for i in range(len(t))])
+    np.testing.assert_array_equal(got, brute)
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 1000), sizes=partitions, hold=st.sampled_from([0.0, 1.0, 4.0, 10.0]))
+def test_persistence(seed, sizes, hold):
+    t, v = signal(seed)
+    holds = v > np.median(v)
+    first = None
+    for i in range(len(t)):  # by definition: held on every sample since the run began, for at least hold
+        start = i
+        while start > 0 and holds[start - 1]:
+            start -= 1
+        if holds[i] and t[i] - t[start] >= hold:
+            first = (i, t[start])
+            break
+    streamed, found = Persistence(hold), None
+    for s in blocks(len(t), sizes):
+        hit = streamed.update(t[s], holds[s])
+        if hit is not None:
+            found = (s.start + hit[0], hit[1])
+            break
+    assert found == first
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 1000), sizes=partitions)
+def test_voltage_limit(seed, sizes):
+    t, v = signal(seed)
+    limit = float(np.quantile(np.abs(v), 0.9))
+    whole = VoltageLimit(limit).update({"time_s": t, "voltage_V": v})
+    streamed = VoltageLimit(limit)
+    found = next((stop for s in blocks(len(t), sizes) if (stop := streamed.update({"time_s": t[s], "voltage_V": v[s]}))), None)
+    assert found == whole and whole is not None
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 1000), sizes=partitions, which=st.sampled_from(["charge", "compliance", "duration", "current"]))
+def test_safety_monitor_names_the_same_limit_at_the_same_sample(seed, sizes, which):
+    rng = np.random.default_rng(seed)
+    n = 300
+    t = np.arange(1.0, n + 1)
+    current = rng.uniform(0, 1e-3, n)
+    compliance = (rng.random(n) < 0.1).astype(np.int8)
+    limits = {"charge": dict(max_charge_C=0.05), "compliance": dict(max_compliance_hits=12), "duration": dict(max_duration_s=123.5),
+              "current": dict(max_abs_current_A=0.99e-3)}[which]
+    columns = {"time_s": t, "current_A": current, "compliance": compliance}
+    whole = SafetyMonitor(RunLimits(**limits)).check(columns)
+    streamed = SafetyMonitor(RunLimits(**limits))
+    found = next((m for s in blocks(n, sizes) if (m := streamed.check({k: v[s] for k, v in columns.items()}))), None)
+    assert whole is not None and found == whole
