@@ -3,8 +3,8 @@
 Methods (after the Li|Li6PS5Cl|Li studies in DESIGN.md section 3): each cycle plates Li on the
 working electrode at a current density that rises by a fixed increment per cycle, then strips it
 at a fixed current density, each half cycle passing the same areal capacity (or lasting the same
-time).  A dendrite that shorts the cell shows as a drop of the plating polarization; the CCD is the
-plating current density of the step in which the drop (>= 2 mV by default) began.
+time).  A dendrite that shorts the cell shows as a fall of the polarization (see shorts.py: every
+half cycle is watched); the CCD is the plating current density of the step in which the short began.
 
 Parameters are in lab units (mA/cm2, mAh/cm2, cm2 or mm); they are converted to SI once.
 """
@@ -17,8 +17,9 @@ from pydantic import Field, model_validator
 
 from echemd.config.models import InstrumentLimits
 from echemd.drivers.base import Instrument
-from echemd.protocols.base import Event, Galvanostatic, Plan, ProtocolDefinition
-from echemd.protocols.plating_base import CHRONO_COLUMNS, PlatingParameters, check_plating
+from echemd.protocols.base import Event, Galvanostatic, Plan, ProtocolDefinition, Stop
+from echemd.protocols.plating_base import CHRONO_COLUMNS, PlatingParameters, check_plating, short_fields, short_message
+from echemd.protocols.shorts import ShortMonitor
 
 
 class CCDParameters(PlatingParameters):
@@ -42,7 +43,7 @@ class CCDParameters(PlatingParameters):
         if shortest_plating_s <= self.detection_time_s():
             raise ValueError(
                 f"the plating step at max_plating_mA_cm2 lasts {shortest_plating_s:.4g} s, not longer than settle_s + "
-                f"smoothing_samples * sample_interval_s = {self.detection_time_s():.4g} s: the detector would never see it"
+                f"the smoothing window + confirm_s = {self.detection_time_s():.4g} s: the detector would never see it"
             )
         return self
 
@@ -62,56 +63,76 @@ def check(params: CCDParameters, instrument: Instrument, limits: InstrumentLimit
     check_plating("ccd", params, max(params.max_plating_mA_cm2, params.stripping_mA_cm2), instrument, limits)
 
 
+class CCDVerdict:
+    """The CCD result, built as the half cycles end: one code path for the live plan and `analyze ccd`.
+
+    A short found while plating belongs to that plating step; one first seen while stripping began
+    in the plating step before it (plating grows dendrites; its collapse may finish only after the
+    current reversed).  A cell found shorted from its very first step has no CCD (``ccd_mA_cm2``
+    None, ``shorted_at_start`` true).  ``last_passed_mA_cm2`` is the last plating density whose
+    plating and stripping both ended without a short.
+    """
+
+    def __init__(self, monitor: ShortMonitor) -> None:
+        self.monitor = monitor
+        self.last_passed: float | None = None
+        self.short: dict | None = None
+
+    def half_cycle(self, plating_mA_cm2: float | None, phase: str, stop: Stop | None) -> bool:
+        """Note a finished half cycle (``phase`` "plate" or "strip") of the cycle plating at
+        ``plating_mA_cm2``; True when it holds the run's first short."""
+        if self.short is None and stop is not None and stop.reason == "short":
+            at_start = bool(stop.details["shorted_from_start"])
+            self.short = {"ccd_mA_cm2": None if at_start else plating_mA_cm2, **short_fields(stop), "short_phase": phase,
+                          "shorted_at_start": at_start}
+            return True
+        if self.short is None and phase == "strip":
+            self.last_passed = plating_mA_cm2
+        return False
+
+    def result(self) -> dict:
+        """ccd_mA_cm2, last_passed_mA_cm2, short_detected_at_s, drop_mV, short_rule, short_phase,
+        shorted_at_start, suspect_short (evidence of a short no rule caught, or None) and the
+        criterion's settings (``detection``)."""
+        short = self.short or {"ccd_mA_cm2": None, **short_fields(None), "short_phase": None, "shorted_at_start": False}
+        suspect = self.monitor.suspect() if self.short is None else None
+        return {**short, "last_passed_mA_cm2": None if suspect else self.last_passed, "suspect_short": suspect,
+                "detection": self.monitor.criterion.model_dump()}
+
+
 def plan(params: CCDParameters) -> Plan:
     strip_mA_cm2 = params.stripping_mA_cm2
-    last_passed, first_short = None, None
-    for cycle, plate_mA_cm2 in enumerate(params.plating_densities_mA_cm2(), start=1):
-        plating = yield Galvanostatic(
-            current_A=-params.current_A(plate_mA_cm2),
-            duration_s=params.duration_s(plate_mA_cm2),
-            sample_interval_s=params.sample_interval_s,
-            label=f"cycle {cycle}: plate {plate_mA_cm2:g} mA/cm2",
-            stops=params.stops(detect=first_short is None),
-            keep_samples=False,
-        )
-        stop = plating.stop
-        if stop is not None and stop.reason == "voltage_limit":
-            yield Event("limit", f"|V| reached {abs(stop.details['voltage_V']):.3f} V while plating {plate_mA_cm2:g} mA/cm2")
-            return _result(first_short or (None, last_passed, None, None), "voltage_limit", cycle)
-        if stop is not None:
-            yield Event("short", f"plating voltage dropped {stop.details['drop_mV']:.2f} mV at {stop.time_s:.1f} s "
-                        f"while plating {plate_mA_cm2:g} mA/cm2: CCD = {plate_mA_cm2:g} mA/cm2")
-            first_short = (plate_mA_cm2, last_passed, stop.time_s, stop.details["drop_mV"])
-            if params.stop_on_short:
-                return _result(first_short, "short", cycle)
-
-        stripping = yield Galvanostatic(
-            current_A=params.current_A(strip_mA_cm2),
-            duration_s=params.duration_s(strip_mA_cm2),
-            sample_interval_s=params.sample_interval_s,
-            label=f"cycle {cycle}: strip {strip_mA_cm2:g} mA/cm2",
-            stops=params.stops(detect=False),
-            keep_samples=False,
-        )
-        if stripping.stop is not None:
-            yield Event("limit", f"|V| reached {abs(stripping.stop.details['voltage_V']):.3f} V while stripping")
-            return _result(first_short or (None, last_passed, None, None), "voltage_limit", cycle)
-        if first_short is None:
-            last_passed = plate_mA_cm2
-    cycles = len(params.plating_densities_mA_cm2())
-    return _result(first_short or (None, last_passed, None, None), "short" if first_short else "max_current", cycles)
+    monitor = params.monitor()
+    verdict = CCDVerdict(monitor)
+    densities = params.plating_densities_mA_cm2()
+    for cycle, plate_mA_cm2 in enumerate(densities, start=1):
+        for phase, density in (("plate", plate_mA_cm2), ("strip", strip_mA_cm2)):
+            label = f"cycle {cycle}: {phase} {density:g} mA/cm2"
+            watching = verdict.short is None
+            outcome = yield Galvanostatic(
+                current_A=params.current_A(density) * (-1.0 if phase == "plate" else 1.0),
+                duration_s=params.duration_s(density),
+                sample_interval_s=params.sample_interval_s,
+                label=label,
+                stops=params.stops(monitor.watch(params.sample_interval_s, label) if watching else None),
+                keep_samples=False,
+            )
+            stop = outcome.stop
+            if stop is not None and stop.reason == "voltage_limit":
+                yield Event("limit", f"|V| reached {abs(stop.details['voltage_V']):.3f} V ({label})")
+                return _result(verdict, "voltage_limit", cycle)
+            if verdict.half_cycle(plate_mA_cm2, phase, stop):
+                yield Event("short", short_message(stop, label))
+                if params.stop_on_short:
+                    return _result(verdict, "short", cycle)
+    result = _result(verdict, "short" if verdict.short else "max_current", len(densities))
+    if result["suspect_short"] is not None:
+        yield Event("suspect_short", result["suspect_short"]["reason"])
+    return result
 
 
-def _result(short: tuple, stopped_by: str, cycles: int) -> dict:
-    ccd, last_passed, detected_at_s, drop_mV = short
-    return {
-        "ccd_mA_cm2": ccd,
-        "last_passed_mA_cm2": last_passed,
-        "short_detected_at_s": detected_at_s,
-        "drop_mV": drop_mV,
-        "stopped_by": stopped_by,
-        "cycles": cycles,
-    }
+def _result(verdict: CCDVerdict, stopped_by: str, cycles: int) -> dict:
+    return {**verdict.result(), "stopped_by": stopped_by, "cycles": cycles}
 
 
 CCD = ProtocolDefinition(

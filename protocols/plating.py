@@ -15,8 +15,8 @@ import math
 
 from pydantic import Field, model_validator
 
-from echemd.protocols.base import Event, Galvanostatic, Plan, ProtocolDefinition
-from echemd.protocols.plating_base import CHRONO_COLUMNS, PlatingParameters, check_plating
+from echemd.protocols.base import Event, Galvanostatic, Plan, ProtocolDefinition, Stop
+from echemd.protocols.plating_base import CHRONO_COLUMNS, PlatingParameters, check_plating, short_fields, short_message
 
 
 # --- ramp ---------------------------------------------------------------------------------------
@@ -44,18 +44,25 @@ class RampParameters(PlatingParameters):
 
 
 def ramp_plan(params: RampParameters) -> Plan:
-    detector = params.detector()  # one detector for the whole ramp: it settles once, at the start
+    monitor = params.monitor()
+    watch = monitor.watch(params.sample_interval_s, "ramp")  # one watch for the whole ramp: it settles once, at the start
     for density in params.densities_mA_cm2():
         step = yield Galvanostatic(-params.current_A(density), params.step_s, params.sample_interval_s,
-                                   label=f"ramp: plate {density:g} mA/cm2", stops=params.stops(detector=detector), keep_samples=False)
-        if step.stop is not None:
-            if step.stop.reason == "voltage_limit":
-                yield Event("limit", f"|V| reached {abs(step.stop.details['voltage_V']):.3f} V at {density:g} mA/cm2")
-                return {"ccd_mA_cm2": None, "short_detected_at_s": None, "drop_mV": None, "stopped_by": "voltage_limit", "reached_mA_cm2": density}
-            yield Event("short", f"plating voltage dropped {step.stop.details['drop_mV']:.2f} mV at {density:g} mA/cm2")
-            return {"ccd_mA_cm2": density, "short_detected_at_s": step.stop.time_s, "drop_mV": step.stop.details["drop_mV"],
-                    "stopped_by": "short", "reached_mA_cm2": density}
-    return {"ccd_mA_cm2": None, "short_detected_at_s": None, "drop_mV": None, "stopped_by": "max_current", "reached_mA_cm2": params.end_mA_cm2}
+                                   label=f"ramp: plate {density:g} mA/cm2", stops=params.stops(watch), keep_samples=False)
+        stop = step.stop
+        if stop is not None and stop.reason == "voltage_limit":
+            yield Event("limit", f"|V| reached {abs(stop.details['voltage_V']):.3f} V at {density:g} mA/cm2")
+            return _ramp_result(None, None, "voltage_limit", density)
+        if stop is not None:
+            yield Event("short", short_message(stop, f"{density:g} mA/cm2"))
+            ccd = None if stop.details["shorted_from_start"] else density
+            return _ramp_result(ccd, stop, "short", density)
+    return _ramp_result(None, None, "max_current", params.end_mA_cm2)
+
+
+def _ramp_result(ccd: float | None, stop: Stop | None, stopped_by: str, reached: float) -> dict:
+    return {"ccd_mA_cm2": ccd, **short_fields(stop), "stopped_by": stopped_by, "reached_mA_cm2": reached}
+
 
 
 CCD_RAMP = ProtocolDefinition(
@@ -74,19 +81,25 @@ class PlateUntilShortParameters(PlatingParameters):
 
 
 def plate_plan(params: PlateUntilShortParameters) -> Plan:
+    label = f"plate {params.current_mA_cm2:g} mA/cm2 until short"
+    monitor = params.monitor()
     step = yield Galvanostatic(-params.current_A(params.current_mA_cm2), params.max_hours * 3600, params.sample_interval_s,
-                               label=f"plate {params.current_mA_cm2:g} mA/cm2 until short", stops=params.stops(), keep_samples=False)
+                               label=label, stops=params.stops(monitor.watch(params.sample_interval_s, label)), keep_samples=False)
     stop = step.stop
     elapsed_s = step.n_samples * params.sample_interval_s
-    if stop is not None and stop.reason == "voltage_drop":
-        yield Event("short", f"plating voltage dropped {stop.details['drop_mV']:.2f} mV after {stop.time_s / 3600:.3f} h")
+    if stop is not None and stop.reason == "short":
+        yield Event("short", short_message(stop, label))
         hours = stop.time_s / 3600
-        return {"short_detected_at_s": stop.time_s, "time_to_short_h": hours, "charge_to_short_mAh_cm2": hours * params.current_mA_cm2,
-                "drop_mV": stop.details["drop_mV"], "stopped_by": "short"}
+        at_start = bool(stop.details["shorted_from_start"])
+        return {**short_fields(stop), "time_to_short_h": None if at_start else hours, "shorted_at_start": at_start,
+                "charge_to_short_mAh_cm2": None if at_start else hours * params.current_mA_cm2, "stopped_by": "short"}
     if stop is not None:
         yield Event("limit", f"|V| reached {abs(stop.details['voltage_V']):.3f} V")
-    return {"short_detected_at_s": None, "time_to_short_h": None, "charge_to_short_mAh_cm2": None, "drop_mV": None,
-            "stopped_by": "voltage_limit" if stop is not None else "time_limit", "plated_h": elapsed_s / 3600}
+    suspect = monitor.suspect()
+    if suspect is not None:
+        yield Event("suspect_short", suspect["reason"])
+    return {**short_fields(None), "time_to_short_h": None, "charge_to_short_mAh_cm2": None, "shorted_at_start": False,
+            "stopped_by": "voltage_limit" if stop is not None else "time_limit", "plated_h": elapsed_s / 3600, "suspect_short": suspect}
 
 
 PLATE_UNTIL_SHORT = ProtocolDefinition(
@@ -117,19 +130,23 @@ class CyclingParameters(PlatingParameters):
 
 def cycling_plan(params: CyclingParameters) -> Plan:
     current = params.current_A(params.current_mA_cm2)
+    monitor = params.monitor()
     for cycle in range(1, params.cycles + 1):
         for name, sign in (("plate", -1.0), ("strip", 1.0)):
+            label = f"cycle {cycle}: {name} {params.current_mA_cm2:g} mA/cm2"
             half = yield Galvanostatic(sign * current, params.half_cycle_s, params.sample_interval_s,
-                                       label=f"cycle {cycle}: {name} {params.current_mA_cm2:g} mA/cm2", stops=params.stops(), keep_samples=False)
+                                       label=label, stops=params.stops(monitor.watch(params.sample_interval_s, label)), keep_samples=False)
             stop = half.stop
             if stop is not None:
-                kind = "short" if stop.reason == "voltage_drop" else "limit"
-                yield Event(kind, f"{stop.reason} in cycle {cycle} ({name}) at {stop.time_s / 3600:.3f} h")
-                return {"cycles_completed": cycle - 1, "short_detected_at_s": stop.time_s if kind == "short" else None,
-                        "short_cycle": cycle if kind == "short" else None, "stopped_by": "short" if kind == "short" else "voltage_limit",
-                        "hours": stop.time_s / 3600}
-    return {"cycles_completed": params.cycles, "short_detected_at_s": None, "short_cycle": None, "stopped_by": "cycles",
-            "hours": params.cycles * 2 * params.half_cycle_s / 3600}
+                short = stop.reason == "short"
+                yield Event("short", short_message(stop, label)) if short else Event("limit", f"voltage limit in {label}")
+                return {"cycles_completed": cycle - 1, **short_fields(stop), "short_cycle": cycle if short else None,
+                        "stopped_by": "short" if short else "voltage_limit", "hours": stop.time_s / 3600, "suspect_short": None}
+    suspect = monitor.suspect()
+    if suspect is not None:
+        yield Event("suspect_short", suspect["reason"])
+    return {"cycles_completed": params.cycles, **short_fields(None), "short_cycle": None, "stopped_by": "cycles",
+            "hours": params.cycles * 2 * params.half_cycle_s / 3600, "suspect_short": suspect}
 
 
 CYCLING = ProtocolDefinition(

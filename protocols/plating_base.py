@@ -1,7 +1,7 @@
 """What every Li plating protocol shares: the electrode, sampling, the safety limit and the short detector.
 
 Parameters are in lab units (mA/cm2, mAh/cm2, cm2 or mm, mV); :class:`PlatingParameters` converts
-them to SI once (``current_A``, ``detector()``).  Plating Li on the working electrode is a negative
+them to SI once (``current_A``, ``monitor()``).  Plating Li on the working electrode is a negative
 current.
 """
 
@@ -9,33 +9,26 @@ from __future__ import annotations
 
 import math
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from echemd.config.models import InstrumentLimits
 from echemd.drivers.base import Instrument, InstrumentRefused, Potentiostat
-from echemd.protocols.base import Column, ProtocolRefused, StopCondition
-from echemd.protocols.detection import VoltageDropDetector, VoltageLimit
+from echemd.protocols.base import Column, ProtocolRefused, Stop, StopCondition
+from echemd.protocols.detection import VoltageLimit
+from echemd.protocols.shorts import ShortDetection, ShortMonitor, ShortWatch, smoothing_samples
 
 CHRONO_COLUMNS = (Column("time_s", "s"), Column("current_A", "A"), Column("voltage_V", "V"))
 
 
-class PlatingParameters(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class PlatingParameters(ShortDetection):
+    """The electrode, sampling and safety limit of a plating protocol, and the short criterion's parameters."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     area_cm2: float | None = Field(None, gt=0, description="electrode area, cm2 (or give diameter_mm)")
     diameter_mm: float | None = Field(None, gt=0, description="electrode diameter, mm (or give area_cm2)")
-    drop_threshold_mV: float = Field(2.0, gt=0, description="plating voltage drop that marks a short, mV")
-    settle_s: float = Field(60.0, ge=0, description="start of each plating step ignored by the detector, s")
-    smoothing_samples: int = Field(15, ge=1, le=1001, description="running-median window of the detector, samples (odd)")
-    drop_window_s: float | None = Field(300.0, gt=0, description="a drop counts when it happens within this time, s (none: since the settle time)")
     sample_interval_s: float = Field(1.0, gt=0, description="time between samples, s")
     voltage_limit_V: float = Field(1.0, gt=0, description="|V| beyond which the run stops (safety), V")
-
-    @model_validator(mode="after")
-    def _odd_window(self):
-        if self.smoothing_samples % 2 == 0:
-            raise ValueError(f"smoothing_samples must be odd (got {self.smoothing_samples})")
-        return self
 
     @model_validator(mode="after")
     def _one_electrode_size(self):
@@ -52,16 +45,17 @@ class PlatingParameters(BaseModel):
     def current_A(self, density_mA_cm2: float) -> float:
         return density_mA_cm2 * self.electrode_area_cm2 * 1e-3
 
-    def detector(self) -> VoltageDropDetector:
-        return VoltageDropDetector(self.drop_threshold_mV * 1e-3, self.settle_s, self.smoothing_samples, self.drop_window_s)
+    def monitor(self) -> ShortMonitor:
+        """A short monitor for one run of these parameters (the cell's history lives in it)."""
+        return ShortMonitor(self.detection(), self.electrode_area_cm2)
 
-    def stops(self, detect: bool = True, detector: VoltageDropDetector | None = None) -> tuple[StopCondition, ...]:
-        limit = (VoltageLimit(self.voltage_limit_V),)
-        return limit + ((detector or self.detector(),) if detect else ())
+    def stops(self, watch: ShortWatch | None = None) -> tuple[StopCondition, ...]:
+        """The step's stop conditions: the safety limit, and the short watch where one is given."""
+        return (VoltageLimit(self.voltage_limit_V),) + ((watch,) if watch is not None else ())
 
     def detection_time_s(self) -> float:
-        """Shortest step in which a drop can be seen at all, s."""
-        return self.settle_s + self.smoothing_samples * self.sample_interval_s
+        """Shortest step in which a short can be seen at all, s."""
+        return self.settle_s + smoothing_samples(self.smoothing_s, self.sample_interval_s) * self.sample_interval_s + self.confirm_s
 
 
 def check_plating(name: str, params: PlatingParameters, largest_mA_cm2: float, instrument: Instrument, limits: InstrumentLimits) -> None:
@@ -83,3 +77,15 @@ def check_plating(name: str, params: PlatingParameters, largest_mA_cm2: float, i
         instrument.check_galvanostatic(largest_A, params.sample_interval_s)
     except InstrumentRefused as exc:
         raise ProtocolRefused(str(exc)) from exc
+
+
+def short_fields(stop: Stop | None) -> dict:
+    """What every plating result says of a short: when, how large, which rule."""
+    if stop is None or stop.reason != "short":
+        return {"short_detected_at_s": None, "drop_mV": None, "short_rule": None}
+    return {"short_detected_at_s": stop.time_s, "drop_mV": stop.details["drop_mV"], "short_rule": stop.details["rule"]}
+
+
+def short_message(stop: Stop, where: str) -> str:
+    return (f"short ({stop.details['rule']} rule) at {stop.time_s / 3600:.3f} h, {where}: polarization "
+            f"{stop.details['polarization_mV']:.3g} mV, fell {stop.details['drop_mV']:.3g} mV")
