@@ -80,7 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("file", type=Path)
     analyze.add_argument("--area-cm2", type=float, help="electrode area, cm2 (default: from the file where it says)")
     analyze.add_argument("--circuit", default=None, help="eis: equivalent circuit in impedance.py syntax (default R0-p(R1,CPE1)-p(R2,CPE2))")
-    analyze.add_argument("--threshold-mV", type=float, default=2.0, help="ccd: plating voltage drop that marks a short, mV")
+    analyze.add_argument("--plating-sign", choices=("negative", "positive"),
+                         help="ccd: the current sign that plates Li on the working electrode (default: found from the data)")
+    _add_detection_options(analyze)
     abort = verbs.add_parser("abort", help="abort a run")
     abort.add_argument("run_id")
     plot = verbs.add_parser("plot", help="plot a run file (PNG)")
@@ -251,6 +253,36 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _add_detection_options(parser: argparse.ArgumentParser) -> None:
+    """One --option per field of the short criterion (ccd), named and described as the protocol parameter."""
+    from echemd.protocols.shorts import ShortDetection
+
+    for name, field in ShortDetection.model_fields.items():
+        flags = [f"--{name.replace('_', '-')}"] + (["--threshold-mV"] if name == "drop_threshold_mV" else [])
+        parser.add_argument(*flags, dest=name, default=None, metavar="VALUE",
+                            help=f"ccd: {field.description} (default {field.default:g}; a run file's own setting where it has one)"
+                            if field.default is not None else f"ccd: {field.description}")
+
+
+def _detection(args: argparse.Namespace, recorded: dict):
+    """The short criterion: the run file's recorded parameters, overridden by the options given."""
+    from pydantic import ValidationError
+
+    from echemd.protocols.shorts import ShortDetection
+
+    fields = ShortDetection.model_fields
+    values = {name: value for name, value in recorded.items() if name in fields}
+    for name in fields:
+        given = getattr(args, name)
+        if given is not None:
+            values[name] = None if given.lower() == "none" else given
+    try:
+        return ShortDetection(**values)
+    except ValidationError as exc:
+        problems = "; ".join(f"--{'.'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}" for e in exc.errors())
+        raise UsageError(f"bad short-detection option: {problems}") from exc
+
+
 def cmd_analyze(args: argparse.Namespace) -> int:
     from echemd.protocols import analysis
     from echemd.protocols.readers import UnreadableFile, read_table
@@ -261,7 +293,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         if args.kind == "ccd":
             if area is None:
                 raise UsageError(f"{args.file}: give the electrode area with --area-cm2")
-            result = analysis.analyze_ccd(*table.require("time_s", "current_A", "voltage_V"), area_cm2=area, threshold_mV=args.threshold_mV)
+            detection = _detection(args, table.metadata.get("parameters", {}))
+            sign = {"negative": -1, "positive": 1, None: None}[args.plating_sign]
+            result = analysis.analyze_ccd(*table.require("time_s", "current_A", "voltage_V"), area_cm2=area, detection=detection,
+                                          plating_sign=sign)
         elif args.kind == "eis":
             result = analysis.analyze_eis(*table.require("frequency_Hz", "z_real_ohm", "z_imag_ohm"), circuit=args.circuit, area_cm2=area)
         else:

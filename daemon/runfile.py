@@ -298,13 +298,20 @@ _WRITER = _Writer()
 
 
 def write_result(group: h5py.Group, result: Mapping[str, Any]) -> None:
-    """Scalars become attributes (None left out), numeric lists datasets; the whole dict is in attrs['json']."""
+    """The whole dict in attrs['json']; and readable key by key: see _write_values."""
     group.attrs["json"] = json.dumps(result)
-    for key, value in result.items():
+    _write_values(group, result)
+
+
+def _write_values(group: h5py.Group, values: Mapping[str, Any]) -> None:
+    """Scalars become attributes (None left out), numeric lists datasets, mappings subgroups."""
+    for key, value in values.items():
         if value is None:
             continue
         if isinstance(value, (bool, int, float, str)):
             group.attrs[key] = value
+        elif isinstance(value, Mapping):
+            _write_values(group.create_group(key), value)
         elif isinstance(value, Sequence) and all(isinstance(x, (int, float)) and x is not None for x in value):
             group.create_dataset(key, data=np.asarray(value, dtype="<f8"))
 

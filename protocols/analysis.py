@@ -1,7 +1,7 @@
 """Analyses of recorded data, as pure functions on numpy arrays: what `echemd analyze` prints.
 
 - :func:`analyze_ccd`: a stepped-current record (time, current, voltage) -> CCD, last passed step,
-  detection time and drop size, with the same detector the CCD protocol runs live.
+  detection time, rule and drop size, with the same monitor and verdict the CCD protocol runs live.
 - :func:`analyze_cafm`: cyclic bias sweeps (time, bias, current) -> triggering bias per sweep,
   R^2 of a line through each back scan (ohmic filament), on/off ratio per cycle.
 - :func:`analyze_eis`: a spectrum -> equivalent-circuit fit, Kramers-Kronig residuals, ASR.
@@ -13,7 +13,9 @@ import math
 
 import numpy as np
 
-from echemd.protocols.detection import find_triggering_bias, find_voltage_drop
+from echemd.protocols.ccd import CCDVerdict
+from echemd.protocols.detection import find_triggering_bias
+from echemd.protocols.shorts import ShortDetection, ShortMonitor
 
 #: Relative change of current that starts a new constant-current step.
 STEP_CHANGE = 0.01
@@ -30,28 +32,60 @@ def constant_current_steps(current_A: np.ndarray) -> list[slice]:
     return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
 
 
-def analyze_ccd(time_s, current_A, voltage_V, area_cm2: float, threshold_mV: float = 2.0, settle_s: float = 60.0,
-                window: int = 15, drop_window_s: float | None = 300.0) -> dict:
-    """CCD from a record of plating (negative current) and stripping steps.
+class PlatingDirectionUnknown(ValueError):
+    """The record does not show which current sign plates Li on the working electrode."""
 
-    Returns ``ccd_mA_cm2`` (plating current density of the step in which the drop began, or None),
-    ``last_passed_mA_cm2``, ``short_detected_at_s`` (or None), ``drop_mV`` and ``plating_steps``.
+
+def infer_plating_sign(current_A: np.ndarray, steps: list[slice]) -> int:
+    """-1 when plating is the negative current (echemd's and Gamry's convention), +1 when positive.
+
+    A CCD test raises the plating current step by step and keeps the stripping current: the sign
+    whose current magnitude rises over its steps is the plating one.  Raises PlatingDirectionUnknown
+    when neither or both do.
+    """
+    rising = []
+    for sign in (-1, 1):
+        magnitudes = [float(np.median(sign * current_A[step])) for step in steps if np.median(sign * current_A[step]) > 0]
+        rises = len(magnitudes) >= 2 and magnitudes[-1] > magnitudes[0] * (1 + STEP_CHANGE) and all(
+            later >= earlier * (1 - STEP_CHANGE) for earlier, later in zip(magnitudes, magnitudes[1:]))
+        if rises:
+            rising.append(sign)
+    if len(rising) != 1:
+        raise PlatingDirectionUnknown(
+            "cannot tell the plating direction from this record: the current magnitude rises step by step in "
+            f"{'both directions' if rising else 'neither direction'}; say which current sign plates Li on the working electrode "
+            "with --plating-sign negative (echemd's and Gamry's anodic-positive convention) or --plating-sign positive "
+            "(as many cyclers export it)")
+    return rising[0]
+
+
+def analyze_ccd(time_s, current_A, voltage_V, area_cm2: float, detection: ShortDetection | None = None,
+                plating_sign: int | None = None) -> dict:
+    """CCD from a record of plating and stripping steps, judged exactly as the live ``ccd`` protocol
+    judges them (the same short monitor and verdict; see shorts.py and ccd.CCDVerdict).
+
+    ``plating_sign``: -1 (plating is negative current), +1, or None to find it from the data.
+    Returns the ccd protocol's result keys (without ``stopped_by`` and ``cycles``), ``plating_steps``
+    and ``plating_sign``.
     """
     if not area_cm2 or area_cm2 <= 0:
         raise ValueError("the electrode area (cm2) is needed to turn currents into current densities")
     t, i, v = (np.asarray(x, dtype=np.float64) for x in (time_s, current_A, voltage_V))
-    last_passed, plating_steps = None, 0
-    for step in constant_current_steps(i):
-        if np.median(i[step]) >= 0 or (t[step][-1] - t[step][0]) <= settle_s:
-            continue
-        plating_steps += 1
-        density = round(float(-np.median(i[step])) / area_cm2 * 1e3, 6)
-        stop = find_voltage_drop(t[step], v[step], threshold_mV * 1e-3, settle_s, window, drop_window_s)
-        if stop is not None:
-            return {"ccd_mA_cm2": density, "last_passed_mA_cm2": last_passed, "short_detected_at_s": stop.time_s,
-                    "drop_mV": stop.details["drop_mV"], "plating_steps": plating_steps}
-        last_passed = density
-    return {"ccd_mA_cm2": None, "last_passed_mA_cm2": last_passed, "short_detected_at_s": None, "drop_mV": None, "plating_steps": plating_steps}
+    steps = [step for step in constant_current_steps(i) if np.median(np.abs(i[step])) > 0]
+    sign = plating_sign if plating_sign is not None else infer_plating_sign(i, steps)
+    monitor = ShortMonitor(detection or ShortDetection(), area_cm2)
+    verdict = CCDVerdict(monitor)
+    plating_mA_cm2, plating_steps = None, 0
+    for step in steps:
+        density = round(float(abs(np.median(i[step]))) / area_cm2 * 1e3, 6)
+        phase = "plate" if np.median(i[step]) * sign > 0 else "strip"
+        if phase == "plate":
+            plating_mA_cm2, plating_steps = density, plating_steps + 1
+        label = f"{phase} {density:g} mA/cm2"
+        stop = monitor.watch(float(np.median(np.diff(t[step]))) if step.stop - step.start > 1 else 1.0, label).update({"time_s": t[step], "current_A": i[step], "voltage_V": v[step]})
+        if verdict.half_cycle(plating_mA_cm2, phase, stop):
+            break
+    return {**verdict.result(), "plating_steps": plating_steps, "plating_sign": "negative" if sign < 0 else "positive"}
 
 
 def sweeps(bias_V: np.ndarray) -> list[slice]:
