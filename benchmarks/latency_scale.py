@@ -83,7 +83,7 @@ def measure(channels: int, seconds: float) -> dict:
             raise RuntimeError("the subscriber process did not connect")
         cpu0, wall0 = cpu_s(), time.monotonic()
         runs = [client.submit("plate-until-short", f"ch{k}", diameter_mm=2.0, current_mA_cm2=0.5, max_hours=seconds / 3600,
-                              sample_interval_s=1 / RATE_HZ, smoothing_samples=15) for k in range(channels)]
+                              sample_interval_s=1 / RATE_HZ, smoothing_s=15 / RATE_HZ) for k in range(channels)]
         for run_id in runs:
             client.wait(run_id, timeout_s=seconds + 60)
         cores, rss = (cpu_s() - cpu0) / (time.monotonic() - wall0), rss_mb()
