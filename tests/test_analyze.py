@@ -63,11 +63,18 @@ def test_analyze_eis_handles_every_spectrum(name):
 
 @pytest.mark.parametrize("name", ["gamryparser_chronoa_data.dta", "gamryparser_cv_data.dta"])
 def test_analyze_ccd_and_cafm_read_gamry_curves(name):
-    code, out, err = echemd("analyze", "ccd", EXTERNAL / name, "--area-cm2", "1")
+    code, out, err = echemd("analyze", "ccd", EXTERNAL / name, "--area-cm2", "1", "--plating-sign", "negative")
     assert code == 0, err
-    assert set(json.loads(out)) >= {"ccd_mA_cm2", "last_passed_mA_cm2", "short_detected_at_s", "drop_mV"}
+    assert set(json.loads(out)) >= {"ccd_mA_cm2", "last_passed_mA_cm2", "short_detected_at_s", "drop_mV", "plating_sign"}
     code, out, err = echemd("analyze", "cafm", EXTERNAL / name)
-    assert code == 0, err and "triggering_bias_V" in json.loads(out)
+    assert code == 0, err
+    assert "triggering_bias_V" in json.loads(out)
+
+
+def test_analyze_ccd_refuses_a_record_whose_plating_direction_it_cannot_tell():
+    # chronoamperometry: no current rises step by step in either direction
+    code, out, err = echemd("analyze", "ccd", EXTERNAL / "gamryparser_chronoa_data.dta", "--area-cm2", "1")
+    assert code == 2 and out == "" and "--plating-sign" in err and "anodic-positive" in err
 
 
 @pytest.mark.parametrize(("kind", "name", "message"), [
@@ -82,27 +89,57 @@ def test_unreadable_files_exit_2_with_the_reason(kind, name, message):
     assert code == 2 and out == "" and message in err
 
 
-def test_analyze_ccd_of_a_csv_recovers_the_short(tmp_path):
-    area = 0.0314
-    t, i, v = [], [], []
-    now = 0.0
-    for j in (0.5, 1.0, 1.5):  # plate j, strip 0.2 (mA/cm2); the short happens 100 s into the 1.5 step
+def ccd_csv(path, short_after_s: float, plating_sign: float = -1.0) -> float:
+    """A CCD record (plate j, strip 0.2 mA/cm2, 0.2 mAh/cm2, 1 s samples) whose polarization collapses
+    (30 s time constant) ``short_after_s`` into the 1.5 mA/cm2 plating step; returns the onset time."""
+    area, t, i, v, now, onset = 0.0314, [], [], [], 0.0, None
+    for j in (0.5, 1.0, 1.5):
         for current, duration in ((-j, 0.2 / j * 3600), (0.2, 3600)):
             ts = now + np.arange(1.0, duration + 1)
             vs = np.full(ts.size, 0.1 * current)
             if j == 1.5 and current < 0:
-                vs[100:] *= np.exp(-(ts[100:] - ts[100]) / 30)
-            t.append(ts), i.append(np.full(ts.size, current * area * 1e-3)), v.append(vs)
+                k = int(short_after_s)
+                onset = ts[k]
+                vs[k:] *= np.exp(-(ts[k:] - ts[k]) / 30)
+            sign = plating_sign if current < 0 else -plating_sign
+            t.append(ts), i.append(np.full(ts.size, sign * abs(current) * area * 1e-3)), v.append(sign * np.abs(vs))
             now = ts[-1]
+    np.savetxt(path, np.column_stack([np.concatenate(t), np.concatenate(i), np.concatenate(v)]), delimiter=",",
+               header="time_s,current_A,voltage_V", comments="")
+    return onset
+
+
+def test_analyze_ccd_of_a_csv_recovers_the_short(tmp_path):
     path = tmp_path / "ccd.csv"
-    np.savetxt(path, np.column_stack([np.concatenate(t), np.concatenate(i), np.concatenate(v)]), delimiter=",", header="time_s,current_A,voltage_V", comments="")
-    code, out, err = echemd("analyze", "ccd", path, "--area-cm2", area)
+    onset = ccd_csv(path, short_after_s=300)
+    code, out, err = echemd("analyze", "ccd", path, "--area-cm2", 0.0314)
     result = json.loads(out)
     assert code == 0 and result["ccd_mA_cm2"] == 1.5 and result["last_passed_mA_cm2"] == 1.0
-    short_at = 0.4 * 3600 + 3600 + 0.2 * 3600 + 3600 + 101
-    assert 0 < result["short_detected_at_s"] - short_at < 20 and result["drop_mV"] >= 2.0
+    assert result["short_rule"] == "drop" and result["plating_sign"] == "negative"
+    assert 0 < result["short_detected_at_s"] - onset < 20 and result["drop_mV"] >= 2.0
     code, _, err = echemd("analyze", "ccd", path)
     assert code == 2 and "--area-cm2" in err
+
+
+def test_a_short_inside_the_settle_time_is_found_by_the_cells_history(tmp_path):
+    path = tmp_path / "ccd.csv"
+    onset = ccd_csv(path, short_after_s=40)  # the drop rule is still waiting for the step to settle
+    result = json.loads(echemd("analyze", "ccd", path, "--area-cm2", 0.0314)[1])
+    assert result["ccd_mA_cm2"] == 1.5 and result["short_rule"] == "collapse"
+    assert 0 < result["short_detected_at_s"] - onset < 40  # half the polarization is gone after 21 s
+
+
+def test_analyze_ccd_finds_the_plating_direction_in_the_opposite_sign_convention(tmp_path):
+    path = tmp_path / "cycler.csv"
+    onset = ccd_csv(path, short_after_s=300, plating_sign=+1.0)  # plating exported as positive current
+    code, out, err = echemd("analyze", "ccd", path, "--area-cm2", 0.0314)
+    result = json.loads(out)
+    assert code == 0, err
+    assert result["plating_sign"] == "positive" and result["ccd_mA_cm2"] == 1.5 and result["last_passed_mA_cm2"] == 1.0
+    assert 0 < result["short_detected_at_s"] - onset < 20
+    # told the wrong convention, it judges the stripping steps as plating: no CCD, and it says which it used
+    wrong = json.loads(echemd("analyze", "ccd", path, "--area-cm2", 0.0314, "--plating-sign", "negative")[1])
+    assert wrong["plating_sign"] == "negative" and wrong["ccd_mA_cm2"] != 1.5
 
 
 def test_analyze_our_own_run_files(tmp_path):

@@ -65,7 +65,9 @@ def test_ccd_run_streams_every_sample_and_recovers_the_cells_ccd(daemon, client)
     assert result["last_passed_mA_cm2"] == result["ccd_mA_cm2"] - 0.5 and result["stopped_by"] == "short"
     assert result["drop_mV"] >= 2.0
     # the run started at the instrument's time 0: the short formed at cell.short_since_s of run time
-    assert 0 < result["short_detected_at_s"] - cell.short_since_s < 120
+    # the simulated filament falls from 10 MOhm with a 15 s time constant: it halves the polarization
+    # ~115 s after it touches; a short this early in a step is the collapse rule's (half the cell's ASR)
+    assert 0 < result["short_detected_at_s"] - cell.short_since_s < 150 and result["short_rule"] == "collapse"
 
 
 @pytest.mark.parametrize("critical", [0.7, 1.3, 2.2])

@@ -1,0 +1,64 @@
+"""Short detection live, through the daemon, at the pacing of a real instrument: a simulated clock of
+100-600x real time hands the engine one to a few samples every 10 ms, as a driver polling a 1 Hz
+potentiostat does.  The live verdict must equal `echemd analyze ccd` on the run file."""
+
+import json
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+
+from echemd.daemon.client import Client
+from echemd.daemon.service import Daemon
+
+# a short CCD (shorter half cycles than paper 004's, so the suite stays fast) on 2 mm discs
+CCD = dict(diameter_mm=2.0, plating_start_mA_cm2=1.0, plating_increment_mA_cm2=0.5, stripping_mA_cm2=0.5, capacity_mAh_cm2=0.15)
+COMPARED = ("ccd_mA_cm2", "last_passed_mA_cm2", "short_detected_at_s", "drop_mV", "short_rule", "short_phase", "shorted_at_start")
+
+
+def analyze_ccd_cli(path) -> dict:
+    done = subprocess.run([sys.executable, "-m", "echemd.daemon.cli", "analyze", "ccd", str(path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def samples_per_block(path) -> float:
+    with h5py.File(path, "r") as f:
+        return len(f["data/time_s"]) / len(f["stream/block_offset"])
+
+
+def test_at_600x_a_ccd_on_each_potentiostat_stops_on_its_short_and_equals_the_offline_analysis(lab):
+    daemon = Daemon(lab(), sim_speed=600.0)
+    try:
+        with Client(daemon.control.endpoint) as client:
+            runs = {name: client.submit("ccd", name, **CCD) for name in ("sim-pstat-1", "sim-pstat-2")}
+            records = {name: client.wait(run_id, timeout_s=60) for name, run_id in runs.items()}
+    finally:
+        daemon.close()
+    for name, expected_ccd in (("sim-pstat-1", 1.5), ("sim-pstat-2", 2.0)):  # the cells' critical currents: 1.03, 1.52
+        record = records[name]
+        live = record["result"]
+        assert record["status"] == "completed" and live["stopped_by"] == "short", (name, live)
+        assert live["ccd_mA_cm2"] == expected_ccd and live["last_passed_mA_cm2"] == expected_ccd - 0.5
+        assert samples_per_block(record["file"]) < 10  # paced as a lab instrument, not in 60 s blocks
+        offline = analyze_ccd_cli(record["file"])
+        assert {key: offline[key] for key in COMPARED} == {key: live[key] for key in COMPARED}
+        assert live["detection"] == offline["detection"]  # the criterion is recorded with the result, and reused
+
+
+def test_at_100x_plating_until_short_at_3_mA_cm2_stops_on_its_short(lab):
+    daemon = Daemon(lab(), sim_speed=100.0)
+    try:
+        with Client(daemon.control.endpoint) as client:
+            record = client.wait(client.submit("plate-until-short", "sim-pstat-1", diameter_mm=2.0, current_mA_cm2=3.0, max_hours=1.0),
+                                 timeout_s=60)
+        cell = daemon.workers["sim-pstat-1"].instrument.cell
+    finally:
+        daemon.close()
+    result = record["result"]
+    assert record["status"] == "completed" and result["stopped_by"] == "short"
+    assert samples_per_block(record["file"]) <= 2  # one sample per 10 ms poll
+    assert 0 < result["short_detected_at_s"] - cell.short_since_s < 300
+    with h5py.File(record["file"], "r") as f:
+        assert np.all(np.diff(f["data/time_s"][:]) > 0)
