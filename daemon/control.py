@@ -1,8 +1,11 @@
 """The control socket (ZeroMQ ROUTER): JSON requests in, JSON replies out, one thread owns it.
 
 A request is one frame ``{"id": str, "method": str, "params": {...}}`` (frames a DEALER or REQ
-client puts before it are echoed back).  The reply to a request that succeeded is remembered by
-its id for ten minutes: a client that retries (same id) gets it again and nothing runs twice.  The reply is ``{"id", "ok": true, "result": ...}`` or
+client puts before it are echoed back).  The reply to a request that changed something (submit,
+abort, pause, resume, queue, shutdown) and succeeded is remembered for ten minutes under the
+client's key, the id as sent, the method and a digest of the parameters: a client that retries the
+same request gets it again and nothing runs twice, while a request that differs in any of these is
+a new one.  Queries are never remembered (they run again, fresh).  The reply is ``{"id", "ok": true, "result": ...}`` or
 ``{"id", "ok": false, "error": {"code", "message", "details"}}``.  Nothing a client sends can stop
 the loop: malformed requests get an error reply, oversized frames are dropped by ZeroMQ
 (MAXMSGSIZE) and handlers' unexpected exceptions become ``internal`` errors.
@@ -10,6 +13,7 @@ the loop: malformed requests get an error reply, oversized frames are dropped by
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import threading
@@ -29,28 +33,43 @@ LOGGED_METHODS = frozenset({"submit", "abort", "pause", "resume", "queue", "shut
 Handler = Callable[[str, dict[str, Any]], Any]
 
 
-#: Replies remembered for retried requests (by request id), and for how long, s.
-REPLY_CACHE_SIZE, REPLY_CACHE_S = 10_000, 600.0
+#: Replies remembered for retried requests: how many, how many bytes in all, and for how long, s.
+REPLY_CACHE_SIZE, REPLY_CACHE_BYTES, REPLY_CACHE_S = 10_000, 16 << 20, 600.0
+#: The methods whose replies are remembered: those that change something must not run twice.
+REMEMBERED_METHODS = LOGGED_METHODS
+RequestKey = tuple[str, str, str, str]
+
+
+def request_key(client_key: str, request_id: str | int, method: str, params: dict[str, Any]) -> RequestKey:
+    """What makes a retry the same request: the client, the id as sent (5 is not "5"), the method
+    and the parameters."""
+    digest = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()
+    return client_key, json.dumps(request_id), method, digest
 
 
 class ReplyCache:
-    """Replies by request id, so a retried request is answered again and never executed twice."""
+    """Replies by request key, so a retried request is answered again and never executed twice;
+    bounded in count, bytes and age."""
 
-    def __init__(self, size: int = REPLY_CACHE_SIZE, ttl_s: float = REPLY_CACHE_S) -> None:
-        self.size, self.ttl_s = size, ttl_s
-        self._replies: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+    def __init__(self, size: int = REPLY_CACHE_SIZE, max_bytes: int = REPLY_CACHE_BYTES, ttl_s: float = REPLY_CACHE_S) -> None:
+        self.size, self.max_bytes, self.ttl_s = size, max_bytes, ttl_s
+        self.bytes = 0
+        self._replies: OrderedDict[RequestKey, tuple[float, bytes]] = OrderedDict()
 
-    def get(self, request_id: str) -> bytes | None:
-        entry = self._replies.get(request_id)
+    def get(self, key: RequestKey) -> bytes | None:
+        entry = self._replies.get(key)
         if entry is None or time.monotonic() - entry[0] > self.ttl_s:
             return None
         return entry[1]
 
-    def put(self, request_id: str, reply: bytes) -> None:
-        self._replies[request_id] = (time.monotonic(), reply)
-        self._replies.move_to_end(request_id)
-        while len(self._replies) > self.size:
-            self._replies.popitem(last=False)
+    def put(self, key: RequestKey, reply: bytes) -> None:
+        old = self._replies.pop(key, None)
+        if old is not None:
+            self.bytes -= len(old[1])
+        self._replies[key] = (time.monotonic(), reply)
+        self.bytes += len(reply)
+        while len(self._replies) > self.size or self.bytes > self.max_bytes:
+            self.bytes -= len(self._replies.popitem(last=False)[1][1])
 
 
 class ControlServer:
@@ -106,19 +125,21 @@ class ControlServer:
             if not isinstance(request_id, (str, int)) or isinstance(request_id, bool):
                 request_id = None
                 raise ApiError("bad_request", "'id' must be a string")
-            cached = self._cache.get(str(request_id))
-            if cached is not None:
-                return cached
             method, params = request.get("method"), request.get("params", {})
             if not isinstance(method, str):
                 raise ApiError("bad_request", "'method' must be a string")
             if not isinstance(params, dict):
                 raise ApiError("bad_request", "'params' must be a JSON object")
+            key = request_key(client_key, request_id, method, params) if method in REMEMBERED_METHODS else None
+            cached = self._cache.get(key) if key is not None else None
+            if cached is not None:
+                return cached
             level = logging.INFO if method in LOGGED_METHODS else logging.DEBUG
             log.log(level, "request %s %s from %s", request_id, method, client_key)
             reply = {"id": request_id, "ok": True, "result": self._handler(method, params)}
             encoded = json.dumps(reply).encode()
-            self._cache.put(str(request_id), encoded)
+            if key is not None:
+                self._cache.put(key, encoded)
             return encoded
         except ApiError as exc:
             reply = {"id": request_id, "ok": False, "error": exc.as_dict()}

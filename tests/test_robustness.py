@@ -55,6 +55,33 @@ def test_a_retried_submit_runs_once(daemon, client):
     assert [r["run_id"] for r in client.runs()] == [first["run_id"]]
 
 
+def test_a_request_id_reused_for_another_method_or_parameters_is_a_new_request(daemon, client):
+    client.call("ping", request_id="5")
+    run_id = client.submit("ccd", "sim-pstat-1", diameter_mm=2.0)
+    aborted = client.call("abort", request_id="5", run_id=run_id)  # the same id as the ping: still an abort
+    assert aborted["run_id"] == run_id and client.wait(run_id, timeout_s=30)["status"] == "aborted"
+    other = client.call("submit", request_id="retry-2", protocol="ccd", instrument="sim-pstat-2", parameters={"diameter_mm": 2.0})
+    changed = client.call("submit", request_id="retry-2", protocol="ccd", instrument="sim-pstat-2", parameters={"diameter_mm": 3.0})
+    assert changed["run_id"] != other["run_id"]  # other parameters: a new run, not the old reply
+    numeric = client.call("submit", request_id=7, protocol="ccd", instrument="sim-pstat-2", parameters={"diameter_mm": 2.0})
+    text = client.call("submit", request_id="7", protocol="ccd", instrument="sim-pstat-2", parameters={"diameter_mm": 2.0})
+    assert numeric["run_id"] != text["run_id"]  # 7 and "7" are different ids
+
+
+def test_queries_are_answered_fresh_and_the_cache_is_bounded_in_bytes(daemon, client):
+    from echemd.daemon.control import ReplyCache
+
+    run_id = client.submit("ccd", "sim-pstat-1", diameter_mm=2.0)
+    first = client.call("status", request_id="s", run_id=run_id)
+    client.wait(run_id, timeout_s=30)
+    again = client.call("status", request_id="s", run_id=run_id)  # the same query later: its answer now
+    assert first["status"] in ("queued", "running") and again["status"] == "completed"
+    cache = ReplyCache(max_bytes=1000)
+    for k in range(50):
+        cache.put(("c", str(k), "submit", ""), b"x" * 100)
+    assert cache.bytes <= 1000 and cache.get(("c", "49", "submit", "")) is not None and cache.get(("c", "0", "submit", "")) is None
+
+
 def test_a_subscriber_joining_mid_run_sees_every_sample_once(lab):
     from echemd.daemon.service import Daemon
 
