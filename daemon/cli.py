@@ -122,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from echemd.daemon.folder_lock import FolderInUse
     from echemd.daemon.service import Daemon
 
     config = load_config(args.config)
@@ -136,6 +137,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise UsageError(f"cannot bind the control or data endpoint: {exc}") from exc
     except DriverUnavailable as exc:
         raise UsageError(f"{args.config or 'the configuration'}: {exc}") from exc
+    except FolderInUse as exc:
+        raise UsageError(str(exc)) from exc
     logging.getLogger("echemd").info("serving; SIGINT or SIGTERM stops every run safely and exits")
     while not stop.wait(0.2) and not daemon.shutdown_requested.is_set():
         pass

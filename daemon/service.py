@@ -21,6 +21,7 @@ from echemd.daemon.control import ControlServer
 from echemd.daemon.errors import ApiError
 from echemd.daemon.publisher import Publisher
 from echemd.daemon.run import FINAL_STATUSES, Run
+from echemd.daemon.folder_lock import FolderLock
 from echemd.daemon.runfile import read_attrs, read_blocks, recover
 from echemd.daemon.security import CurveServer
 from echemd.daemon.worker import InstrumentWorker
@@ -78,7 +79,13 @@ class Daemon:
         self.version = echemd_version()
         self.data_dir = Path(config.data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.recovered = recover_interrupted(self.data_dir, compress=config.compress_closed_runs)
+        self.folder_lock = FolderLock(self.data_dir)
+        self.folder_lock.acquire()  # before any file is touched: raises FolderInUse when another daemon runs here
+        try:
+            self.recovered = recover_interrupted(self.data_dir, compress=config.compress_closed_runs)
+        except BaseException:
+            self.folder_lock.release()
+            raise
         self.runs: dict[str, Run] = {}
         self._lock = threading.Lock()
         self.stopped = threading.Event()
@@ -101,6 +108,7 @@ class Daemon:
             self.publisher.close()
             self._stop_curve()
             self._context.term()
+            self.folder_lock.release()
             raise
         self._methods = {
             "ping": self.ping,
@@ -128,6 +136,7 @@ class Daemon:
         self.publisher.close()
         self._stop_curve()
         self._context.term()
+        self.folder_lock.release()
 
     def _stop_curve(self) -> None:
         if self.curve is not None:
