@@ -8,7 +8,7 @@ over ``smoothing_s`` of V sign(I): a cell is a load, so this is |V| while it hol
 and noise averages out instead of adding up once it does not) and the area-specific resistance
 ASR = P / |j|:
 
-- **drop** (paper 004's criterion, made robust): once the step has settled, P falls below its
+- **drop** (the Li6PS5Cl CCD studies' 2 mV criterion, made robust): once the step has settled, P falls below its
   highest value of the last ``drop_window_s`` by at least max(``drop_threshold_mV``,
   ``drop_threshold_fraction`` x that peak);
 - **collapse**: P / |j| falls below ``collapse_fraction`` of the lowest ASR the cell showed at the
@@ -56,7 +56,7 @@ class ShortDetection(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    drop_threshold_mV: float = Field(2.0, gt=0, description="smallest polarization drop that marks a short, mV (paper 004: 2 mV)")
+    drop_threshold_mV: float = Field(2.0, gt=0, description="smallest polarization drop that marks a short, mV (the Li6PS5Cl CCD studies: 2 mV)")
     drop_threshold_fraction: float = Field(
         0.05, ge=0, lt=1, description="the drop must also reach this fraction of the polarization (thermal swings of ~1% never do)")
     drop_window_s: float | None = Field(300.0, gt=0, description="a drop counts when it happens within this time, s (none: since the settle time)")

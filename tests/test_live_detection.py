@@ -12,7 +12,7 @@ import numpy as np
 from echemd.daemon.client import Client
 from echemd.daemon.service import Daemon
 
-# a short CCD (shorter half cycles than paper 004's, so the suite stays fast) on 2 mm discs
+# a short CCD (shorter half cycles than the published protocol's, so the suite stays fast) on 2 mm discs
 CCD = dict(diameter_mm=2.0, plating_start_mA_cm2=1.0, plating_increment_mA_cm2=0.5, stripping_mA_cm2=0.5, capacity_mAh_cm2=0.15)
 COMPARED = ("ccd_mA_cm2", "last_passed_mA_cm2", "short_detected_at_s", "drop_mV", "short_rule", "short_phase", "shorted_at_start")
 

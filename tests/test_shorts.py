@@ -148,7 +148,7 @@ def test_a_contact_recovery_transient_is_not_a_short():
 
 
 def test_a_thermal_swing_of_one_percent_of_a_large_polarization_is_not_a_short():
-    # 300 mV at 1.5 %: 4.5 mV up and down every 20 min, more than paper 004's fixed 2 mV
+    # 300 mV at 1.5 %: 4.5 mV up and down every 20 min, more than the studies' fixed 2 mV
     t, i, v, _ = ccd_record(shape=lambda t, j, m: 300e-3 * np.abs(j) / 2.0 * (1 + 0.015 * np.sin(2 * np.pi * t / 1200)))
     result = analyze(t, i, v)
     assert result["short_detected_at_s"] is None and result["last_passed_mA_cm2"] == 2.0
