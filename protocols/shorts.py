@@ -8,9 +8,9 @@ over ``smoothing_s`` of V sign(I): a cell is a load, so this is |V| while it hol
 and noise averages out instead of adding up once it does not) and the area-specific resistance
 ASR = P / |j|:
 
-- **drop** (the Li6PS5Cl CCD studies' 2 mV criterion, made robust): once the step has settled, P falls below its
-  highest value of the last ``drop_window_s`` by at least max(``drop_threshold_mV``,
-  ``drop_threshold_fraction`` x that peak);
+- **drop** (the Li6PS5Cl CCD studies' 2 mV criterion, made robust): once the step has settled, P
+  falls below its highest value of the last ``drop_window_s`` by at least
+  max(``drop_threshold_mV``, ``drop_threshold_fraction`` x that peak);
 - **collapse**: P / |j| falls below ``collapse_fraction`` of the lowest ASR the cell showed at the
   end of the settle time of any earlier step (its own history: no settle time hides it);
 - **floor**: the cell's resistance P / |I| falls below ``floor_ohm`` (a metallic filament, ohms
@@ -23,7 +23,8 @@ the last ``settle_window_s`` (samples before ``settle_s`` not counted): a nuclea
 contact-recovery transient has stopped decaying.  It ends at ``settle_max_s`` at the latest.
 Collapse and floor apply from ``settle_s`` on, while the polarization is not rising (it rose by less
 than the same fifth of the threshold over the last ``confirm_s``: a cell still charging after a
-current step is not collapsing).  A rule must hold on every sample for ``confirm_s`` before it counts.  Fed block by block, a watch gives exactly the answer it gives on the whole step.
+current step is not collapsing).  A rule must hold on every sample for ``confirm_s`` before it
+counts.  Fed block by block, a watch gives exactly the answer it gives on the whole step.
 docs/science.md states the criterion with its figures.
 """
 
@@ -201,7 +202,8 @@ class ShortWatch(StopCondition):
         low_asr = c.floor_ohm * self.area_cm2
         if self.reference_asr_ohm_cm2 is not None:
             low_asr = max(low_asr, c.collapse_fraction * self.reference_asr_ohm_cm2)
-        low = ((asr < low_asr) | (p < c.floor_mV * 1e-3)) & (t_window >= self._t0 + c.settle_s)
+        # (no current, no polarization to judge: an open-circuit sample is never a short)
+        low = ((asr < low_asr) | (p < c.floor_mV * 1e-3)) & (density > 0) & (t_window >= self._t0 + c.settle_s)
         if low.any():  # a cell whose polarization is still rising (charging after a current step) is not collapsing
             lowest = _pad_front(self._lowest.update(t, p)[2], len(p), -np.inf)  # unknown at first: maybe rising
             low &= p - lowest <= SETTLE_CALM_FRACTION * np.maximum(threshold_V, c.drop_threshold_fraction * p)

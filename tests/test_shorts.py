@@ -176,6 +176,12 @@ def test_a_run_ending_with_a_near_zero_ohmic_polarization_is_suspect_not_passed(
     assert healthy["suspect_short"] is None and healthy["last_passed_mA_cm2"] == 1.0
 
 
+def test_an_open_circuit_sample_is_never_a_short():
+    t = np.arange(1.0, 601.0)
+    watch = ShortMonitor(ShortDetection(), AREA).watch(1.0)
+    assert watch.update({"time_s": t, "current_A": np.zeros(t.size), "voltage_V": np.full(t.size, 1e-5)}) is None
+
+
 # --- parameters --------------------------------------------------------------------------------------------------
 def test_the_criterion_refuses_what_cannot_work():
     with pytest.raises(ValueError, match="settle_max_s"):
