@@ -139,7 +139,10 @@ def cycling_plan(params: CyclingParameters) -> Plan:
             stop = half.stop
             if stop is not None:
                 short = stop.reason == "short"
-                yield Event("short", short_message(stop, label)) if short else Event("limit", f"voltage limit in {label}")
+                if short:
+                    yield Event("short", short_message(stop, label))
+                else:
+                    yield Event("limit", f"|V| reached {abs(stop.details['voltage_V']):.3f} V ({label})")
                 return {"cycles_completed": cycle - 1, **short_fields(stop), "short_cycle": cycle if short else None,
                         "stopped_by": "short" if short else "voltage_limit", "hours": stop.time_s / 3600, "suspect_short": None}
     suspect = monitor.suspect()

@@ -31,6 +31,7 @@ docs/science.md states the criterion with its figures.
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
@@ -48,8 +49,8 @@ SETTLE_CALM_FRACTION = 0.2
 #: always falls out) nor more (bounded cost per sample at fast sampling).
 MIN_SMOOTHING_SAMPLES, MAX_SMOOTHING_SAMPLES = 5, 101
 #: A run that ends without a detected short is suspect when its last step's resistance is below this
-#: many times the floor.
-SUSPECT_FLOOR_FACTOR = 3.0
+#: many times the floor; the evidence shows the last SUSPECT_STEPS steps.
+SUSPECT_FLOOR_FACTOR, SUSPECT_STEPS = 3.0, 4
 
 
 class ShortDetection(BaseModel):
@@ -104,8 +105,9 @@ class ShortMonitor:
             raise ValueError("the electrode area (cm2) is needed to judge a short against the cell's resistance")
         self.criterion = criterion
         self.area_cm2 = area_cm2
-        self.steps: list[StepSummary] = []  # the steps that settled, in order
+        self.steps: deque[StepSummary] = deque(maxlen=SUSPECT_STEPS)  # the last steps that settled
         self.watched = 0  # steps watched so far
+        self._lowest_asr: float | None = None  # of the healthy steps, Ohm cm2
         self._watch: ShortWatch | None = None
 
     def watch(self, sample_interval_s: float, label: str = "") -> "ShortWatch":
@@ -119,8 +121,7 @@ class ShortMonitor:
     @property
     def reference_asr_ohm_cm2(self) -> float | None:
         """The lowest ASR of the finished healthy steps, Ohm cm2 (None before the first)."""
-        healthy = [s.asr_ohm_cm2 for s in self.steps if not s.shorted]
-        return min(healthy) if healthy else None
+        return self._lowest_asr
 
     def suspect(self) -> dict | None:
         """Evidence that the cell looks shorted though no rule fired (None when it does not)."""
@@ -132,7 +133,7 @@ class ShortMonitor:
         resistance = last.asr_ohm_cm2 / self.area_cm2
         if resistance >= limit:
             return None
-        tail = self.steps[-4:]
+        tail = list(self.steps)
         return {
             "reason": f"the last step's resistance {resistance:.3g} Ohm is below {limit:g} Ohm: a near-zero, ohmic polarization",
             "steps": [s.label for s in tail],
@@ -146,6 +147,8 @@ class ShortMonitor:
             summary = self._watch.summary
             if self._watch.stop is not None:
                 summary = replace(summary, shorted=True)
+            elif self._lowest_asr is None or summary.asr_ohm_cm2 < self._lowest_asr:
+                self._lowest_asr = summary.asr_ohm_cm2
             self.steps.append(summary)
         self._watch = None
 

@@ -182,6 +182,17 @@ def test_an_open_circuit_sample_is_never_a_short():
     assert watch.update({"time_s": t, "current_A": np.zeros(t.size), "voltage_V": np.full(t.size, 1e-5)}) is None
 
 
+def test_a_monitor_keeps_what_it_needs_however_long_the_run():
+    monitor = ShortMonitor(ShortDetection(), AREA)
+    t = np.arange(1.0, 301.0)
+    for k in range(2000):  # 1,000 cycles
+        sign = -1.0 if k % 2 == 0 else 1.0
+        watch = monitor.watch(1.0, f"step {k}")
+        watch.update({"time_s": t + 300 * k, "current_A": np.full(t.size, sign * 1e-5), "voltage_V": np.full(t.size, sign * 0.05)})
+    assert len(monitor.steps) <= 4 and monitor.watched == 2000
+    assert monitor.reference_asr_ohm_cm2 == pytest.approx(0.05 / (1e-5 / AREA))
+
+
 # --- parameters --------------------------------------------------------------------------------------------------
 def test_the_criterion_refuses_what_cannot_work():
     with pytest.raises(ValueError, match="settle_max_s"):
