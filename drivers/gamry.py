@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 GAMRYCOM_TYPELIB = ("{BD962F0D-A990-4823-9CF5-284D1CDD9C6D}", 1, 0)
 COOK_POINTS = 1024
 POLL_S = 0.05
+#: Passes of ReadZ at one frequency before giving up: each Retry is ReadZ adjusting its gain or range.
+READZ_MAX_PASSES = 10
 TIME, VF, IM = 0, 1, 3  # chrono and OCV columns used
 
 
@@ -87,7 +89,7 @@ class _Sink:
     def __init__(self) -> None:
         self.available = threading.Event()
         self.done = threading.Event()
-        self.status = True
+        self.status: int | None = None  # ReadZ: the gcREADZSTATUS of the last reading
 
     def _IGamryDtaqEvents_OnDataAvailable(self, this) -> None:
         self.available.set()
@@ -96,7 +98,7 @@ class _Sink:
         self.done.set()
 
     def _IGamryReadZEvents_OnDataDone(self, this, status) -> None:
-        self.status = bool(status)
+        self.status = int(status)
         self.done.set()
 
 
@@ -269,6 +271,20 @@ class GamryPotentiostat(Potentiostat):
             if dtaq is not None:
                 self._call(dtaq.Run, False)
 
+    def _read_z(self, readz, sink: _Sink, frequency_Hz: float, amplitude_V: float) -> None:
+        """Measure one frequency until ReadZ reports Ok.  Retry is normal (ReadZ changed its gain or
+        range and wants another pass), up to READZ_MAX_PASSES; Error, or no Ok by then, fails."""
+        for _ in range(READZ_MAX_PASSES):
+            sink.done.clear()
+            self._call(readz.Measure, frequency_Hz, amplitude_V)
+            while not sink.done.wait(POLL_S):
+                pass
+            if sink.status == self.G.ReadZStatusOk:
+                return
+            if sink.status != self.G.ReadZStatusRetry:
+                raise DriverError(f"{self.name}: ReadZ failed at {frequency_Hz:g} Hz (gcREADZSTATUS {sink.status}, not Ok or Retry)")
+        raise DriverError(f"{self.name}: ReadZ asked to retry {READZ_MAX_PASSES} times at {frequency_Hz:g} Hz without a reading")
+
     def _eis(self, frequencies_Hz: np.ndarray, amplitude_V: float, dc_voltage_V: float | None) -> Iterator[Block]:
         def setup():
             pstat = self._pstat
@@ -286,12 +302,7 @@ class GamryPotentiostat(Potentiostat):
         try:
             readz, sink, connection = self._call(setup)
             for frequency in frequencies_Hz:
-                sink.done.clear()
-                self._call(readz.Measure, float(frequency), amplitude_V)
-                while not sink.done.wait(POLL_S):
-                    pass
-                if not sink.status:
-                    raise DriverError(f"{self.name}: ReadZ failed at {frequency:g} Hz")
+                self._read_z(readz, sink, float(frequency), amplitude_V)
                 z_real, z_imag = self._call(lambda: (readz.Zreal(), readz.Zimag()))
                 yield Block({
                     "time_s": np.array([self.backend.now()]),

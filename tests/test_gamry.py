@@ -78,8 +78,27 @@ def test_eis_end_to_end_recovers_the_cells_dc_resistance(lab, tmp_path):
         np.testing.assert_allclose(f["data/frequency_Hz"][[0, -1]], [1e6, 0.01])
         assert f["data/z_real_ohm"].attrs["units"] == "Ohm"
     measures = [call for call in com.calls if call[1] == "Measure"]
-    assert len(measures) == 41 and measures[0][2] == (1e6, 0.01)
+    # ReadZ answers Retry (type library: 1; Ok is 0) when it changes its current range; the driver
+    # measures that frequency again, so every frequency ends with one good reading
+    frequencies = [call[2][0] for call in measures]
+    assert len(set(frequencies)) == 41 and len(measures) > 41 and measures[0][2] == (1e6, 0.01)
     assert com.calls[-1] == OFF
+
+
+def test_a_readz_that_keeps_asking_to_retry_fails_the_run_with_the_cell_off(lab, monkeypatch):
+    from echemd.drivers.gamry import READZ_MAX_PASSES
+    from echemd.drivers.simulated import gamrycom
+
+    def always_retry(self, frequency_Hz, amplitude_V):
+        self._call("Measure", frequency_Hz, amplitude_V)
+        self._com.fire(self, "_IGamryReadZEvents_OnDataDone", gamrycom.CONSTANTS.ReadZStatusRetry)
+
+    monkeypatch.setattr(gamrycom.ReadZ, "Measure", always_retry)
+    daemon, client, com = lab()
+    record = client.wait(client.submit("eis", "gamry", start_Hz=1e5, end_Hz=1.0, points_per_decade=2), timeout_s=30)
+    assert record["status"] == "failed" and f"retry {READZ_MAX_PASSES} times at 100000 Hz" in record["error"]
+    last_measure = max(k for k, call in enumerate(com.calls) if call[1] == "Measure")
+    assert sum(call[1] == "Measure" for call in com.calls) == READZ_MAX_PASSES and OFF in com.calls[last_measure:]
 
 
 def test_an_abort_switches_the_cell_off_after_the_last_cook(lab):

@@ -26,7 +26,11 @@ from echemd.config.models import SymmetricCellConfig
 from echemd.drivers.simulated.cell import SymmetricCell
 from echemd.drivers.simulated.clock import SimClock
 
-CONSTANTS = SimpleNamespace(CellOff=0, CellOn=1, PstatMode=1, GstatMode=2, ChronoAmp=0, ChronoPot=1)
+#: GamryCOM's type-library values (gcCELLSTATE, gcCTRLMODE, gcCHRONO_TYPE, gcREADZSTATUS), so a
+#: driver that hard-codes a number, or confuses two enums, fails against the simulator as on a real
+#: instrument.
+CONSTANTS = SimpleNamespace(CellOff=0, CellOn=1, GstatMode=0, PstatMode=1, ChronoAmp=1, ChronoPot=3,
+                            ReadZStatusOk=0, ReadZStatusRetry=1, ReadZStatusError=2)
 #: IE ranges of an Interface 1010E: 10 pA * 10**k, k = 0..11 (10 pA .. 1 A full scale).
 IE_RANGES_A = [1e-11 * 10**k for k in range(12)]
 E_FAIL = -2147467259  # 0x80004005
@@ -328,7 +332,10 @@ class DtaqOcv(_Acquisition):
 
 
 class ReadZ(_ComObject):
-    """One impedance reading per Measure(); OnDataDone(status) when it is ready."""
+    """One impedance reading per Measure(); OnDataDone(status) when it is ready, status a
+    gcREADZSTATUS.  As the real ReadZ, it answers ReadZStatusRetry (and no reading) when the
+    reading needs another current range than the last one: it switches, and the caller measures
+    again."""
 
     kind = "readz"
 
@@ -337,6 +344,7 @@ class ReadZ(_ComObject):
         self.pstat = pstat
         self._z = complex(math.nan, math.nan)
         self._frequency = math.nan
+        self._ie_range: int | None = None
 
     def Measure(self, frequency_Hz: float, amplitude_V: float) -> None:
         self._call("Measure", frequency_Hz, amplitude_V)
@@ -346,11 +354,16 @@ class ReadZ(_ComObject):
         dc_current_A = com.cell.current_at(pstat.voltage_V) if pstat.voltage_V else 0.0
         duration = max(0.2, 2.0 / frequency_Hz)
         com.clock.anchor(com.time_s)
-        self._z = com.cell.measure_impedance(frequency_Hz, dc_current_A, duration)
-        self._frequency = frequency_Hz
+        z = com.cell.measure_impedance(frequency_Hz, dc_current_A, duration)
         com.time_s += duration
         com.clock.wait_until(com.time_s)
-        com.fire(self, "_IGamryReadZEvents_OnDataDone", True)
+        needed = next((k for k, full in enumerate(IE_RANGES_A) if amplitude_V * math.sqrt(2) / abs(z) <= full), len(IE_RANGES_A) - 1)
+        if needed != self._ie_range:
+            self._ie_range = needed
+            com.fire(self, "_IGamryReadZEvents_OnDataDone", CONSTANTS.ReadZStatusRetry)
+            return
+        self._z, self._frequency = z, frequency_Hz
+        com.fire(self, "_IGamryReadZEvents_OnDataDone", CONSTANTS.ReadZStatusOk)
 
     def Zreal(self) -> float:
         self._call("Zreal")
