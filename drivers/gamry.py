@@ -210,8 +210,9 @@ class GamryPotentiostat(Potentiostat):
             signal.Init(pstat, value, duration_s, interval_s, mode)
             dtaq = self.backend.create("GamryCOM.GamryDtaqChrono")
             dtaq.Init(pstat, dtaq_type)
-            if mode == self.G.GstatMode:
+            if mode == self.G.GstatMode:  # the instrument stops itself beyond the limit, either polarity
                 dtaq.SetStopXMax(True, self.config.limits.max_abs_voltage_V)
+                dtaq.SetStopXMin(True, -self.config.limits.max_abs_voltage_V)
             return self._start(pstat, signal, dtaq, cell_on=True)
 
         if mode == self.G.GstatMode:
@@ -261,7 +262,8 @@ class GamryPotentiostat(Potentiostat):
             del connection
 
     def _end(self, dtaq) -> None:
-        """Cell off (first, whatever else fails), then stop the acquisition."""
+        """Cell off (first, whatever else fails), then stop the acquisition with Stop() (Run's
+        argument is AutoRun: Run(False) stops nothing)."""
         if self._com is None or self._com.hung:
             log.error("%s: COM is hung: cannot switch the cell off from here", self.name)
             return
@@ -269,7 +271,7 @@ class GamryPotentiostat(Potentiostat):
             self._call(self._pstat.SetCell, self.G.CellOff)
         finally:
             if dtaq is not None:
-                self._call(dtaq.Run, False)
+                self._call(dtaq.Stop)
 
     def _read_z(self, readz, sink: _Sink, frequency_Hz: float, amplitude_V: float) -> None:
         """Measure one frequency until ReadZ reports Ok.  Retry is normal (ReadZ changed its gain or

@@ -59,10 +59,24 @@ def test_ccd_end_to_end_through_gamrycom_with_the_cell_switched_on_and_off_in_or
     first_step = calls[6:ons[0] + 2]
     assert methods(first_step) == [
         ("pstat", "SetCtrlMode"), ("pstat", "SetIERangeMode"), ("pstat", "TestIERange"), ("pstat", "SetIERange"),
-        ("signal", "Init"), ("dtaq-chrono", "Init"), ("dtaq-chrono", "SetStopXMax"), ("pstat", "SetSignal"), ("pstat", "SetCell"),
-        ("dtaq-chrono", "Run"),
+        ("signal", "Init"), ("dtaq-chrono", "Init"), ("dtaq-chrono", "SetStopXMax"), ("dtaq-chrono", "SetStopXMin"),
+        ("pstat", "SetSignal"), ("pstat", "SetCell"), ("dtaq-chrono", "Run"),
     ]
-    assert first_step[0][2] == (com.module.GstatMode,) and first_step[6][2] == (True, 5.0)
+    assert first_step[0][2] == (com.module.GstatMode,) and first_step[6][2] == (True, 5.0) and first_step[7][2] == (True, -5.0)
+    runs = [k for k, call in enumerate(calls) if call[1] == "Run"]
+    stops = [k for k, call in enumerate(calls) if call[1] == "Stop"]
+    assert len(stops) == len(runs)  # every acquisition is stopped (Stop(): Run's argument is AutoRun, Run(False) stops nothing)
+    for run, stop in zip(runs, stops):
+        assert run < stop and any(run < off < stop for off in offs)  # ... after its cell went off
+
+
+def test_the_instrument_stops_itself_beyond_the_voltage_limit_in_either_polarity(lab):
+    daemon, client, com = lab()
+    instrument = daemon.workers["gamry"].instrument
+    for current_A in (4e-3, -4e-3):  # ~2.3 kOhm: 9 V either way, beyond the 5 V limit
+        blocks = list(instrument.galvanostatic(current_A, 60.0, 1.0))
+        voltage = np.concatenate([b.columns["voltage_V"] for b in blocks])
+        assert len(voltage) < 60 and np.sign(voltage[-1]) == np.sign(current_A) and abs(voltage[-1]) > 5.0
 
 
 def test_eis_end_to_end_recovers_the_cells_dc_resistance(lab, tmp_path):
@@ -109,7 +123,7 @@ def test_an_abort_switches_the_cell_off_after_the_last_cook(lab):
     client.abort(run_id)
     assert client.wait(run_id, timeout_s=10)["status"] == "aborted"
     after = methods(com.calls[max(k for k, c in enumerate(com.calls) if c[1] == "Cook"):])
-    assert after[:3] == [("dtaq-chrono", "Cook"), ("pstat", "SetCell"), ("dtaq-chrono", "Run")]
+    assert after[:3] == [("dtaq-chrono", "Cook"), ("pstat", "SetCell"), ("dtaq-chrono", "Stop")]
     assert com.calls[len(com.calls) - len(after) + 1] == OFF
 
 

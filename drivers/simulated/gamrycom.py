@@ -227,12 +227,13 @@ class _Acquisition(_ComObject):
         self.points: list[tuple] = []
         self.running = False
         self.elapsed_s = 0.0
-        self.stop_V: float | None = None
+        self.stop_above_V: float | None = None  # SetStopXMax
+        self.stop_below_V: float | None = None  # SetStopXMin
 
-    def Run(self, start: bool) -> None:
-        self._call("Run", start)
-        if not start:
-            self._finish()
+    def Run(self, auto_run: bool) -> None:
+        """Start acquiring (the argument is GamryCOM's AutoRun, not start/stop: only Stop() stops)."""
+        self._call("Run", auto_run)
+        if self.running:
             return
         signal = self.pstat.signal
         if signal is None:
@@ -272,7 +273,8 @@ class _Acquisition(_ComObject):
         com.time_s += float(offsets[-1])
         com.clock.wait_until(com.time_s)
         for offset, row in zip(offsets, rows):
-            stopped = self.stop_V is not None and abs(row[0]) > self.stop_V
+            stopped = (self.stop_above_V is not None and row[0] > self.stop_above_V) or (
+                self.stop_below_V is not None and row[0] < self.stop_below_V)
             self.points.append((self.elapsed_s + offset, *row, 1 if stopped else 0))
             if stopped:
                 self.elapsed_s = signal.total_time_s
@@ -299,8 +301,14 @@ class DtaqChrono(_Acquisition):
         self.pstat, self.dtaq_type = pstat, dtaq_type
 
     def SetStopXMax(self, enable: bool, value: float) -> None:
+        """Stop when the measured voltage rises above ``value`` (one-sided, as GamryCOM's)."""
         self._call("SetStopXMax", enable, value)
-        self.stop_V = abs(value) if enable else None
+        self.stop_above_V = value if enable else None
+
+    def SetStopXMin(self, enable: bool, value: float) -> None:
+        """Stop when the measured voltage falls below ``value``."""
+        self._call("SetStopXMin", enable, value)
+        self.stop_below_V = value if enable else None
 
     def _measure(self, offsets: np.ndarray) -> list[tuple]:
         pstat, cell, value = self.pstat, self._com.cell, self.signal.value
