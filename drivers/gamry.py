@@ -144,6 +144,7 @@ class GamryPotentiostat(Potentiostat):
         pstat.Init(label)
         pstat.Open()
         pstat.SetCell(self.G.CellOff)
+        pstat.SetIConvention(self.G.Anodic)  # echemd's convention; never the last user's
         return pstat
 
     def close(self) -> None:

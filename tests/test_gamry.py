@@ -49,14 +49,15 @@ def test_ccd_end_to_end_through_gamrycom_with_the_cell_switched_on_and_off_in_or
     daemon.close()
     calls = com.calls
     assert methods(calls[:5]) == [("com", "CoInitialize"), ("devices", "EnumSections"), ("pstat", "Init"), ("pstat", "Open"), ("pstat", "SetCell")]
-    assert calls[4] == calls[5] == OFF  # cell off on opening, and again: the safe state before any command
+    assert calls[4] == OFF and calls[5] == ("pstat", "SetIConvention", (com.module.Anodic,))  # not the last user's convention
+    assert calls[6] == OFF  # and the safe state again before any command
     assert methods(calls[-2:]) == [("pstat", "Close"), ("com", "CoUninitialize")]
     ons = [k for k, call in enumerate(calls) if call == ON]
     offs = [k for k, call in enumerate(calls) if call == OFF]
     assert len(ons) == 5  # plate, strip, plate, strip, plate (short)
     for on in ons:  # every cell-on is followed by a cell-off before the next step
         assert any(on < off < next((o for o in ons if o > on), len(calls)) for off in offs)
-    first_step = calls[6:ons[0] + 2]
+    first_step = calls[7:ons[0] + 2]
     assert methods(first_step) == [
         ("pstat", "SetCtrlMode"), ("pstat", "SetIERangeMode"), ("pstat", "TestIERange"), ("pstat", "SetIERange"),
         ("signal", "Init"), ("dtaq-chrono", "Init"), ("dtaq-chrono", "SetStopXMax"), ("dtaq-chrono", "SetStopXMin"),

@@ -30,7 +30,7 @@ from echemd.drivers.simulated.clock import SimClock
 #: driver that hard-codes a number, or confuses two enums, fails against the simulator as on a real
 #: instrument.
 CONSTANTS = SimpleNamespace(CellOff=0, CellOn=1, GstatMode=0, PstatMode=1, ChronoAmp=1, ChronoPot=3,
-                            ReadZStatusOk=0, ReadZStatusRetry=1, ReadZStatusError=2)
+                            ReadZStatusOk=0, ReadZStatusRetry=1, ReadZStatusError=2, Cathodic=0, Anodic=1)
 #: IE ranges of an Interface 1010E: 10 pA * 10**k, k = 0..11 (10 pA .. 1 A full scale).
 IE_RANGES_A = [1e-11 * 10**k for k in range(12)]
 E_FAIL = -2147467259  # 0x80004005
@@ -163,6 +163,9 @@ class Pstat(_ComObject):
         self.ie_range = len(IE_RANGES_A) - 1
         self.voltage_V = 0.0
         self.signal: SignalConst | None = None
+        # whatever the last user left: cathodic currents positive, so a driver that never sets the
+        # convention applies every current with the wrong sign (plating becomes stripping)
+        self.i_convention = CONSTANTS.Cathodic
 
     def Init(self, label: str) -> None:
         self._call("Init", label)
@@ -177,6 +180,15 @@ class Pstat(_ComObject):
         self._call("Close")
         self.opened = False
         self.cell_on = False
+
+    def SetIConvention(self, convention: int) -> None:
+        self._call("SetIConvention", convention)
+        self.i_convention = convention
+
+    @property
+    def anodic_sign(self) -> float:
+        """+1 when currents are anodic-positive (the cell's own convention), -1 when cathodic-positive."""
+        return 1.0 if self.i_convention == CONSTANTS.Anodic else -1.0
 
     def SetCtrlMode(self, mode: int) -> None:
         self._call("SetCtrlMode", mode)
@@ -314,10 +326,10 @@ class DtaqChrono(_Acquisition):
         pstat, cell, value = self.pstat, self._com.cell, self.signal.value
         if not pstat.cell_on:
             voltage, current = cell.galvanostatic(0.0, offsets), np.zeros(len(offsets))
-        elif pstat.ctrl_mode == CONSTANTS.GstatMode:
-            voltage, current = cell.galvanostatic(value, offsets), np.full(len(offsets), value)
+        elif pstat.ctrl_mode == CONSTANTS.GstatMode:  # the setpoint and Im are in the instrument's convention
+            voltage, current = cell.galvanostatic(pstat.anodic_sign * value, offsets), np.full(len(offsets), value)
         else:
-            current, voltage = cell.potentiostatic(value, offsets), np.full(len(offsets), value)
+            current, voltage = pstat.anodic_sign * cell.potentiostatic(value, offsets), np.full(len(offsets), value)
         full_scale = IE_RANGES_A[pstat.ie_range]
         overload = (np.abs(current) > full_scale).astype(int)
         current = np.clip(current, -full_scale, full_scale)
