@@ -216,9 +216,9 @@ class GamryPotentiostat(Potentiostat):
                 dtaq.SetStopXMin(True, -self.config.limits.max_abs_voltage_V)
             return self._start(pstat, signal, dtaq, cell_on=True)
 
-        if mode == self.G.GstatMode:
-            return self._acquire(setup, lambda columns: np.full(len(columns[TIME]), float(value)))
-        return self._acquire(setup, lambda columns: np.asarray(columns[IM], dtype=np.float64), voltage=float(value))
+        # measured current and voltage in either mode, never the setpoint: a current clipped at its
+        # range, or a sign the instrument flipped, shows in the data
+        return self._acquire(setup, lambda columns: np.asarray(columns[IM], dtype=np.float64))
 
     def _setup_ocv(self, duration_s: float, interval_s: float):
         pstat = self._pstat
@@ -239,7 +239,8 @@ class GamryPotentiostat(Potentiostat):
         dtaq.Run(True)
         return dtaq, sink, connection, started
 
-    def _acquire(self, setup: Callable[[], tuple], current: Callable[[tuple], np.ndarray], voltage: float | None = None) -> Iterator[Block]:
+    def _acquire(self, setup: Callable[[], tuple], current: Callable[[tuple], np.ndarray]) -> Iterator[Block]:
+        """Blocks of (time, current from ``current(columns)``, measured Vf) as the Dtaq cooks them."""
         dtaq = connection = None
         try:
             dtaq, sink, connection, started = self._call(setup)
@@ -247,12 +248,10 @@ class GamryPotentiostat(Potentiostat):
                 sink.available.clear()
                 count, columns = self._call(dtaq.Cook, COOK_POINTS)
                 if count:
-                    times = started + np.asarray(columns[TIME], dtype=np.float64)
-                    measured = np.asarray(columns[VF], dtype=np.float64)
                     yield Block({
-                        "time_s": times,
+                        "time_s": started + np.asarray(columns[TIME], dtype=np.float64),
                         "current_A": current(columns),
-                        "voltage_V": measured if voltage is None else np.full(count, voltage),
+                        "voltage_V": np.asarray(columns[VF], dtype=np.float64),
                     })
                 elif sink.done.is_set():
                     return

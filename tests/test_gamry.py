@@ -71,6 +71,17 @@ def test_ccd_end_to_end_through_gamrycom_with_the_cell_switched_on_and_off_in_or
         assert run < stop and any(run < off < stop for off in offs)  # ... after its cell went off
 
 
+def test_the_recorded_current_and_voltage_are_the_instruments_readings_not_the_setpoints(lab):
+    daemon, client, com = lab()
+    instrument = daemon.workers["gamry"].instrument
+    blocks = list(instrument.galvanostatic(-1e-5, 20.0, 1.0))
+    current = np.concatenate([b.columns["current_A"] for b in blocks])
+    assert np.all(np.abs(current + 1e-5) < 1e-8) and np.ptp(current) > 0  # Im: the setpoint within the reading noise
+    blocks = list(instrument.potentiostatic(0.05, 20.0, 1.0))
+    voltage = np.concatenate([b.columns["voltage_V"] for b in blocks])
+    assert np.all(np.abs(voltage - 0.05) < 1e-3) and np.ptp(voltage) > 0  # Vf, not the programmed 50 mV
+
+
 def test_the_instrument_stops_itself_beyond_the_voltage_limit_in_either_polarity(lab):
     daemon, client, com = lab()
     instrument = daemon.workers["gamry"].instrument

@@ -33,6 +33,8 @@ CONSTANTS = SimpleNamespace(CellOff=0, CellOn=1, GstatMode=0, PstatMode=1, Chron
                             ReadZStatusOk=0, ReadZStatusRetry=1, ReadZStatusError=2, Cathodic=0, Anodic=1)
 #: IE ranges of an Interface 1010E: 10 pA * 10**k, k = 0..11 (10 pA .. 1 A full scale).
 IE_RANGES_A = [1e-11 * 10**k for k in range(12)]
+#: rms noise of the current reading, relative to the range's full scale.
+IM_NOISE = 1e-5
 E_FAIL = -2147467259  # 0x80004005
 
 
@@ -46,6 +48,7 @@ class SimulatedGamryCOM:
     def __init__(self, cell: SymmetricCellConfig, clock: SimClock, device_label: str = "IFC1010-SIM") -> None:
         self.module = CONSTANTS
         self.cell = SymmetricCell(cell)
+        self.rng = np.random.default_rng(cell.seed + 1)  # the instrument's own reading noise
         self.clock = clock
         self.device_label = device_label
         self.time_s = 0.0
@@ -324,13 +327,17 @@ class DtaqChrono(_Acquisition):
 
     def _measure(self, offsets: np.ndarray) -> list[tuple]:
         pstat, cell, value = self.pstat, self._com.cell, self.signal.value
-        if not pstat.cell_on:
-            voltage, current = cell.galvanostatic(0.0, offsets), np.zeros(len(offsets))
-        elif pstat.ctrl_mode == CONSTANTS.GstatMode:  # the setpoint and Im are in the instrument's convention
-            voltage, current = cell.galvanostatic(pstat.anodic_sign * value, offsets), np.full(len(offsets), value)
-        else:
-            current, voltage = pstat.anodic_sign * cell.potentiostatic(value, offsets), np.full(len(offsets), value)
         full_scale = IE_RANGES_A[pstat.ie_range]
+        n = len(offsets)
+        if not pstat.cell_on:
+            voltage, current = cell.galvanostatic(0.0, offsets), np.zeros(n)
+        elif pstat.ctrl_mode == CONSTANTS.GstatMode:  # setpoint and Im in the instrument's convention
+            applied = float(np.clip(value, -full_scale, full_scale))  # no more than the range delivers
+            voltage = cell.galvanostatic(pstat.anodic_sign * applied, offsets)
+            current = applied + self._com.rng.normal(0.0, IM_NOISE * full_scale, n)
+        else:
+            current = pstat.anodic_sign * cell.potentiostatic(value, offsets)
+            voltage = value + self._com.rng.normal(0.0, cell.config.noise_V, n)
         overload = (np.abs(current) > full_scale).astype(int)
         current = np.clip(current, -full_scale, full_scale)
         return [(v, v, i, value, 0.0, pstat.ie_range, o) for v, i, o in zip(voltage, current, overload)]
