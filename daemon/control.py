@@ -72,6 +72,11 @@ class ReplyCache:
             self.bytes -= len(self._replies.popitem(last=False)[1][1])
 
 
+def _not_a_number(name: str) -> float:
+    """NaN and Infinity are not JSON, and no parameter of echemd's may be one: refused at the door."""
+    raise ValueError(f"{name} is not a number echemd accepts (every number must be finite)")
+
+
 class ControlServer:
     def __init__(self, context: zmq.Context, endpoint: str, handler: Handler, secure=None) -> None:
         self._handler = handler
@@ -116,9 +121,10 @@ class ControlServer:
         request_id: Any = None
         try:
             try:
-                request = json.loads(body)
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                raise ApiError("bad_request", f"the request is not JSON: {exc}") from None
+                request = json.loads(body, parse_constant=_not_a_number)
+            except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # ValueError: bad JSON, or an integer of thousands of digits
+                reason = "it nests too deeply" if isinstance(exc, RecursionError) else exc
+                raise ApiError("bad_request", f"the request is not JSON: {reason}") from None
             if not isinstance(request, dict):
                 raise ApiError("bad_request", "the request must be a JSON object with id, method and params")
             request_id = request.get("id")

@@ -200,8 +200,8 @@ class Daemon:
             parameters = protocol.parameters.model_validate(request.parameters)
         except ValidationError as exc:
             raise ApiError("invalid_parameters", f"invalid parameters for {protocol.name}: {_summary(exc)}", _details(exc)) from None
-        try:
-            protocol.check(parameters, worker.instrument, worker.limits)
+        try:  # the instrument's limits, tightened by the run's own: nothing beyond either is ever applied
+            protocol.check(parameters, worker.instrument, worker.limits.tightened(request.limits))
         except ProtocolRefused as exc:
             raise ApiError("refused", str(exc)) from None
         run_id = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{protocol.name}-{secrets.token_hex(3)}"

@@ -35,6 +35,8 @@ class CCDParameters(PlatingParameters):
     def _consistent(self) -> "CCDParameters":
         if self.half_cycle_s is not None and "capacity_mAh_cm2" in self.model_fields_set:
             raise ValueError("give capacity_mAh_cm2 or half_cycle_s, not both")
+        if self.half_cycle_s is None and self.capacity_mAh_cm2 is None:
+            raise ValueError("give capacity_mAh_cm2 or half_cycle_s")
         if self.max_plating_mA_cm2 < self.plating_start_mA_cm2:
             raise ValueError(
                 f"max_plating_mA_cm2 ({self.max_plating_mA_cm2}) is below plating_start_mA_cm2 ({self.plating_start_mA_cm2})"

@@ -25,8 +25,8 @@ class PlatingParameters(ShortDetection):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    area_cm2: float | None = Field(None, gt=0, description="electrode area, cm2 (or give diameter_mm)")
-    diameter_mm: float | None = Field(None, gt=0, description="electrode diameter, mm (or give area_cm2)")
+    area_cm2: float | None = Field(None, gt=0, le=10_000, description="electrode area, cm2 (or give diameter_mm)")
+    diameter_mm: float | None = Field(None, gt=0, le=1_000, description="electrode diameter, mm (or give area_cm2)")
     sample_interval_s: float = Field(1.0, gt=0, description="time between samples, s")
     voltage_limit_V: float = Field(1.0, gt=0, description="|V| beyond which the run stops (safety), V")
 

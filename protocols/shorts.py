@@ -73,7 +73,7 @@ class ShortDetection(BaseModel):
     floor_mV: float = Field(0.5, ge=0, description="a polarization below this is a short whatever the history, mV")
 
     @model_validator(mode="after")
-    def _consistent(self) -> "ShortDetection":
+    def _settle_bounds(self) -> "ShortDetection":
         if self.settle_max_s < self.settle_s:
             raise ValueError(f"settle_max_s ({self.settle_max_s:g} s) is shorter than settle_s ({self.settle_s:g} s)")
         return self

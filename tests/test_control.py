@@ -36,6 +36,10 @@ def ask(socket, frame: bytes) -> dict:
         (b'{"id": "a", "method": "status", "params": {"run_id": "../../etc/passwd"}}', "invalid_params", "run_id: String should match pattern"),
         (b'{"id": "a", "method": "result", "params": {"run_id": "nope"}}', "unknown_run", "no run 'nope'"),
         (b'{"id": "a", "method": "ping", "params": {"x": 1}}', "invalid_params", "x: Extra inputs are not permitted"),
+        (b'{"id": "a", "method": "submit", "params": {"protocol": "eis", "instrument": "sim-pstat-1", "parameters": {"dc_bias_V": NaN}}}',
+         "bad_request", "NaN is not a number echemd accepts"),
+        (b'{"id": "a", "method": "ping", "params": {"x": ' + b"[" * 1500 + b"]" * 1500 + b"}}", "bad_request", "nests too deeply"),
+        (b'{"id": "a", "method": "ping", "params": {"x": ' + b"9" * 5000 + b"}}", "bad_request", "Exceeds the limit (4300 digits)"),
     ],
 )
 def test_malformed_requests_get_error_replies(raw, frame, code, text):

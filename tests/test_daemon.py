@@ -124,6 +124,9 @@ def test_the_client_stream_equals_the_run_file_even_when_joining_late(client):
         ("ccd", "sim-smu-1", CCD, "refused", "ccd needs a potentiostat; sim-smu-1 is a sourcemeter"),
         ("ccd", "sim-pstat-1", {"area_cm2": 1.0, "max_plating_mA_cm2": 200, "capacity_mAh_cm2": 20}, "refused", "exceeds the configured limit max_abs_current_A = 0.1 A"),
         ("ccd", "sim-pstat-1", {"diameter_mm": 2, "voltage_limit_V": 8}, "refused", "exceeds the configured limit max_abs_voltage_V = 5 V"),
+        ("ccd", "sim-pstat-1", {"diameter_mm": 2, "capacity_mAh_cm2": None}, "invalid_parameters", "give capacity_mAh_cm2 or half_cycle_s"),
+        ("ccd", "sim-pstat-1", {"diameter_mm": 1e308}, "invalid_parameters", "diameter_mm: Input should be less than or equal to 1000"),
+        ("ccd", "sim-pstat-1", {"diameter_mm": 2, "settle_s": 100, "settle_max_s": 50}, "invalid_parameters", "settle_max_s (50 s) is shorter than settle_s (100 s)"),
     ],
 )
 def test_bad_submissions_get_specific_errors_and_nothing_runs(daemon, client, protocol, instrument, parameters, code, text):
@@ -276,9 +279,15 @@ def test_shutdown_request_is_acknowledged_and_flagged(daemon, client):
 
 
 def test_run_limits_tighten_the_instruments_and_fail_the_run_safely(daemon, client):
-    record = client.wait(client.submit("ccd", "sim-pstat-1", limits={"max_abs_voltage_V": 0.05}, **CCD), timeout_s=30)
-    assert record["status"] == "failed" and "beyond the limit max_abs_voltage_V = 0.05" in record["error"]
-    assert record["limits"] == {"max_abs_voltage_V": 0.05}
+    # a run's own limits are checked at submit like the instrument's: nothing beyond them is applied
+    with pytest.raises(RemoteError, match="voltage_limit_V = 1 V exceeds the configured limit max_abs_voltage_V = 0.05 V"):
+        client.submit("ccd", "sim-pstat-1", limits={"max_abs_voltage_V": 0.05}, **CCD)
+    with pytest.raises(RemoteError, match="a 2 V bias exceeds the configured limit max_abs_voltage_V = 1 V"):
+        client.submit("cafm-sweep", "sim-smu-1", negative_vertex_V=-2.0, limits={"max_abs_voltage_V": 1.0})
+    assert client.runs() == []
+    record = client.wait(client.submit("ccd", "sim-pstat-1", limits={"max_charge_C": 1e-4}, **CCD), timeout_s=30)
+    assert record["status"] == "failed" and "beyond the limit max_charge_C = 0.0001" in record["error"]
+    assert record["limits"] == {"max_charge_C": 1e-4}
     assert daemon.workers["sim-pstat-1"].instrument.output_on is False
     clamped = client.wait(client.submit("cafm-sweep", "sim-smu-1", compliance_A=1e-6, limits={"max_compliance_hits": 3}), timeout_s=30)
     assert clamped["status"] == "failed" and "compliance hits" in clamped["error"]
