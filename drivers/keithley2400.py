@@ -11,7 +11,11 @@ Facts this driver is built around (DESIGN.md section 4):
 - The 2400's over-voltage protection cannot be set below 20 V: the configured voltage limit (10 V
   for c-AFM tips) is enforced here, in software, before anything is applied.
 - A sweep runs in hardware: list mode, up to 100 points per list and one ``:READ?`` per list, with
-  the VISA timeout stretched to cover it; each point's status word flags compliance (bit 3).
+  the VISA timeout stretched to cover it; each point's status word flags compliance (bit 3) and
+  range compliance (bit 16); an overflow reading (+9.9E37) is recorded as NaN and flagged.
+- Nothing is taken from the last user: the reading elements are set at configure time and every
+  list must return exactly its points; the idle source level (held before and between lists) is
+  set to 0 V before the output goes on.
 - The output goes off on completion, on abort (closing the acquisition) and on any exception.
 """
 
@@ -32,10 +36,14 @@ log = logging.getLogger(__name__)
 
 #: Points in one source list of the 2400.
 LIST_POINTS = 100
-#: Bit of the 2400's status word set when a reading hit compliance.
-STATUS_COMPLIANCE = 1 << 3
-#: Elements per reading, as pymeasure's Keithley2400 sets :FORMAT:ELEMENTS.
-ELEMENTS = ("voltage", "current", "resistance", "time", "status")
+#: Bits of the 2400's status word: a reading hit compliance (3), or range compliance (16: the
+#: reading is beyond its measurement range).
+STATUS_COMPLIANCE, STATUS_RANGE_COMPLIANCE = 1 << 3, 1 << 16
+#: What the 2400 sends for a reading beyond its range, A.
+OVERFLOW = 9.9e37
+#: Elements of every reading, set explicitly at configure time (pymeasure 0.15 changes them to
+#: current alone in measure_current; never trust what the last user left).
+ELEMENTS = ("VOLT", "CURR", "RES", "TIME", "STAT")
 #: Lowest over-voltage protection level of the 2400, V.
 MIN_OVP_V = 20.0
 CAPABILITIES = SourcemeterCapabilities(max_voltage_V=210.0, max_compliance_A=1.05, min_sample_interval_s=0.002)
@@ -68,11 +76,18 @@ class CAFMKeithley2400(Keithley2400):
     def reset_timestamp(self) -> None:
         self.write(":SYST:TIME:RES")
 
-    def read_points(self) -> np.ndarray:
-        """Trigger the configured readings; an (n, 5) array of voltage, current, resistance, time, status."""
+    reading_elements = Instrument.setting(
+        ":FORM:ELEM %s", "Elements of each reading, in the 2400's order.", set_process=lambda names: ",".join(names),
+    )
+
+    def read_points(self, points: int) -> np.ndarray:
+        """Trigger the configured ``points`` readings; an (n, 5) array of voltage, current, resistance,
+        time, status.  Anything but exactly ``points`` x 5 values is refused (another reading layout)."""
         values = np.asarray(self.values(":READ?"), dtype=np.float64)
-        if values.size % len(ELEMENTS):
-            raise DriverError(f"the 2400 returned {values.size} values, not a multiple of {len(ELEMENTS)}")
+        if values.size != points * len(ELEMENTS):
+            raise DriverError(
+                f"the 2400 returned {values.size} values for {points} readings, not {points * len(ELEMENTS)} "
+                f"({', '.join(ELEMENTS)} each): another reading layout is set")
         return values.reshape(-1, len(ELEMENTS))
 
 
@@ -162,14 +177,15 @@ class Keithley2400Sourcemeter(Sourcemeter):
                 smu.source_voltage_list = chunk
                 smu.sweep_points = len(chunk)
                 self._set_timeout(len(chunk) * (dwell_s + self.config.nplc / self.config.line_frequency_Hz) + self.config.timeout_s)
-                points = smu.read_points()
+                points = smu.read_points(len(chunk))
                 self._check_errors("sweeping")
                 status = points[:, 4].astype(np.int64)
+                overflow = np.abs(points[:, 1]) >= OVERFLOW
                 yield Block({
                     "time_s": points[:, 3],
                     "bias_V": points[:, 0],
-                    "current_A": points[:, 1],
-                    "compliance": ((status & STATUS_COMPLIANCE) != 0).astype(np.float64),
+                    "current_A": np.where(overflow, np.nan, points[:, 1]),  # never +9.9E37 A as a current
+                    "compliance": ((status & (STATUS_COMPLIANCE | STATUS_RANGE_COMPLIANCE) != 0) | overflow).astype(np.float64),
                 })
         finally:
             self._set_timeout(self.config.timeout_s)
@@ -178,6 +194,7 @@ class Keithley2400Sourcemeter(Sourcemeter):
     def _configure(self, biases_V: np.ndarray, compliance_A: float, dwell_s: float) -> None:
         """Source V, measure I, compliance set and read back; list mode.  The output stays off."""
         smu = self._smu
+        smu.reading_elements = ELEMENTS
         smu.source_mode = "voltage"
         smu.sense_function = "current"
         smu.compliance_current = compliance_A
@@ -185,6 +202,7 @@ class Keithley2400Sourcemeter(Sourcemeter):
         if not np.isclose(read_back, compliance_A, rtol=1e-6, atol=0.0):
             raise DriverError(f"{self.name}: compliance set to {compliance_A:g} A but the 2400 reports {read_back:g} A")
         smu.source_voltage_range = float(np.abs(biases_V).max(initial=0.0)) or 0.2
+        smu.source_voltage = 0.0  # the level the terminals hold before the first list and between lists
         smu.over_voltage_protection = MIN_OVP_V
         smu.current_nplc = self.config.nplc
         smu.source_delay = dwell_s

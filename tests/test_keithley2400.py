@@ -22,11 +22,13 @@ OPEN = [
     ("SYST:ERR?", OK),
 ]
 CONFIGURE = [
+    (":FORM:ELEM VOLT,CURR,RES,TIME,STAT", None),  # never the last user's reading layout
     (":SOURCE:FUNCTION VOLT", None),
     (":SENS:FUNC 'CURR'", None),
     (":SENSE:CURRENT:PROTECTION 0.001", None),
     (":SENSE:CURRENT:PROTECTION?", "1.000000E-03"),  # read back before the output goes on
     (":SOURCE:VOLTAGE:RANGE 0.2", None),
+    (":SOURCE:VOLTAGE 0", None),  # the idle level held before and between lists
     (":SOUR:VOLT:PROT 20", None),
     (":SENSE:CURRENT:NPLCYCLES 0.1", None),
     (":SOURCE:DELAY 0.01", None),
@@ -34,6 +36,8 @@ CONFIGURE = [
     ("SYST:ERR?", OK),
 ]
 READING = "0.000000E+00,1.000000E-12,9.91E37,1.200000E-02,0,-1.000000E-01,-1.000000E-11,1.0E10,2.400000E-02,0,-2.000000E-01,-1.000000E-03,2.0E02,3.600000E-02,8"
+# the third reading beyond its range: +9.9E37 and status bit 16 (range compliance)
+OVERFLOWED = READING.replace("-1.000000E-03,2.0E02,3.600000E-02,8", "9.900000E+37,2.0E02,3.600000E-02,65536")
 
 
 def driver(pairs):
@@ -76,13 +80,34 @@ def test_the_output_goes_off_when_a_reading_is_garbled():
         ("OUTPUT 0", None),
     ]
     instrument, adapter = driver(pairs)
-    with pytest.raises(DriverError, match="not a multiple of 5"):
+    with pytest.raises(DriverError, match="returned 3 values for 3 readings, not 15"):
         list(instrument.voltage_sweep(np.array([0.0, -0.1, -0.2]), 1e-3, 0.01))
     assert_all_sent(adapter)
 
 
+@pytest.mark.parametrize("reply", [
+    ",".join(["1.0E-06"] * 3),  # current only (pymeasure 0.15's layout): 3 values, not 3 rows
+    ",".join(["1.0E-06"] * 10),  # a multiple of 5 that is still not 3 readings: the old check passed it
+])
+def test_a_reading_layout_other_than_five_elements_per_point_is_refused(reply):
+    pairs = OPEN + CONFIGURE + [("OUTPUT 1", None), (":SOUR:LIST:VOLT 0,-0.1,-0.2", None), (":TRIG:COUN 3", None), (":READ?", reply), ("OUTPUT 0", None)]
+    instrument, adapter = driver(pairs)
+    with pytest.raises(DriverError, match="another reading layout is set"):
+        list(instrument.voltage_sweep(np.array([0.0, -0.1, -0.2]), 1e-3, 0.01))
+    assert_all_sent(adapter)
+
+
+def test_an_overflowed_reading_is_nan_and_flagged_never_a_current():
+    pairs = OPEN + CONFIGURE + [("OUTPUT 1", None), (":SOUR:LIST:VOLT 0,-0.1,-0.2", None), (":TRIG:COUN 3", None), (":READ?", OVERFLOWED),
+                                ("SYST:ERR?", OK), ("OUTPUT 0", None)]
+    instrument, adapter = driver(pairs)
+    (block,) = list(instrument.voltage_sweep(np.array([0.0, -0.1, -0.2]), 1e-3, 0.01))
+    assert np.isnan(block.columns["current_A"][2]) and block.columns["current_A"][1] == -1e-11
+    np.testing.assert_array_equal(block.columns["compliance"], [0.0, 0.0, 1.0])
+
+
 def test_a_compliance_the_2400_did_not_take_never_turns_the_output_on():
-    pairs = OPEN + CONFIGURE[:3] + [(":SENSE:CURRENT:PROTECTION?", "1.050000E-04"), ("OUTPUT 0", None)]
+    pairs = OPEN + CONFIGURE[:4] + [(":SENSE:CURRENT:PROTECTION?", "1.050000E-04"), ("OUTPUT 0", None)]
     instrument, adapter = driver(pairs)
     with pytest.raises(DriverError, match="compliance set to 0.001 A but the 2400 reports 0.000105 A"):
         list(instrument.voltage_sweep(np.array([0.0, -0.1, -0.2]), 1e-3, 0.01))

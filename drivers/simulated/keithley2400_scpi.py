@@ -24,6 +24,8 @@ from echemd.drivers.simulated.clock import SimClock
 from echemd.drivers.simulated.junction import TipJunction
 
 STATUS_COMPLIANCE = 1 << 3
+#: The elements a reading can hold, in the order the 2400 sends them.
+ALL_ELEMENTS = ("VOLT", "CURR", "RES", "TIME", "STAT")
 VOWELS = set("AEIOU")
 
 
@@ -51,8 +53,12 @@ class SimulatedKeithley2400Adapter(Adapter):
         self._errors: list[tuple[int, str]] = []
         self.fault: str | None = None
         self.reset()
+        # not a clean instrument: what a previous user (or pymeasure 0.15's measure_current) left
+        self.elements = {"CURR"}
+        self.voltage = 2.0
 
     def reset(self) -> None:
+        self.elements = set(ALL_ELEMENTS)
         self.output = False
         self.source_function = "VOLT"
         self.voltage_mode = "FIX"
@@ -121,9 +127,16 @@ class SimulatedKeithley2400Adapter(Adapter):
             current = float(np.clip(raw, -self.compliance_A, self.compliance_A))
             status = STATUS_COMPLIANCE if abs(raw) >= self.compliance_A else 0
             self.time_s += per_point
-            values += [bias, current, bias / current if current else 9.91e37, self.time_s - self.time_zero_s, status]
+            reading = dict(zip(ALL_ELEMENTS, (bias, current, bias / current if current else 9.91e37, self.time_s - self.time_zero_s, status)))
+            values += [(name, reading[name]) for name in ALL_ELEMENTS if name in self.elements]
         self.clock.wait_until(self.time_s)
-        return ",".join(f"{v:.6E}" if i % 5 != 4 else f"{int(v):d}" for i, v in enumerate(values))
+        return ",".join(f"{v:.6E}" if name != "STAT" else f"{int(v):d}" for name, v in values)
+
+    def _set_elements(self, argument: str) -> None:
+        names = [short_form(name.strip()) for name in argument.split(",")]
+        if not names or any(name not in ALL_ELEMENTS for name in names):
+            raise ValueError(argument)
+        self.elements = set(names)  # the 2400 sends them in its own order, whatever the order asked
 
     def _set_list(self, argument: str) -> None:
         values = [float(v) for v in argument.split(",")]
@@ -165,7 +178,7 @@ COMMANDS = {
     "SYST:ERR?": lambda a, _: a._error(),
     "SYST:TIME?": lambda a, _: f"{a.time_s - a.time_zero_s:.6E}",
     "SYST:TIME:RES": lambda a, _: setattr(a, "time_zero_s", a.time_s),
-    "FORM:ELEM": lambda a, _: None,  # the simulator always answers VOLT, CURR, RES, TIME, STAT
+    "FORM:ELEM": lambda a, arg: a._set_elements(arg),
     "OUTP": _choice("output", {"1|ON": True, "0|OFF": False}),
     "OUTP?": lambda a, _: "1" if a.output else "0",
     "SOUR:FUNC": _choice("source_function", {"VOLT(AGE)?": "VOLT"}),
@@ -173,6 +186,7 @@ COMMANDS = {
     "SOUR:VOLT:MODE": _choice("voltage_mode", {"FIX(ED)?": "FIX", "LIST": "LIST"}),
     "SOUR:VOLT:MODE?": lambda a, _: a.voltage_mode,
     "SOUR:VOLT": _setter("voltage", -210.0, 210.0),
+    "SOUR:VOLT:LEV": _setter("voltage", -210.0, 210.0),
     "SOUR:VOLT:RANG": lambda a, arg: setattr(a, "voltage_range", 0.21 if abs(float(arg)) <= 0.21 else 2.1 if abs(float(arg)) <= 2.1 else 21.0 if abs(float(arg)) <= 21 else 210.0),
     "SOUR:VOLT:PROT": _setter("ovp_V", 20.0, 210.0),
     "SOUR:VOLT:PROT?": _getter("ovp_V"),
