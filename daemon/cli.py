@@ -282,7 +282,7 @@ def _detection(args: argparse.Namespace, recorded: dict):
     try:
         return ShortDetection(**values)
     except ValidationError as exc:
-        problems = "; ".join(f"--{'.'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join((f"--{str(e['loc'][0]).replace('_', '-')}: " if e["loc"] else "") + e["msg"] for e in exc.errors())
         raise UsageError(f"bad short-detection option: {problems}") from exc
 
 

@@ -19,9 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from echemd.config.models import DaemonConfig, RunLimits
 from echemd.daemon.control import ControlServer
 from echemd.daemon.errors import ApiError
+from echemd.daemon.folder_lock import FolderLock
 from echemd.daemon.publisher import Publisher
 from echemd.daemon.run import FINAL_STATUSES, Run
-from echemd.daemon.folder_lock import FolderLock
 from echemd.daemon.runfile import read_attrs, read_blocks, recover
 from echemd.daemon.security import CurveServer
 from echemd.daemon.worker import InstrumentWorker

@@ -137,6 +137,10 @@ def test_analyze_ccd_finds_the_plating_direction_in_the_opposite_sign_convention
     assert code == 0, err
     assert result["plating_sign"] == "positive" and result["ccd_mA_cm2"] == 1.5 and result["last_passed_mA_cm2"] == 1.0
     assert 0 < result["short_detected_at_s"] - onset < 20
+    code, out, err = echemd("analyze", "ccd", path, "--area-cm2", 0.0314, "--settle-s", "100", "--settle-max-s", "50")
+    assert code == 2 and out == "" and "settle_max_s (50 s) is shorter than settle_s (100 s)" in err
+    code, out, err = echemd("analyze", "ccd", path, "--area-cm2", 0.0314, "--confirm-s", "-1")
+    assert code == 2 and "--confirm-s: Input should be greater than or equal to 0" in err
     # told the wrong convention, it judges the stripping steps as plating: no CCD, and it says which it used
     wrong = json.loads(echemd("analyze", "ccd", path, "--area-cm2", 0.0314, "--plating-sign", "negative")[1])
     assert wrong["plating_sign"] == "negative" and wrong["ccd_mA_cm2"] != 1.5
