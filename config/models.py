@@ -236,6 +236,8 @@ class SecurityConfig(StrictModel):
 
 
 LOOPBACK_HOSTS = ("127.", "localhost", "[::1]", "::1")
+#: ZeroMQ transports that never leave this machine.
+LOCAL_TRANSPORTS = ("ipc", "inproc")
 
 
 class DaemonConfig(StrictModel):
@@ -255,13 +257,15 @@ class DaemonConfig(StrictModel):
     def _zmq_endpoint(cls, value: str) -> str:
         if "://" not in value:
             raise ValueError("expected a ZeroMQ endpoint such as 'tcp://127.0.0.1:5710' or 'ipc:///tmp/echemd'")
-        return value
+        transport, _, address = value.partition("://")
+        return f"{transport.lower()}://{address}"  # ZeroMQ knows its transports in lower case only
 
     @model_validator(mode="after")
     def _loopback_unless_encrypted(self) -> "DaemonConfig":
         for endpoint in (self.control_endpoint, self.publish_endpoint):
             transport, _, address = endpoint.partition("://")
-            if transport == "tcp" and self.security is None and not address.startswith(LOOPBACK_HOSTS):
+            local = transport in LOCAL_TRANSPORTS or (transport == "tcp" and address.lower().startswith(LOOPBACK_HOSTS))
+            if self.security is None and not local:
                 raise ValueError(
                     f"{endpoint} is reachable from other machines: give a [security] table with CURVE keys "
                     "(echemd keys) or bind 127.0.0.1"

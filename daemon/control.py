@@ -72,6 +72,16 @@ class ReplyCache:
             self.bytes -= len(self._replies.popitem(last=False)[1][1])
 
 
+def bind_or_close(socket: zmq.Socket, endpoint: str) -> None:
+    """Bind ``socket``; if that fails, close it before raising (an open socket would block the
+    context's term() forever: a daemon that cannot bind must exit, not hang)."""
+    try:
+        socket.bind(endpoint)
+    except zmq.ZMQError:
+        socket.close(linger=0)
+        raise
+
+
 def _not_a_number(name: str) -> float:
     """NaN and Infinity are not JSON, and no parameter of echemd's may be one: refused at the door."""
     raise ValueError(f"{name} is not a number echemd accepts (every number must be finite)")
@@ -88,7 +98,7 @@ class ControlServer:
         self._socket.setsockopt(zmq.MAXMSGSIZE, MAX_REQUEST_BYTES)
         self._socket.setsockopt(zmq.LINGER, 500)
         self._socket.setsockopt(zmq.SNDHWM, 10_000)
-        self._socket.bind(endpoint)
+        bind_or_close(self._socket, endpoint)
         self.endpoint = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="echemd-control", daemon=True)

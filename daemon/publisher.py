@@ -19,6 +19,8 @@ from typing import Any
 
 import zmq
 
+from echemd.daemon.control import bind_or_close
+
 from echemd.daemon.stream import DataBlock, encode_data, encode_heartbeat, encode_notice
 
 log = logging.getLogger(__name__)
@@ -39,7 +41,7 @@ class Publisher:
             secure.apply(self._socket)
         self._socket.setsockopt(zmq.SNDHWM, high_water_mark)
         self._socket.setsockopt(zmq.LINGER, 500)
-        self._socket.bind(endpoint)
+        bind_or_close(self._socket, endpoint)
         self.endpoint = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
         name = next(_publishers)
         self._queue_endpoint = f"inproc://echemd-publish-{name}"

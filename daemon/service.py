@@ -92,10 +92,12 @@ class Daemon:
         self.shutdown_requested = threading.Event()
         self._context = zmq.Context()
         self.workers: dict[str, InstrumentWorker] = {}
-        self.curve = CurveServer(self._context, config.security) if config.security is not None else None
-        self.publisher = Publisher(self._context, config.publish_endpoint, secure=self.curve)
+        self.curve: CurveServer | None = None
+        self.publisher: Publisher | None = None
         block_turn = threading.Lock()  # the workers process their blocks in turn (see Engine)
-        try:
+        try:  # whatever fails (a bind, an instrument), everything started is stopped and the folder freed
+            self.curve = CurveServer(self._context, config.security) if config.security is not None else None
+            self.publisher = Publisher(self._context, config.publish_endpoint, secure=self.curve)
             for instrument_config in config.instruments:
                 instrument = make_instrument(instrument_config, sim_speed)
                 self.workers[instrument.name] = InstrumentWorker(
@@ -105,7 +107,8 @@ class Daemon:
             self.control = ControlServer(self._context, config.control_endpoint, self.handle, secure=self.curve)
         except BaseException:
             self._close_workers()
-            self.publisher.close()
+            if self.publisher is not None:
+                self.publisher.close()
             self._stop_curve()
             self._context.term()
             self.folder_lock.release()

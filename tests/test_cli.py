@@ -61,6 +61,21 @@ def test_run_wait_json_prints_the_final_record(served):
     assert record["run_id"] in echemd("runs", "--endpoint", control).stdout
 
 
+def test_serve_on_an_endpoint_in_use_exits_2_at_once_instead_of_hanging(tmp_path):
+    import zmq
+
+    holder = zmq.Context.instance().socket(zmq.ROUTER)
+    port = holder.bind_to_random_port("tcp://127.0.0.1")
+    try:
+        for control, publish in ((f"tcp://127.0.0.1:{port}", "tcp://127.0.0.1:*"), ("tcp://127.0.0.1:*", f"tcp://127.0.0.1:{port}")):
+            started = time.monotonic()
+            done = echemd("serve", "--control", control, "--publish", publish, "--data-dir", str(tmp_path / "runs"), timeout=30)
+            assert done.returncode == 2 and "cannot bind the control or data endpoint" in done.stderr and "Traceback" not in done.stderr
+            assert time.monotonic() - started < 15  # it used to hang in Context.term() with the unbound socket open
+    finally:
+        holder.close(linger=0)
+
+
 def test_bad_input_exits_2_with_the_reason_on_stderr(served):
     _, control, _ = served()
     done = echemd("run", "ccd", "--instrument", "sim-pstat-1", "-p", "diameter_mm=-2", "--wait", "--json", "--endpoint", control)

@@ -82,3 +82,20 @@ def test_duplicate_names_and_bad_toml_and_missing_file(tmp_path):
         load_config(write(tmp_path, "instruments = [\n"))
     with pytest.raises(ConfigError, match="cannot read the configuration file"):
         load_config(tmp_path / "absent.toml")
+
+
+@pytest.mark.parametrize(("endpoint", "stored"), [
+    ("TCP://127.0.0.1:5710", "tcp://127.0.0.1:5710"),  # ZeroMQ only knows lower-case transports
+    ("tcp://LOCALHOST:5710", "tcp://LOCALHOST:5710"),
+    ("ipc:///tmp/echemd-control", "ipc:///tmp/echemd-control"),
+])
+def test_local_endpoints_need_no_keys(endpoint, stored):
+    base = load_default_config()
+    assert base.model_validate({**base.model_dump(), "control_endpoint": endpoint}).control_endpoint == stored
+
+
+@pytest.mark.parametrize("endpoint", ["TCP://0.0.0.0:5710", "tcp://192.0.2.7:5710", "tipc://{1,2}", "ws://127.0.0.1:5710"])
+def test_endpoints_other_machines_can_reach_need_curve_keys_whatever_their_case(endpoint):
+    base = load_default_config()
+    with pytest.raises(ValueError, match="reachable from other machines"):
+        base.model_validate({**base.model_dump(), "control_endpoint": endpoint})
