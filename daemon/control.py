@@ -13,9 +13,12 @@ the loop: malformed requests get an error reply, oversized frames are dropped by
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
+import os
+import socket as stdlib_socket
 import threading
 import time
 from collections import OrderedDict
@@ -74,12 +77,31 @@ class ReplyCache:
 
 def bind_or_close(socket: zmq.Socket, endpoint: str) -> None:
     """Bind ``socket``; if that fails, close it before raising (an open socket would block the
-    context's term() forever: a daemon that cannot bind must exit, not hang)."""
+    context's term() forever: a daemon that cannot bind must exit, not hang).  An ``ipc`` path that
+    another process is serving is refused as in use: ZeroMQ would silently take it over."""
     try:
+        if _ipc_in_use(endpoint):
+            raise zmq.ZMQError(errno.EADDRINUSE, f"Address already in use (addr={endpoint!r}: another process serves it)")
         socket.bind(endpoint)
     except zmq.ZMQError:
         socket.close(linger=0)
         raise
+
+
+def _ipc_in_use(endpoint: str) -> bool:
+    """Whether ``endpoint`` is an ipc socket file a live process accepts connections on."""
+    path = endpoint[len("ipc://"):] if endpoint.startswith("ipc://") else ""
+    if not path or path.startswith("@") or not hasattr(stdlib_socket, "AF_UNIX") or not os.path.exists(path):
+        return False
+    probe = stdlib_socket.socket(stdlib_socket.AF_UNIX, stdlib_socket.SOCK_STREAM)
+    try:
+        probe.settimeout(1.0)
+        probe.connect(path)
+        return True
+    except OSError:  # refused: a stale file a crashed daemon left, which binding replaces
+        return False
+    finally:
+        probe.close()
 
 
 def _not_a_number(name: str) -> float:

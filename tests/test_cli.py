@@ -76,6 +76,15 @@ def test_serve_on_an_endpoint_in_use_exits_2_at_once_instead_of_hanging(tmp_path
         holder.close(linger=0)
 
 
+def test_serve_on_an_ipc_endpoint_another_daemon_serves_exits_2_instead_of_taking_it_over(served, tmp_path):
+    process, control, _ = served()
+    done = echemd("serve", "--control", control, "--publish", f"ipc://{tmp_path}/other-publish", "--data-dir", str(tmp_path / "other"),
+                  timeout=30)
+    assert done.returncode == 2 and "another process serves it" in done.stderr
+    with Client(control, timeout_s=5) as client:
+        assert client.ping()  # the first daemon still answers on its endpoint
+
+
 def test_bad_input_exits_2_with_the_reason_on_stderr(served):
     _, control, _ = served()
     done = echemd("run", "ccd", "--instrument", "sim-pstat-1", "-p", "diameter_mm=-2", "--wait", "--json", "--endpoint", control)
