@@ -82,10 +82,15 @@ def analyze_ccd(time_s, current_A, voltage_V, area_cm2: float, detection: ShortD
         if phase == "plate":
             plating_mA_cm2, plating_steps = density, plating_steps + 1
         label = f"{phase} {density:g} mA/cm2"
-        stop = monitor.watch(float(np.median(np.diff(t[step]))) if step.stop - step.start > 1 else 1.0, label).update({"time_s": t[step], "current_A": i[step], "voltage_V": v[step]})
+        stop = monitor.watch(_sample_interval_s(t[step]), label).update({"time_s": t[step], "current_A": i[step], "voltage_V": v[step]})
         if verdict.half_cycle(plating_mA_cm2, phase, stop):
             break
     return {**verdict.result(), "plating_steps": plating_steps, "plating_sign": "negative" if sign < 0 else "positive"}
+
+
+def _sample_interval_s(time_s: np.ndarray) -> float:
+    """A step's sample interval, s (the median spacing; 1 s for a step of one sample)."""
+    return float(np.median(np.diff(time_s))) if len(time_s) > 1 else 1.0
 
 
 def sweeps(bias_V: np.ndarray) -> list[slice]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from echemd.config.models import InstrumentLimits
 from echemd.drivers.base import Instrument, InstrumentRefused, Potentiostat
@@ -21,9 +21,8 @@ CHRONO_COLUMNS = (Column("time_s", "s"), Column("current_A", "A"), Column("volta
 
 
 class PlatingParameters(ShortDetection):
-    """The electrode, sampling and safety limit of a plating protocol, and the short criterion's parameters."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    """The electrode, sampling and safety limit of a plating protocol, and the short criterion's parameters
+    (its model configuration too: extra keys and non-finite numbers are refused)."""
 
     area_cm2: float | None = Field(None, gt=0, le=10_000, description="electrode area, cm2 (or give diameter_mm)")
     diameter_mm: float | None = Field(None, gt=0, le=1_000, description="electrode diameter, mm (or give area_cm2)")
