@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from echemd.config import DaemonConfig, SymmetricCellConfig
 from echemd.daemon.client import Client
 from echemd.daemon.service import Daemon
@@ -22,3 +24,11 @@ def run_on_cell(folder, protocol: str, cell: dict, **parameters):
     finally:
         daemon.close()
     return record, daemon.workers["cell"].instrument.cell
+
+
+def ccd_under_way(client: Client, samples: int, instrument: str = "sim-pstat-1") -> str:
+    """Submit a CCD on a 2 mm disc and return its run id once it has recorded ``samples`` samples."""
+    run_id = client.submit("ccd", instrument, diameter_mm=2.0)
+    while client.status(run_id)["n_samples"] < samples:
+        time.sleep(0.01)
+    return run_id

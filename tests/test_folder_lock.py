@@ -12,15 +12,14 @@ import pytest
 from echemd.daemon.client import Client
 from echemd.daemon.folder_lock import FolderInUse
 from echemd.daemon.service import Daemon
+from helpers import ccd_under_way
 
 
 def test_a_second_daemon_on_the_same_folder_is_refused_and_the_live_run_is_kept(lab):
     first = Daemon(lab(), sim_speed=3000.0)  # the CCD runs for ~3 s
     try:
         with Client(first.control.endpoint) as client:
-            run_id = client.submit("ccd", "sim-pstat-1", diameter_mm=2.0)
-            while client.status(run_id)["n_samples"] < 500:
-                time.sleep(0.01)
+            run_id = ccd_under_way(client, 500)
             with pytest.raises(FolderInUse, match=f"in use by another echemd daemon \\(pid {os.getpid()} on "):
                 Daemon(lab())
             record = client.wait(run_id, timeout_s=60)

@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from echemd.daemon.client import Client, Subscription
+from helpers import ccd_under_way
 
 SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20)
 JSON = SCALARS | st.lists(SCALARS, max_size=4) | st.dictionaries(st.text(max_size=8), SCALARS | st.lists(SCALARS, max_size=3), max_size=4)
@@ -88,9 +89,7 @@ def test_a_subscriber_joining_mid_run_sees_every_sample_once(lab):
     daemon = Daemon(lab(), sim_speed=3000.0)  # the CCD streams for ~3 s
     try:
         with Client(daemon.control.endpoint) as client:
-            run_id = client.submit("ccd", "sim-pstat-1", diameter_mm=2.0)
-            while client.status(run_id)["n_samples"] < 1000:
-                pass
+            run_id = ccd_under_way(client, 1000)
             with Subscription(zmq.Context.instance(), daemon.publisher.endpoint, f"run.{run_id}.data".encode()) as raw:
                 blocks = list(client.subscribe(run_id))  # joins late: the first blocks come from fetch
                 first_live = raw.receive(1.0)
