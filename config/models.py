@@ -249,6 +249,7 @@ class DaemonConfig(StrictModel):
     flush_interval_s: float = Field(0.5, gt=0, le=1.0, description="run files are flushed at least this often, s")
     fsync_interval_s: float = Field(30.0, gt=0, description="run files are also fsynced (to the disk, not just the OS) this often, s")
     compress_closed_runs: bool = Field(True, description="when a run ends, rewrite its file with compressed data columns (shuffle + deflate: ~4x smaller)")
+    disk_reserve_mb: float = Field(64.0, ge=0, description="free space (MiB) no run-file write may eat into: a run that would fails as 'disk full' instead")
     instruments: list[InstrumentConfig] = Field(min_length=1)
     security: SecurityConfig | None = Field(None, description="CURVE keys; required to bind anything but loopback")
 

@@ -59,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--publish", metavar="URL", help="data stream endpoint (overrides the config)")
     serve.add_argument("--data-dir", type=Path, metavar="DIR", help="folder of the run files (overrides the config)")
     serve.add_argument("--sim-speed", type=sim_speed, metavar="FACTOR|max", help="clock of every simulated instrument (1 = real time)")
+    serve.add_argument("--cancel-queued", action="store_true",
+                       help="end the runs a previous daemon left queued as aborted, instead of queueing them again")
 
     demo = verbs.add_parser("demo", help="run the simulated lab through the real control API and print the results")
     demo.add_argument("--data-dir", type=Path, default=Path("echemd-demo"), metavar="DIR", help="where the run files go (default: ./echemd-demo)")
@@ -132,7 +134,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     try:
-        daemon = Daemon(config, sim_speed=args.sim_speed)
+        daemon = Daemon(config, sim_speed=args.sim_speed, cancel_queued=args.cancel_queued)
     except zmq.ZMQError as exc:
         raise UsageError(f"cannot bind the control or data endpoint: {exc}") from exc
     except DriverUnavailable as exc:

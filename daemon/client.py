@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,6 +23,8 @@ import zmq
 from echemd.daemon.run import FINAL_STATUSES
 from echemd.daemon.security import ClientKeys
 from echemd.daemon.stream import HEARTBEAT_TOPIC, DataBlock, decode, run_topic
+
+log = logging.getLogger(__name__)
 
 DEFAULT_CONTROL_ENDPOINT = "tcp://127.0.0.1:5710"
 
@@ -67,6 +70,10 @@ class Client:
         Retrying with the same ``request_id`` after a timeout is safe: the daemon answers a request
         id it has already executed from its cache.
         """
+        return self.call_framed(method, request_id, **params)[0]
+
+    def call_framed(self, method: str, request_id: str | None = None, **params: Any) -> tuple[Any, list[zmq.Frame]]:
+        """As :meth:`call`, also returning the binary frames that follow the reply (``fetch`` with ``binary``)."""
         if self._socket is None:
             self._socket = self._context.socket(zmq.DEALER)
             self._socket.setsockopt(zmq.LINGER, 0)
@@ -79,11 +86,12 @@ class Client:
         while (remaining := deadline - time.monotonic()) > 0:
             if not self._socket.poll(int(remaining * 1000) + 1):
                 break
-            reply = json.loads(self._socket.recv_multipart()[-1])
+            head, *frames = self._socket.recv_multipart(copy=False)
+            reply = json.loads(head.bytes)
             if reply.get("id") != request_id:
                 continue  # a late reply to an earlier, timed-out request
             if reply.get("ok"):
-                return reply["result"]
+                return reply["result"], frames
             error = reply.get("error") or {}
             raise RemoteError(error.get("code", "unknown"), error.get("message", ""), error.get("details"))
         self.close()  # drop the socket so a late reply cannot be mistaken for the next one
@@ -121,10 +129,26 @@ class Client:
         return self.call("abort", run_id=run_id)
 
     def fetch(self, run_id: str, from_seq: int = 0, max_samples: int | None = None) -> dict[str, Any]:
+        """Blocks of a run from ``from_seq`` on, as JSON (see docs/protocol.md); :meth:`fetch_blocks`
+        is the fast way for many samples."""
         params: dict[str, Any] = {"run_id": run_id, "from_seq": from_seq}
         if max_samples is not None:
             params["max_samples"] = max_samples
         return self.call("fetch", **params)
+
+    def fetch_blocks(self, run_id: str, from_seq: int = 0, max_samples: int | None = None) -> tuple[list[DataBlock], dict[str, Any]]:
+        """Blocks of a run from ``from_seq`` on, their columns sent as raw float64 frames (about 3x
+        smaller than JSON, no number formatting); and the reply (``status``, ``n_blocks``, ``complete``)."""
+        params: dict[str, Any] = {"run_id": run_id, "from_seq": from_seq, "binary": True}
+        if max_samples is not None:
+            params["max_samples"] = max_samples
+        reply, frames = self.call_framed("fetch", **params)
+        blocks = [
+            DataBlock(run_id, raw["seq"], raw["offset"], raw["t0"],
+                      {name: np.frombuffer(frames[index].buffer, dtype="<f8") for name, index in raw["columns"].items()}, raw["units"])
+            for raw in reply["blocks"]
+        ]
+        return blocks, reply
 
     def wait(self, run_id: str, timeout_s: float | None = None, poll_s: float = 0.2) -> dict[str, Any]:
         """Block until the run ends; return its record.  Raises TimeoutError after ``timeout_s``."""
@@ -144,11 +168,13 @@ class Client:
             self._publish_endpoint = self.ping()["publish_endpoint"]
         return self._publish_endpoint
 
-    def subscribe(self, run_id: str, idle_s: float = 0.5) -> Iterator[DataBlock]:
+    def subscribe(self, run_id: str, idle_s: float = 0.5, patience_s: float | None = None) -> Iterator[DataBlock]:
         """Every data block of a run, once and in order, until the run ends.
 
         Blocks come live from the PUB socket; any the socket missed (joined late, high-water mark)
-        are fetched from the daemon, as is everything when the stream is quiet for ``idle_s``.
+        are fetched from the daemon, as is everything when the stream is quiet for ``idle_s``.  A
+        daemon that does not answer a fetch (stalled, restarting) is asked again from the last
+        block received, for ``patience_s`` (None: as long as it takes; then TimeoutError).
         """
         with Subscription(self._context, self.publish_endpoint, run_topic(run_id), self.keys) as subscription:
             expected = 0
@@ -157,7 +183,7 @@ class Client:
                 if isinstance(message, DataBlock):
                     if message.seq < expected:
                         continue
-                    missed, _ = self._fetch_from(run_id, expected, until=message.seq)
+                    missed, _ = self._fetch_from(run_id, expected, message.seq, patience_s)
                     yield from missed
                     expected = message.seq + 1
                     yield message
@@ -166,18 +192,25 @@ class Client:
                 if message is not None and not ended:
                     continue
                 # quiet, or the run ended: whatever is still missing comes from the daemon
-                rest, complete = self._fetch_from(run_id, expected)
+                rest, complete = self._fetch_from(run_id, expected, None, patience_s)
                 yield from rest
                 expected += len(rest)
                 if complete:
                     return
 
-    def _fetch_from(self, run_id: str, from_seq: int, until: int | None = None) -> tuple[list[DataBlock], bool]:
+    def _fetch_from(self, run_id: str, from_seq: int, until: int | None, patience_s: float | None) -> tuple[list[DataBlock], bool]:
         """Blocks ``from_seq`` .. ``until`` - 1 (or all there are), and whether the run has no more."""
         blocks: list[DataBlock] = []
+        deadline = None if patience_s is None else time.monotonic() + patience_s
         while until is None or from_seq < until:
-            reply = self.fetch(run_id, from_seq)
-            new = [_block_from_json(run_id, raw) for raw in reply["blocks"] if until is None or raw["seq"] < until]
+            try:
+                fetched, reply = self.fetch_blocks(run_id, from_seq)
+            except TimeoutError:
+                if deadline is not None and time.monotonic() > deadline:
+                    raise
+                log.warning("no answer from %s to a fetch of run %s from block %d; asking again", self.endpoint, run_id, from_seq)
+                continue
+            new = [block for block in fetched if until is None or block.seq < until]
             blocks += new
             if new:
                 from_seq = new[-1].seq + 1
@@ -224,14 +257,3 @@ class Subscription:
             if message is not None and getattr(message, "kind", None) == "heartbeat":
                 return
         raise TimeoutError("no heartbeat from the daemon")
-
-
-def _block_from_json(run_id: str, raw: dict[str, Any]) -> DataBlock:
-    return DataBlock(
-        run_id=run_id,
-        seq=raw["seq"],
-        offset=raw["offset"],
-        t0=raw["t0"],
-        columns={name: np.asarray(values, dtype="<f8") for name, values in raw["columns"].items()},
-        units=raw["units"],
-    )

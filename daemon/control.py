@@ -1,5 +1,10 @@
 """The control socket (ZeroMQ ROUTER): JSON requests in, JSON replies out, one thread owns it.
 
+Methods that read the disk (``fetch``, ``runs``) run on a small pool of threads, so a large fetch
+never holds up other clients' requests; their replies go out through the socket's thread like
+every other (replies to one client may then come in another order than its requests: match them
+by id).  A reply may carry binary frames after its JSON frame (``fetch`` with ``binary``).
+
 A request is one frame ``{"id": str, "method": str, "params": {...}}`` (frames a DEALER or REQ
 client puts before it are echoed back).  The reply to a request that changed something (submit,
 abort, pause, resume, queue, shutdown) and succeeded is remembered for ten minutes under the
@@ -19,9 +24,12 @@ import json
 import logging
 import os
 import socket as stdlib_socket
+import queue
 import threading
 import time
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from collections.abc import Callable
 from typing import Any
 
@@ -40,7 +48,19 @@ Handler = Callable[[str, dict[str, Any]], Any]
 REPLY_CACHE_SIZE, REPLY_CACHE_BYTES, REPLY_CACHE_S = 10_000, 16 << 20, 600.0
 #: The methods whose replies are remembered: those that change something must not run twice.
 REMEMBERED_METHODS = LOGGED_METHODS
+#: Methods that read the disk: answered on the I/O pool, off the socket's thread.
+DISK_METHODS = frozenset({"fetch", "runs"})
+IO_THREADS = 2
 RequestKey = tuple[str, str, str, str]
+
+
+@dataclass
+class Framed:
+    """A handler's result that carries binary frames, sent after the JSON reply frame in order
+    (the result refers to them by index, 0 = the first after the JSON)."""
+
+    result: Any
+    frames: list[bytes | memoryview]
 
 
 def request_key(client_key: str, request_id: str | int, method: str, params: dict[str, Any]) -> RequestKey:
@@ -123,65 +143,108 @@ class ControlServer:
         bind_or_close(self._socket, endpoint)
         self.endpoint = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
         self._stop = threading.Event()
+        self._io = ThreadPoolExecutor(IO_THREADS, thread_name_prefix="echemd-control-io")
+        self._answered: queue.SimpleQueue[list[bytes | memoryview]] = queue.SimpleQueue()  # from the I/O pool
+        self._in_flight = 0
         self._thread = threading.Thread(target=self._loop, name="echemd-control", daemon=True)
         self._thread.start()
 
     def close(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
+        self._io.shutdown(wait=True, cancel_futures=True)
         self._socket.close()
 
     def _loop(self) -> None:
         poller = zmq.Poller()
         poller.register(self._socket, zmq.POLLIN)
         while not self._stop.is_set():
-            if not poller.poll(100):
+            ready = poller.poll(5 if self._in_flight else 100)  # replies from the pool are looked for every 5 ms
+            while not self._answered.empty():
+                self._in_flight -= 1
+                self._send(self._answered.get())
+            if not ready:
                 continue
             frames = self._socket.recv_multipart(copy=False)
             if len(frames) < 2:
                 continue  # no identity: cannot answer
             client_key = frames[-1].get("User-Id") if self._secure else "plaintext loopback"
             identity, *envelope, body = (frame.bytes for frame in frames)
-            reply = self.answer(body, client_key)
             try:
-                self._socket.send_multipart([identity, *envelope, reply], flags=zmq.NOBLOCK)
-            except zmq.ZMQError as exc:  # client gone or not reading: never block on one client
-                log.warning("dropped a reply: %s", exc)
+                request = parse_request(body)
+            except ApiError as exc:
+                self._send([identity, *envelope, _error(getattr(exc, "request_id", None), exc)])
+                continue
+            if request[1] in DISK_METHODS:
+                self._in_flight += 1
+                self._io.submit(lambda head=[identity, *envelope], r=request: self._answered.put([*head, *self.execute(*r, client_key)]))
+            else:
+                self._send([identity, *envelope, *self.execute(*request, client_key)])
 
-    def answer(self, body: bytes, client_key: str = "") -> bytes:
-        """The reply frame to one request frame; the request is logged with the client's key."""
-        request_id: Any = None
+    def _send(self, frames: list[bytes | memoryview]) -> None:
         try:
-            try:
-                request = json.loads(body, parse_constant=_not_a_number)
-            except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # ValueError: bad JSON, or an integer of thousands of digits
-                reason = "it nests too deeply" if isinstance(exc, RecursionError) else exc
-                raise ApiError("bad_request", f"the request is not JSON: {reason}") from None
-            if not isinstance(request, dict):
-                raise ApiError("bad_request", "the request must be a JSON object with id, method and params")
-            request_id = request.get("id")
-            if not isinstance(request_id, (str, int)) or isinstance(request_id, bool):
-                request_id = None
-                raise ApiError("bad_request", "'id' must be a string")
-            method, params = request.get("method"), request.get("params", {})
-            if not isinstance(method, str):
-                raise ApiError("bad_request", "'method' must be a string")
-            if not isinstance(params, dict):
-                raise ApiError("bad_request", "'params' must be a JSON object")
+            self._socket.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
+        except zmq.ZMQError as exc:  # client gone or not reading: never block on one client
+            log.warning("dropped a reply: %s", exc)
+
+    def answer(self, body: bytes, client_key: str = "") -> list[bytes | memoryview]:
+        """The reply frames to one request frame (on the calling thread)."""
+        try:
+            request = parse_request(body)
+        except ApiError as exc:
+            return [_error(getattr(exc, "request_id", None), exc)]
+        return self.execute(*request, client_key)
+
+    def execute(self, request_id: str | int, method: str, params: dict[str, Any], client_key: str) -> list[bytes | memoryview]:
+        """Run one parsed request (or answer it from the reply cache); the reply frames.  The
+        request is logged with the client's key."""
+        try:
             key = request_key(client_key, request_id, method, params) if method in REMEMBERED_METHODS else None
             cached = self._cache.get(key) if key is not None else None
             if cached is not None:
-                return cached
+                return [cached]
             level = logging.INFO if method in LOGGED_METHODS else logging.DEBUG
             log.log(level, "request %s %s from %s", request_id, method, client_key)
-            reply = {"id": request_id, "ok": True, "result": self._handler(method, params)}
-            encoded = json.dumps(reply).encode()
+            result = self._handler(method, params)
+            frames = result.frames if isinstance(result, Framed) else []
+            encoded = json.dumps({"id": request_id, "ok": True, "result": result.result if isinstance(result, Framed) else result}).encode()
             if key is not None:
                 self._cache.put(key, encoded)
-            return encoded
+            return [encoded, *frames]
         except ApiError as exc:
-            reply = {"id": request_id, "ok": False, "error": exc.as_dict()}
+            return [_error(request_id, exc)]
         except Exception as exc:
             log.exception("request failed")
-            reply = {"id": request_id, "ok": False, "error": ApiError("internal", f"{type(exc).__name__}: {exc}").as_dict()}
-        return json.dumps(reply).encode()
+            return [_error(request_id, ApiError("internal", f"{type(exc).__name__}: {exc}"))]
+
+
+def parse_request(body: bytes) -> tuple[str | int, str, dict[str, Any]]:
+    """(id, method, params) of a request frame; ApiError ``bad_request`` when it is not one."""
+    try:
+        request = json.loads(body, parse_constant=_not_a_number)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # ValueError: bad JSON, or an integer of thousands of digits
+        reason = "it nests too deeply" if isinstance(exc, RecursionError) else exc
+        raise ApiError("bad_request", f"the request is not JSON: {reason}") from None
+    if not isinstance(request, dict):
+        raise ApiError("bad_request", "the request must be a JSON object with id, method and params")
+    request_id = request.get("id")
+    if not isinstance(request_id, (str, int)) or isinstance(request_id, bool):
+        raise ApiError("bad_request", "'id' must be a string")
+    method, params = request.get("method"), request.get("params", {})
+    if not isinstance(method, str):
+        raise BadRequest("'method' must be a string", request_id)
+    if not isinstance(params, dict):
+        raise BadRequest("'params' must be a JSON object", request_id)
+    return request_id, method, params
+
+
+class BadRequest(ApiError):
+    """``bad_request`` for a request whose id could be read: the reply carries it."""
+
+    def __init__(self, message: str, request_id: str | int) -> None:
+        super().__init__("bad_request", message)
+        self.request_id = request_id
+
+
+def _error(request_id: str | int | None, error: ApiError) -> bytes:
+    return json.dumps({"id": request_id, "ok": False, "error": error.as_dict()}).encode()

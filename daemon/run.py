@@ -30,6 +30,7 @@ class Run:
     result: dict[str, Any] | None = None
     error: str = ""
     abort_requested: threading.Event = field(default_factory=threading.Event)
+    abort_reason: str = "aborted on request"  # the error an abort ends the run with
     pause_requested: threading.Event = field(default_factory=threading.Event)
     done: threading.Event = field(default_factory=threading.Event)
     runfile: RunFile | None = None

@@ -23,6 +23,7 @@ import os
 import threading
 import time
 import weakref
+from dataclasses import dataclass
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -31,6 +32,9 @@ from typing import Any
 import h5py
 import numpy as np
 
+from echemd.daemon import file_transitions
+from echemd.daemon.disk_space import DEFAULT_RESERVE_BYTES, ensure_free
+from echemd.daemon.file_transitions import current_path
 from echemd.daemon.stream import DataBlock
 
 CHUNK = 4096
@@ -42,7 +46,20 @@ EVENT_CHUNK = 64
 KIND_DTYPE = "S32"
 MESSAGE_DTYPE = "S1024"  # UTF-8, truncated: the full text is in the daemon's log
 STATUSES = ("running", "completed", "aborted", "failed", "interrupted")
+#: Room a new run file takes (its structure, first chunks), and HDF5's metadata beside a write, bytes.
+NEW_FILE_BYTES, WRITE_OVERHEAD_BYTES = 256 * 1024, 64 * 1024
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunFileSettings:
+    """How the daemon writes run files (see DaemonConfig for each): flush and fsync periods (s),
+    compression once the run has ended, and the free space no write may eat into (bytes)."""
+
+    flush_interval_s: float = 0.5
+    fsync_interval_s: float = 30.0
+    compress_on_close: bool = False
+    reserve_bytes: int = DEFAULT_RESERVE_BYTES
 
 
 def utc_now() -> str:
@@ -62,20 +79,17 @@ class RunFile:
         instrument: str,
         columns: Mapping[str, str],
         version: str,
-        flush_interval_s: float,
-        fsync_interval_s: float = 30.0,
+        settings: RunFileSettings,
         t0_unix_s: float | None = None,
-        compress_on_close: bool = False,
     ) -> None:
-        """``t0_unix_s``: the run's time zero, Unix time (s), by default now.  ``compress_on_close``:
-        rewrite the file with compressed data columns once the run has ended (see :func:`compact`)."""
-        self.compress_on_close = compress_on_close
+        """``t0_unix_s``: the run's time zero, Unix time (s), by default now.  Raises OSError when
+        the file cannot be created (nothing is left behind), FileExistsError when it exists."""
+        self.settings = settings
         self.path = Path(path)
         self.run_id = run_id
         self.units = dict(columns)
         self.t0 = time.time() if t0_unix_s is None else t0_unix_s
-        self.flush_interval_s = flush_interval_s
-        self.fsync_interval_s = fsync_interval_s
+        self.flush_interval_s = settings.flush_interval_s
         self._lock = threading.Lock()
         self._n = 0  # samples received (written or pending)
         self._written = 0  # samples in the datasets
@@ -89,8 +103,8 @@ class RunFile:
         self._write_error: Exception | None = None  # why the writer could not write, once it failed
         self._last_fsync = time.monotonic()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        f = h5py.File(self.path, "w-", libver="latest")  # w-: never overwrite another run
-        try:
+
+        def build(f: h5py.File) -> None:
             f.attrs.update({
                 "echemd_version": version,
                 "run_id": run_id,
@@ -114,10 +128,9 @@ class RunFile:
             stream = f.create_group("stream")
             stream.create_dataset("block_offset", shape=(0,), maxshape=(None,), dtype="<i8", chunks=(EVENT_CHUNK,))
             f.create_group("result")
-            f.swmr_mode = True
-        except BaseException:
-            f.close()
-            raise
+
+        ensure_free(self.path.parent, NEW_FILE_BYTES, settings.reserve_bytes)
+        f = file_transitions.create(self.path, build)
         self._file = f
         self._data = {name: f["data"][name] for name in self.units}  # handles: no lookups per block
         self._index = f["stream/block_offset"]
@@ -162,7 +175,7 @@ class RunFile:
             if self._file is not None:
                 self._write(flush=False)
                 return read_blocks(self._file, from_seq, max_samples, self._blocks, self._n)
-        with h5py.File(self.path, "r", libver="latest", swmr=True) as f:
+        with h5py.File(current_path(self.path), "r", libver="latest", swmr=True) as f:
             return read_blocks(f, from_seq, max_samples)
 
     def flush_if_due(self) -> None:
@@ -177,7 +190,7 @@ class RunFile:
                 return
             self._write(flush=True)
             self._dirty_since = None
-            if now - self._last_fsync >= self.fsync_interval_s:
+            if now - self._last_fsync >= self.settings.fsync_interval_s:
                 os.fsync(self._file.id.get_vfd_handle())
                 self._last_fsync = now
 
@@ -190,7 +203,22 @@ class RunFile:
                 self._file.flush()
         except Exception as exc:
             self._write_error = exc
+            self._shrink_to_written()
             raise
+
+    def _shrink_to_written(self) -> None:
+        """After a failed write: cut every dataset back to what was written, so that the extents a
+        write grew before it failed never show (or get recovered) as samples of zeros.  Best effort:
+        shrinking needs no new space, but the file may refuse everything by now.  Lock held."""
+        events_written = self._events - len(self._pending_events)
+        sizes = [(dataset, self._written) for dataset in self._data.values()] + [(self._index, self._blocks_written)]
+        sizes += [(dataset, events_written) for dataset in self._event_columns]
+        for dataset, size in sizes:
+            try:
+                if len(dataset) > size:
+                    dataset.resize((size,))
+            except Exception as exc:
+                log.warning("run file %s: cannot cut %s back to %d after a failed write: %s", self.path, dataset.name, size, exc)
 
     def _check_writable(self) -> None:
         """Raise if the file is closed, or if writing it failed (a full disk): the run then fails,
@@ -205,7 +233,11 @@ class RunFile:
             self._dirty_since = time.monotonic()
 
     def _write_pending(self) -> None:
-        """Append the pending blocks (one resize and one write per column) and events.  Lock held."""
+        """Append the pending blocks (one resize and one write per column) and events, if the disk
+        keeps its reserve after them (see disk_space).  Lock held."""
+        samples = self._n - self._written
+        ensure_free(self.path.parent, 8 * (samples * len(self._data) + self._blocks - self._blocks_written)
+                    + (8 + 32 + 1024) * len(self._pending_events) + WRITE_OVERHEAD_BYTES, self.settings.reserve_bytes)
         if self._pending:
             start, end = self._written, self._n
             for name, dataset in self._data.items():
@@ -224,7 +256,11 @@ class RunFile:
             self._pending_events.clear()
 
     def close(self, status: str, result: Mapping[str, Any] | None = None, error: str = "") -> None:
-        """Flush and close; then set the final status, the finish time and the result."""
+        """Flush and close; then set the final status, the finish time and the result (on a copy
+        that replaces the file: see file_transitions), compressed if the file was opened so.
+
+        Raises OSError when the file could not be completed (a full disk); it then holds every
+        sample flushed before, and says ``running`` until recovery marks it."""
         if status not in STATUSES:
             raise ValueError(f"unknown status {status!r}")
         _WRITER.discard(self)
@@ -239,24 +275,69 @@ class RunFile:
             except Exception as exc:
                 failure = exc
             finally:
-                self._file.close()
+                try:
+                    self._file.close()
+                except Exception as exc:  # a full disk: HDF5 could not write its metadata; the handle must still go
+                    failure = failure or exc
+                    _close_id(self._file)
                 self._file = self._data = self._index = self._event_columns = None
                 self._pending.clear()
                 self._pending_events.clear()
             if failure is not None:  # what was flushed before stays; the file says why the rest is missing
                 status, error = "failed", f"writing the run file failed: {type(failure).__name__}: {failure}"
-            with h5py.File(self.path, "r+", libver="latest") as f:
-                f.attrs["status"] = status
-                f.attrs["finished"] = utc_now()
-                f.attrs["error"] = error
-                write_result(f["result"], result or {})
+            finished = utc_now()
+
+            def final(target: h5py.File) -> None:
+                target.attrs.update({"status": status, "finished": finished, "error": error})
+                write_result(target["result"], result or {})
+
+            try:
+                self._end(final)
+            except OSError as exc:  # the end waits for space: see finish_pending_ends
+                _PENDING_ENDS[self.path] = (self, final)
+                raise OSError(f"cannot write the end of the run into {self.path} now ({exc}); "
+                              f"the daemon retries while it runs") from exc
             if failure is not None:
                 raise OSError(error) from failure
-            if self.compress_on_close:
-                try:
-                    compact(self.path)
-                except Exception:  # the run's file is complete already, just not compressed
-                    log.exception("run file %s: compression after the run failed; left uncompressed", self.path)
+
+    def _end(self, final: Callable[[h5py.File], None]) -> None:
+        """Replace the closed file by its final copy (compressed if set; uncompressed if that fails)."""
+        reserve = self.settings.reserve_bytes
+        try:
+            rewrite_run_file(self.path, compress=self.settings.compress_on_close, finish=final, reserve_bytes=reserve)
+        except Exception:
+            if not self.settings.compress_on_close:
+                raise
+            log.exception("run file %s: compression after the run failed; written uncompressed", self.path)
+            rewrite_run_file(self.path, compress=False, finish=final, reserve_bytes=reserve)
+
+
+#: Run files whose end could not be written (no space for the final copy), with how they ended.
+_PENDING_ENDS: dict[Path, tuple[RunFile, Callable[[h5py.File], None]]] = {}
+
+
+def finish_pending_ends() -> list[str]:
+    """Write the ends that waited for space (see RunFile.close); returns the ids of the runs whose
+    files now say how they ended."""
+    finished = []
+    for path, (runfile, final) in list(_PENDING_ENDS.items()):
+        try:
+            runfile._end(final)
+        except OSError:
+            continue
+        del _PENDING_ENDS[path]
+        finished.append(runfile.run_id)
+        log.warning("run file %s: its end is written now that the disk has space", path)
+    return finished
+
+
+def _close_id(f: h5py.File) -> None:
+    """Close a file whose regular close failed, releasing its descriptor (best effort)."""
+    try:
+        while f.id.valid:
+            f.id.close()
+    except Exception as exc:
+        log.warning("run file %s: its handle could not be released: %s", f.filename, exc)
 
 
 class _Writer:
@@ -336,27 +417,31 @@ def read_blocks(f: h5py.File, from_seq: int, max_samples: int, n_blocks: int | N
     return blocks, n_blocks
 
 
-def recover(path: Path, compress: bool = False) -> int:
-    """Turn the file of a run whose daemon died into a closed, readable file with status ``interrupted``.
+def recover(path: Path, compress: bool = False, status: str = "interrupted", error: str = "", finished: str = "",
+            reserve_bytes: int = DEFAULT_RESERVE_BYTES) -> int:
+    """Turn the file of a run whose daemon died into a closed, readable file with status ``status``
+    (by default ``interrupted``; a run that had ended but could not write its end says how it ended).
 
     A writer that was killed leaves its SWMR file marked as open for writing, so it can only be read
     in SWMR mode.  Its content is copied into a fresh file, cut to the gap-free prefix every column
     holds, which then replaces it.  Returns the number of samples kept.
     """
-    with h5py.File(path, "r", libver="latest", swmr=True) as source:
-        n = min((len(source["data"][c]) for c in source["data"]), default=0)
+    kept = 0
 
-        def interrupted(target: h5py.File) -> None:
-            offsets = target["stream/block_offset"]
-            keep = offsets[:]
-            keep = keep[keep < n] if n else keep[:0]
-            offsets.resize((len(keep),))
-            offsets[:] = keep
-            target.attrs["status"] = "interrupted"
-            target.attrs["error"] = f"the daemon stopped mid-run; recovered {n} samples at {utc_now()}"
+    def ended(target: h5py.File) -> None:
+        nonlocal kept
+        kept = n = len(target["data/time_s"])
+        offsets = target["stream/block_offset"]
+        keep = offsets[:]
+        keep = keep[keep < n] if n else keep[:0]
+        offsets.resize((len(keep),))
+        offsets[:] = keep
+        target.attrs["status"] = status
+        target.attrs["finished"] = finished
+        target.attrs["error"] = error or f"the daemon stopped mid-run; recovered {n} samples at {utc_now()}"
 
-        _rewrite(source, path, n, compress, interrupted)
-    return n
+    rewrite_run_file(path, compress=compress, finish=ended, gap_free=True, reserve_bytes=reserve_bytes)
+    return kept
 
 
 def compact(path: Path) -> None:
@@ -364,41 +449,47 @@ def compact(path: Path) -> None:
     about 4x smaller on electrochemical data (benchmarks/memory_filesize.py) and readable by any
     HDF5 reader.  Run files are written uncompressed while the run goes on, because every flush
     would rewrite the chunk being filled and leave the old copies as dead space in the file."""
-    with h5py.File(path, "r", libver="latest") as source:
-        _rewrite(source, path, len(source["data/time_s"]), True)
+    rewrite_run_file(path, compress=True)
 
 
 #: Samples copied at a time when a run file is rewritten (bounded memory for runs of any length).
 COPY_SLICE = 1 << 20
 
 
-def _rewrite(source: h5py.File, path: Path, n: int, compress: bool, finish: Callable[[h5py.File], None] | None = None) -> None:
-    """Copy ``source`` into a fresh file with the first ``n`` samples of each data column (compressed
-    if asked), let ``finish`` amend the copy, then put it in place of ``path`` (atomic rename)."""
-    partial = path.with_suffix(".h5.rewriting")
-    options = {"shuffle": True, "compression": "gzip", "compression_opts": 1} if compress else {}
-    try:
-        with h5py.File(partial, "w", libver="latest") as target:
+def rewrite_run_file(path: Path, compress: bool = False, finish: Callable[[h5py.File], None] | None = None, gap_free: bool = False,
+                     reserve_bytes: int = DEFAULT_RESERVE_BYTES) -> bool:
+    """Replace run file ``path`` by a copy (see file_transitions.rewrite; returns its answer):
+    data columns compressed if asked, cut to the samples every column holds if ``gap_free``,
+    then amended by ``finish``.  Raises OSError (ENOSPC) first when the copy would not leave the
+    disk its reserve (see disk_space)."""
+    ensure_free(path.parent, current_path(path).stat().st_size + WRITE_OVERHEAD_BYTES, reserve_bytes)
+
+    def write_copy(target: h5py.File) -> None:
+        with h5py.File(current_path(path), "r", libver="latest", swmr=True) as source:
+            columns = source["data"]
+            n = min((len(columns[c]) for c in columns), default=0) if gap_free else None
             target.attrs.update(dict(source.attrs))
             for name in source:
-                if name != "data":
+                if name != "data" or (n is None and not compress):  # whole: HDF5 copies the chunks as they are
                     source.copy(source[name], target, name)
-            data = target.create_group("data")
-            for column, dataset in source["data"].items():
-                copy = data.create_dataset(column, shape=(n,), maxshape=(None,), dtype=dataset.dtype, chunks=(CHUNK,), **options)
-                for start in range(0, n, COPY_SLICE):
-                    copy[start : min(n, start + COPY_SLICE)] = dataset[start : min(n, start + COPY_SLICE)]
-                copy.attrs.update(dict(dataset.attrs))
-            if finish is not None:
-                finish(target)
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
+            if "data" not in target:
+                data = target.create_group("data")
+                options = {"shuffle": True, "compression": "gzip", "compression_opts": 1} if compress else {}
+                for column, dataset in columns.items():
+                    size = len(dataset) if n is None else n
+                    copy = data.create_dataset(column, shape=(size,), maxshape=(None,), dtype=dataset.dtype, chunks=(CHUNK,), **options)
+                    for start in range(0, size, COPY_SLICE):
+                        copy[start : min(size, start + COPY_SLICE)] = dataset[start : min(size, start + COPY_SLICE)]
+                    copy.attrs.update(dict(dataset.attrs))
+        if finish is not None:
+            finish(target)
+
+    return file_transitions.rewrite(path, write_copy)
 
 
 def read_attrs(path: Path) -> dict[str, Any]:
     """The root attributes and result of a closed (or SWMR-readable) run file."""
-    with h5py.File(path, "r", libver="latest", swmr=True) as f:
+    with h5py.File(current_path(path), "r", libver="latest", swmr=True) as f:
         attrs = {key: (value.item() if hasattr(value, "item") else value) for key, value in f.attrs.items()}
         attrs["result"] = json.loads(f["result"].attrs.get("json", "null"))
         attrs["n_samples"] = len(f["data/time_s"])

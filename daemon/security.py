@@ -51,6 +51,22 @@ def create_keys(folder: str | Path, name: str) -> tuple[Path, Path]:
     return Path(public), Path(secret)
 
 
+class AuthorizedClients:
+    """The allow-list: the public key files in a folder, read at every connection (ZAP calls
+    ``callback`` once per CURVE handshake), so adding a key file admits its client and removing it
+    refuses that client's next connection, without a restart.  A connection already made stays."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def callback(self, domain: str, client_key: bytes) -> bool:
+        """Whether ``client_key`` (z85) is in the folder now; an unreadable folder admits nobody."""
+        try:
+            return bool(zmq.auth.load_certificates(str(self.folder)).get(client_key))
+        except (OSError, ValueError):
+            return False
+
+
 class CurveServer:
     """Runs the ZAP authenticator and makes sockets CURVE servers."""
 
@@ -62,7 +78,7 @@ class CurveServer:
             raise ValueError(f"{config.authorized_clients}: no such folder of client public keys")
         self.authenticator = ThreadAuthenticator(context)
         self.authenticator.start()
-        self.authenticator.configure_curve(domain="*", location=str(config.authorized_clients))
+        self.authenticator.configure_curve_callback(domain="*", credentials_provider=AuthorizedClients(Path(config.authorized_clients)))
 
     def apply(self, socket: zmq.Socket) -> None:
         socket.curve_server = True

@@ -13,16 +13,19 @@ from pathlib import Path
 from typing import Any, Literal
 
 import h5py
+import numpy as np
 import zmq
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from echemd.config.models import DaemonConfig, RunLimits
-from echemd.daemon.control import ControlServer
+from echemd.daemon.control import ControlServer, Framed
 from echemd.daemon.errors import ApiError
 from echemd.daemon.folder_lock import FolderLock
 from echemd.daemon.publisher import Publisher
 from echemd.daemon.run import FINAL_STATUSES, Run
-from echemd.daemon.runfile import read_attrs, read_blocks, recover
+from echemd.daemon.file_transitions import clean_folder, complete_replacement, current_path, pending_replacements
+from echemd.daemon.runfile import RunFileSettings, finish_pending_ends, read_attrs, read_blocks, recover, utc_now
+from echemd.daemon.submissions import SubmissionRecord, Submissions
 from echemd.daemon.security import CurveServer
 from echemd.daemon.worker import InstrumentWorker
 from echemd.drivers.registry import make_instrument
@@ -31,6 +34,8 @@ from echemd.protocols import PROTOCOLS, ProtocolRefused
 log = logging.getLogger(__name__)
 RUN_ID_PATTERN = r"^[A-Za-z0-9_-]{1,128}$"
 DEFAULT_FETCH_SAMPLES = 100_000
+#: How often a run-file replacement a reader blocked (Windows) is tried again, s.
+REPLACEMENT_RETRY_S = 5.0
 
 
 def echemd_version() -> str:
@@ -69,12 +74,15 @@ class QueueParams(_Params):
 class FetchParams(RunParams):
     from_seq: int = Field(0, ge=0)
     max_samples: int = Field(DEFAULT_FETCH_SAMPLES, ge=1, le=1_000_000)
+    binary: bool = False  # columns as raw little-endian float64 frames after the reply, not JSON lists
 
 
 class Daemon:
     """Owns the sockets, instruments and runs.  ``handle`` answers control requests (thread-safe)."""
 
-    def __init__(self, config: DaemonConfig, sim_speed: float | str | None = None) -> None:
+    def __init__(self, config: DaemonConfig, sim_speed: float | str | None = None, cancel_queued: bool = False) -> None:
+        """``cancel_queued``: the runs a previous daemon left queued end as aborted instead of
+        being queued again."""
         self.config = config
         self.version = echemd_version()
         self.data_dir = Path(config.data_dir)
@@ -82,7 +90,10 @@ class Daemon:
         self.folder_lock = FolderLock(self.data_dir)
         self.folder_lock.acquire()  # before any file is touched: raises FolderInUse when another daemon runs here
         try:
-            self.recovered = recover_interrupted(self.data_dir, compress=config.compress_closed_runs)
+            self.submissions = Submissions(self.data_dir)
+            self.files = RunFileSettings(config.flush_interval_s, config.fsync_interval_s, config.compress_closed_runs,
+                                         int(config.disk_reserve_mb * 2**20))
+            self.recovered = recover_interrupted(self.data_dir, self.submissions, self.files)
         except BaseException:
             self.folder_lock.release()
             raise
@@ -101,8 +112,7 @@ class Daemon:
             for instrument_config in config.instruments:
                 instrument = make_instrument(instrument_config, sim_speed)
                 self.workers[instrument.name] = InstrumentWorker(
-                    instrument, instrument_config.limits, self.publisher, config.flush_interval_s, self.version, config.fsync_interval_s,
-                    turn=block_turn, compress_closed_runs=config.compress_closed_runs,
+                    instrument, instrument_config.limits, self.publisher, self.files, self.version, turn=block_turn, submissions=self.submissions,
                 )
             self.control = ControlServer(self._context, config.control_endpoint, self.handle, secure=self.curve)
         except BaseException:
@@ -128,6 +138,9 @@ class Daemon:
             "resume": self.resume,
             "shutdown": self.shutdown,
         }
+        self.requeued = self._requeue(cancel_queued)
+        self._janitor = threading.Thread(target=self._complete_replacements, name="echemd-replacements", daemon=True)
+        self._janitor.start()
         log.info("echemd %s: control %s, data %s, runs in %s", self.version, self.control.endpoint, self.publisher.endpoint, self.data_dir)
 
     # --- life cycle -------------------------------------------------------------------------
@@ -140,6 +153,39 @@ class Daemon:
         self._stop_curve()
         self._context.term()
         self.folder_lock.release()
+
+    def _requeue(self, cancel: bool) -> list[str]:
+        """Queue again, in their order, the runs a previous daemon accepted and never started
+        (or end them as aborted when ``cancel``); returns their ids."""
+        requeued = []
+        for record in self.submissions.records():
+            if record.status != "queued":
+                continue
+            if cancel:
+                self.submissions.ended(record.run_id, "aborted", "cancelled at daemon start (--cancel-queued)", utc_now(), in_file=False)
+                continue
+            try:
+                run = self._new_run(record.protocol, record.instrument, record.parameters, record.limits, record.run_id, record.submitted)
+            except ApiError as exc:  # the configuration changed under it: the run cannot go on
+                log.error("run %s cannot be queued again: %s", record.run_id, exc.message)
+                self.submissions.ended(record.run_id, "failed", f"cannot be queued again after a restart: {exc.message}", utc_now(), in_file=False)
+                continue
+            with self._lock:
+                self.runs[run.run_id] = run
+            self.workers[run.instrument].enqueue(run)
+            requeued.append(run.run_id)
+        if requeued:
+            log.warning("queued again the %d runs the previous daemon had not started: %s", len(requeued), ", ".join(requeued))
+        return requeued
+
+    def _complete_replacements(self) -> None:
+        """Until the daemon stops: retry the run-file replacements a reader blocked (Windows), and
+        the run ends that waited for disk space (their files are then their records)."""
+        while not self.stopped.wait(REPLACEMENT_RETRY_S):
+            for path in pending_replacements(self.data_dir):
+                complete_replacement(path)
+            for run_id in finish_pending_ends():
+                self.submissions.remove(run_id)
 
     def _stop_curve(self) -> None:
         if self.curve is not None:
@@ -188,32 +234,49 @@ class Daemon:
         request = _parse(SubmitParams, params)
         if self.stopped.is_set():
             raise ApiError("shutting_down", "the daemon is shutting down")
-        protocol = PROTOCOLS.get(request.protocol)
-        if protocol is None:
-            raise ApiError("unknown_protocol", f"unknown protocol {request.protocol!r}", {"protocols": sorted(PROTOCOLS)})
-        worker = self.workers.get(request.instrument)
-        if worker is None:
-            raise ApiError("unknown_instrument", f"unknown instrument {request.instrument!r}", {"instruments": sorted(self.workers)})
-        if worker.instrument.kind != protocol.instrument_kind:
-            raise ApiError(
-                "refused",
-                f"{protocol.name} needs a {protocol.instrument_kind}; {request.instrument} is a {worker.instrument.kind}",
-            )
+        run = self._new_run(request.protocol, request.instrument, request.parameters, request.limits)
         try:
-            parameters = protocol.parameters.model_validate(request.parameters)
+            self.submissions.add(
+                run_id=run.run_id, protocol=run.protocol.name, instrument=run.instrument, parameters=run.parameters.model_dump(mode="json"),
+                limits=run.limits.model_dump(exclude_none=True) if run.limits else None, submitted=run.submitted,
+            )
+        except OSError as exc:
+            raise ApiError("storage", f"the run cannot be written down in {self.submissions.folder}: {exc}") from None
+        with self._lock:
+            self.runs[run.run_id] = run
+        try:
+            self.workers[run.instrument].enqueue(run)
+        except RuntimeError:  # the daemon began to stop meanwhile: the run was not accepted
+            self.submissions.remove(run.run_id)
+            raise ApiError("shutting_down", "the daemon is shutting down") from None
+        log.info("submitted %s: %s on %s", run.run_id, run.protocol.name, run.instrument)
+        return {"run_id": run.run_id, "status": run.status, "file": str(run.file)}
+
+    def _new_run(self, protocol_name: str, instrument: str, raw_parameters: dict[str, Any], limits: RunLimits | dict[str, Any] | None,
+                 run_id: str | None = None, submitted: str | None = None) -> Run:
+        """A run checked against its protocol, its instrument and their limits (ApiError if refused)."""
+        protocol = PROTOCOLS.get(protocol_name)
+        if protocol is None:
+            raise ApiError("unknown_protocol", f"unknown protocol {protocol_name!r}", {"protocols": sorted(PROTOCOLS)})
+        worker = self.workers.get(instrument)
+        if worker is None:
+            raise ApiError("unknown_instrument", f"unknown instrument {instrument!r}", {"instruments": sorted(self.workers)})
+        if worker.instrument.kind != protocol.instrument_kind:
+            raise ApiError("refused", f"{protocol.name} needs a {protocol.instrument_kind}; {instrument} is a {worker.instrument.kind}")
+        try:
+            parameters = protocol.parameters.model_validate(raw_parameters)
+            limits = RunLimits.model_validate(limits) if isinstance(limits, dict) else limits
         except ValidationError as exc:
             raise ApiError("invalid_parameters", f"invalid parameters for {protocol.name}: {_summary(exc)}", _details(exc)) from None
         try:  # the instrument's limits, tightened by the run's own: nothing beyond either is ever applied
-            protocol.check(parameters, worker.instrument, worker.limits.tightened(request.limits))
+            protocol.check(parameters, worker.instrument, worker.limits.tightened(limits))
         except ProtocolRefused as exc:
             raise ApiError("refused", str(exc)) from None
-        run_id = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{protocol.name}-{secrets.token_hex(3)}"
-        run = Run(run_id, protocol, worker.instrument.name, parameters, self.data_dir / f"{run_id}.h5", limits=request.limits)
-        with self._lock:
-            self.runs[run_id] = run
-        worker.enqueue(run)
-        log.info("submitted %s: %s on %s", run_id, protocol.name, run.instrument)
-        return {"run_id": run_id, "status": run.status, "file": str(run.file)}
+        run_id = run_id or f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{protocol.name}-{secrets.token_hex(3)}"
+        run = Run(run_id, protocol, worker.instrument.name, parameters, self.data_dir / f"{run_id}.h5", limits=limits)
+        if submitted:
+            run.submitted = submitted
+        return run
 
     def status(self, params: dict[str, Any]) -> dict[str, Any]:
         request = _parse(StatusParams, params)
@@ -229,6 +292,9 @@ class Daemon:
         """Runs of this session and every run file in the data folder, oldest first."""
         _parse(_Params, params)
         records = {run.run_id: run.record() for run in self._runs()}
+        for submission in self.submissions.records():
+            if submission.run_id not in records and submission.status in FINAL_STATUSES:
+                records[submission.run_id] = _submission_record(submission, self.data_dir)
         for path in sorted(self.data_dir.glob("*.h5")):
             if path.stem not in records:
                 try:
@@ -282,7 +348,7 @@ class Daemon:
             if request.action == "remove":
                 worker.abort(run)
             else:
-                worker.move(run, request.position)
+                self.submissions.reorder([queued.run_id for queued in worker.move(run, request.position)])
         return {"instrument": request.instrument, "queued": [run.run_id for run in worker.queued()],
                 "current_run": worker.current.run_id if worker.current else None}
 
@@ -297,29 +363,36 @@ class Daemon:
         request = _parse(FetchParams, params)
         with self._lock:
             run = self.runs.get(request.run_id)
+        path = self.data_dir / f"{request.run_id}.h5"
+        if run is None and not path.exists():  # ended without a file (see submissions), or unknown
+            run = self._run_record(request.run_id)
+            return {"run_id": run["run_id"], "status": run["status"], "n_blocks": 0, "complete": True, "blocks": []}
         if run is not None and run.runfile is None:
             return {"run_id": run.run_id, "status": run.status, "n_blocks": 0, "complete": run.status in FINAL_STATUSES, "blocks": []}
         if run is not None:
             status = run.status  # read before the blocks: a final status means every block is on disk
             blocks, n_blocks = run.runfile.read_blocks(request.from_seq, request.max_samples)
         else:
-            path = self.data_dir / f"{request.run_id}.h5"
-            if not path.exists():
-                raise ApiError("unknown_run", f"no run {request.run_id!r}")
-            with h5py.File(path, "r", libver="latest", swmr=True) as f:
+            with h5py.File(current_path(path), "r", libver="latest", swmr=True) as f:
                 status = str(f.attrs["status"])
                 blocks, n_blocks = read_blocks(f, request.from_seq, request.max_samples)
         next_seq = blocks[-1].seq + 1 if blocks else request.from_seq
-        return {
-            "run_id": request.run_id,
-            "status": status,
-            "n_blocks": n_blocks,
-            "complete": status in FINAL_STATUSES and next_seq >= n_blocks,
-            "blocks": [
+        reply = {"run_id": request.run_id, "status": status, "n_blocks": n_blocks, "complete": status in FINAL_STATUSES and next_seq >= n_blocks}
+        if not request.binary:
+            reply["blocks"] = [
                 {"seq": b.seq, "offset": b.offset, "t0": b.t0, "units": dict(b.units), "columns": {k: v.tolist() for k, v in b.columns.items()}}
                 for b in blocks
-            ],
-        }
+            ]
+            return reply
+        frames: list[bytes | memoryview] = []
+        reply["blocks"] = []
+        for b in blocks:
+            columns = {}
+            for name, values in b.columns.items():
+                columns[name] = len(frames)
+                frames.append(memoryview(np.ascontiguousarray(values, dtype="<f8")))
+            reply["blocks"].append({"seq": b.seq, "offset": b.offset, "t0": b.t0, "units": dict(b.units), "columns": columns})
+        return Framed(reply, frames)
 
     # --- helpers ----------------------------------------------------------------------------
     def _runs(self) -> list[Run]:
@@ -339,33 +412,56 @@ class Daemon:
         if run is not None:
             return run.record()
         path = self.data_dir / f"{run_id}.h5"
-        if not path.exists():
+        if path.exists():
+            return _file_record(path)
+        submission = self.submissions.get(run_id)
+        if submission is None:
             raise ApiError("unknown_run", f"no run {run_id!r}")
-        return _file_record(path)
+        return _submission_record(submission, self.data_dir)
 
 
-def recover_interrupted(data_dir: Path, compress: bool = False) -> list[str]:
-    """Mark the runs a previous daemon left `running` as `interrupted`; returns their ids.
+def recover_interrupted(data_dir: Path, submissions: Submissions, files: RunFileSettings = RunFileSettings()) -> list[str]:
+    """Close the run files a previous daemon left open (status ``running``); returns their run ids.
 
-    Call before any worker starts: only a dead daemon's files can still say `running` then.  Also
-    removes the half-written copies of files the previous daemon was rewriting (their originals
-    are intact).
+    Call before any worker starts: only a dead daemon's files can still say ``running`` then.  A run
+    whose end was written down but not into its file (a full disk) gets that end; every other one
+    becomes ``interrupted``.  First the partial files of interrupted transitions are removed and
+    pending replacements completed (see file_transitions.clean_folder).  The submission records of
+    runs whose file is complete are dropped: the file is their record.
     """
-    for stale in sorted(data_dir.glob("*.h5.rewriting")):
-        log.warning("removing %s, a copy the previous daemon did not finish", stale)
-        stale.unlink(missing_ok=True)
+    clean_folder(data_dir)
     recovered = []
     for path in sorted(data_dir.glob("*.h5")):
         try:
-            if read_attrs(path)["status"] != "running":
-                continue
-            samples = recover(path, compress)
+            if read_attrs(path)["status"] == "running":
+                ended = submissions.get(path.stem)
+                end = (ended.status, ended.error, ended.finished) if ended is not None and ended.status in FINAL_STATUSES else ()
+                samples = recover(path, files.compress_on_close, *end, reserve_bytes=files.reserve_bytes)
+                log.warning("run %s was interrupted by the end of the previous daemon; %d samples kept", path.stem, samples)
+                recovered.append(path.stem)
         except (OSError, KeyError, ValueError) as exc:
             log.error("cannot recover %s: %s", path, exc)
             continue
-        log.warning("run %s was interrupted by the end of the previous daemon; %d samples kept", path.stem, samples)
-        recovered.append(path.stem)
+        submissions.remove(path.stem)
     return recovered
+
+
+def _submission_record(submission: SubmissionRecord, data_dir: Path) -> dict[str, Any]:
+    """A run that ended without a run file, as the control API reports it."""
+    return {
+        "run_id": submission.run_id,
+        "protocol": submission.protocol,
+        "instrument": submission.instrument,
+        "parameters": submission.parameters,
+        "status": submission.status,
+        "submitted": submission.submitted,
+        "started": "",
+        "finished": submission.finished,
+        "file": str(data_dir / f"{submission.run_id}.h5"),
+        "n_samples": 0,
+        "result": None,
+        "error": submission.error,
+    }
 
 
 def _file_record(path: Path) -> dict[str, Any]:

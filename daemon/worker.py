@@ -16,8 +16,9 @@ from echemd.config.models import InstrumentLimits
 from echemd.daemon.engine import Engine, RunAborted
 from echemd.daemon.publisher import Publisher
 from echemd.daemon.run import Run
-from echemd.daemon.runfile import RunFile, utc_now
-from echemd.drivers.base import Instrument
+from echemd.daemon.runfile import RunFile, RunFileSettings, utc_now
+from echemd.daemon.submissions import Submissions
+from echemd.drivers.base import DriverError, Instrument
 
 log = logging.getLogger(__name__)
 
@@ -28,21 +29,20 @@ class InstrumentWorker:
         instrument: Instrument,
         limits: InstrumentLimits,
         publisher: Publisher,
-        flush_interval_s: float,
+        files: RunFileSettings,
         version: str,
-        fsync_interval_s: float = 30.0,
         turn: threading.Lock | None = None,
-        compress_closed_runs: bool = False,
+        submissions: Submissions | None = None,
     ) -> None:
-        """``turn``: the lock the daemon's workers take turns on to process a block (see Engine).
-        ``compress_closed_runs``: compress each run file once its run has ended."""
+        """``files``: how run files are written.  ``turn``: the lock the daemon's workers take
+        turns on to process a block (see Engine).  ``submissions``: where the daemon wrote its
+        runs down, told how each ended."""
+        self.submissions = submissions
         self.turn = turn
-        self.compress_closed_runs = compress_closed_runs
+        self.files = files
         self.instrument = instrument
-        self.fsync_interval_s = fsync_interval_s
         self.limits = limits
         self.publisher = publisher
-        self.flush_interval_s = flush_interval_s
         self.version = version
         self.current: Run | None = None
         self.connected = False
@@ -104,18 +104,18 @@ class InstrumentWorker:
         with self._cv:
             if run in self._queue:
                 self._queue.remove(run)
-                run.finish("aborted", error="aborted before it started")
+                self._end(run, "aborted", error="aborted before it started")
                 return
         run.abort_requested.set()
 
     def stop(self, timeout_s: float = 30.0) -> None:
-        """Abort the running and queued runs, wait for the instrument to be safe, close it."""
+        """Abort the running run (``aborted: daemon shutdown``), wait for the instrument to be safe,
+        close it.  The queued runs stay written down as queued: the next daemon queues them again."""
         with self._cv:
             self._stopping = True
-            for run in self._queue:
-                run.finish("aborted", error="daemon shut down before the run started")
             self._queue.clear()
             if self.current is not None:
+                self.current.abort_reason = "aborted: daemon shutdown"
                 self.current.abort_requested.set()
             self._cv.notify()
         self._thread.join(timeout_s)
@@ -135,8 +135,10 @@ class InstrumentWorker:
                 self.current = run
             try:
                 self._execute(run)
-            except Exception:  # pragma: no cover - _execute handles its own faults
+            except BaseException:  # pragma: no cover - _execute ends the run whatever happens; the queue goes on
                 log.exception("worker %s: unexpected error", self.instrument.name)
+                if not run.done.is_set():
+                    self._end(run, "failed", error="the instrument's worker failed unexpectedly (see the daemon log)")
             finally:
                 self.current = None
 
@@ -144,8 +146,7 @@ class InstrumentWorker:
         protocol = run.protocol
         unreachable = "" if self.connected else self._connect()
         if unreachable:
-            run.finish("failed", error=unreachable)
-            self._status(run)
+            self._end(run, "failed", error=unreachable)
             return
         # the run's time zero: the instrument's clock and the wall clock read together, so that
         # t0_unix_s + time_s is each sample's wall-clock time
@@ -159,15 +160,12 @@ class InstrumentWorker:
                 instrument=self.instrument.name,
                 columns={column.name: column.units for column in protocol.columns},
                 version=self.version,
-                flush_interval_s=self.flush_interval_s,
-                fsync_interval_s=self.fsync_interval_s,
+                settings=self.files,
                 t0_unix_s=t0_unix_s,
-                compress_on_close=self.compress_closed_runs,
             )
         except Exception as exc:  # nothing was applied: the run fails before it starts
             log.exception("run %s: cannot create its run file", run.run_id)
-            run.finish("failed", error=f"cannot create the run file {run.file}: {type(exc).__name__}: {exc}")
-            self._status(run)
+            self._end(run, "failed", error=f"cannot create the run file {run.file}: {type(exc).__name__}: {exc}")
             return
         run.runfile = runfile
         run.status, run.started = "running", utc_now()
@@ -191,36 +189,46 @@ class InstrumentWorker:
             clock_zero_s=clock_zero_s,
             turn=self.turn,
         )
-        status, result, error = "failed", None, ""
+        status, result, error, instrument_fault = "failed", None, "", False
         try:
             result = engine.run(protocol.plan(run.parameters))
             status = "completed"
         except RunAborted:
-            status, error = "aborted", "aborted on request"
-        except Exception as exc:
+            status, error = "aborted", run.abort_reason
+        except BaseException as exc:  # KeyboardInterrupt or SystemExit raised in a driver too: the worker goes on
             status, error = "failed", f"{type(exc).__name__}: {exc}"
+            instrument_fault = isinstance(exc, (DriverError, TimeoutError))
             log.exception("run %s failed", run.run_id)
         finally:
+            reachable = True
             try:
                 self.instrument.safe_state()
             except Exception as exc:
                 log.exception("%s: safe state failed", self.instrument.name)
-                status, error = "failed", error or f"safe state failed: {exc}"
+                status, error, reachable = "failed", error or f"safe state failed: {exc}", False
             if status != "completed":
                 try:
                     engine.event("abort" if status == "aborted" else "error", error)
                 except Exception as exc:  # e.g. the file is what failed: the run's error says it all
                     log.warning("run %s: cannot record its %s event: %s", run.run_id, status, exc)
+            in_file = True
             try:  # the file may be what failed (a full disk): the run still ends, and says so
                 runfile.close(status, result, error)
             except Exception as exc:
                 log.exception("run %s: cannot close its run file", run.run_id)
-                status, error = "failed", error or f"cannot close the run file: {exc}"
-            if status == "failed":
+                status, error, in_file = "failed", error or f"cannot close the run file: {exc}", False
+            if instrument_fault or not reachable:  # a fresh connection for what comes next: offline only if that fails
                 self._disconnect()
-            run.finish(status, result, error)
-            self._status(run)
+                self._connect()
+            self._end(run, status, result, error, in_file)
             log.info("run %s %s (%d samples) %s", run.run_id, status, run.n_samples, error)
+
+    def _end(self, run: Run, status: str, result: dict | None = None, error: str = "", in_file: bool = False) -> None:
+        """The run ended: tell its record (``in_file``: its run file says how), its waiters, its subscribers."""
+        run.finish(status, result, error)
+        if self.submissions is not None:
+            self.submissions.ended(run.run_id, status, error, run.finished, in_file)
+        self._status(run)
 
     @staticmethod
     def _step_started(run: Run, label: str) -> None:

@@ -1,6 +1,7 @@
 """Malformed control requests get error replies on a real ROUTER socket; the daemon keeps serving."""
 
 import json
+import time
 
 import pytest
 import zmq
@@ -65,3 +66,67 @@ def test_an_oversized_request_is_dropped_and_others_are_still_served(daemon, raw
     raw.send(b"x" * (2 << 20))  # over MAXMSGSIZE: ZeroMQ drops the peer
     with Client(daemon.control.endpoint, timeout_s=5) as client:
         assert client.ping()["version"]
+
+
+def test_binary_fetch_carries_the_same_samples_as_json_in_raw_float64_frames(daemon):
+    with Client(daemon.control.endpoint, timeout_s=10) as client:
+        run_id = client.submit("ccd", "sim-pstat-1", diameter_mm=2.0)
+        client.wait(run_id, timeout_s=30)
+        as_json = client.fetch(run_id, max_samples=1_000_000)
+        blocks, reply = client.fetch_blocks(run_id, max_samples=1_000_000)
+    assert reply["complete"] and reply["n_blocks"] == as_json["n_blocks"] == len(blocks) > 1
+    for block, raw in zip(blocks, as_json["blocks"]):
+        assert (block.seq, block.offset, block.t0, dict(block.units)) == (raw["seq"], raw["offset"], raw["t0"], raw["units"])
+        for name, values in raw["columns"].items():
+            assert block.columns[name].dtype == "<f8" and block.columns[name].tolist() == values  # bit for bit
+
+
+def test_a_slow_disk_read_never_holds_up_other_requests(daemon, monkeypatch):
+    real_fetch = daemon.fetch
+
+    def slow_fetch(params):  # a fetch of a million samples from a cold disk
+        time.sleep(1.5)
+        return real_fetch(params)
+
+    monkeypatch.setitem(daemon._methods, "fetch", slow_fetch)
+    with Client(daemon.control.endpoint, timeout_s=10) as client:
+        run_id = client.submit("ccd", "sim-pstat-1", diameter_mm=2.0)
+        client.wait(run_id, timeout_s=30)
+    fetcher = zmq.Context.instance().socket(zmq.DEALER)
+    fetcher.setsockopt(zmq.LINGER, 0)
+    fetcher.connect(daemon.control.endpoint)
+    try:
+        started = time.monotonic()
+        fetcher.send(json.dumps({"id": "f", "method": "fetch", "params": {"run_id": run_id}}).encode())
+        with Client(daemon.control.endpoint, timeout_s=5) as other:
+            pings = []
+            for _ in range(5):
+                sent = time.monotonic()
+                other.ping()
+                pings.append(time.monotonic() - sent)
+        assert max(pings) < 0.5 and time.monotonic() - started < 1.4  # answered while the fetch still reads
+        assert fetcher.poll(5000) and json.loads(fetcher.recv_multipart()[0])["ok"] is True
+    finally:
+        fetcher.close()
+
+
+def test_a_subscriber_carries_on_after_the_daemon_stalls(daemon, monkeypatch):
+    """Fetches unanswered for longer than the client's timeout: the subscriber asks again from the
+    last block it has, and still sees every block once."""
+    real_fetch, stalls = daemon.fetch, [2]
+
+    def stalling_fetch(params):
+        if stalls[0]:
+            stalls[0] -= 1
+            time.sleep(0.8)
+        return real_fetch(params)
+
+    monkeypatch.setitem(daemon._methods, "fetch", stalling_fetch)
+    with Client(daemon.control.endpoint, timeout_s=0.3) as client:
+        run_id = client.submit("ccd", "sim-pstat-1", diameter_mm=2.0)
+        client.timeout_s = 10
+        client.wait(run_id, timeout_s=30)
+        client.timeout_s = 0.3
+        blocks = list(client.subscribe(run_id))  # everything comes from fetches; the first two stall
+        n_blocks = client.fetch_blocks(run_id, from_seq=10**9)[1]["n_blocks"]
+    assert stalls == [0] and [block.seq for block in blocks] == list(range(n_blocks))

@@ -1,5 +1,6 @@
 """End to end on real loopback sockets: the simulated lab driven through the control API."""
 
+import json
 import shutil
 import time
 from pathlib import Path
@@ -203,13 +204,27 @@ def test_instruments_and_protocols_describe_themselves(client):
     assert ccd["parameters_schema"]["properties"]["drop_threshold_mV"]["default"] == 2.0
 
 
-def test_a_run_whose_file_cannot_be_created_fails_cleanly(daemon, client):
-    shutil.rmtree(daemon.data_dir)  # (it holds only the daemon's lock files)
-    daemon.data_dir.write_text("a file where the run folder should be")
-    run_id = client.submit("ccd", "sim-pstat-1", **CCD)
-    record = client.wait(run_id, timeout_s=10)
+def test_a_run_whose_file_cannot_be_created_fails_cleanly_and_stays_accounted_for(daemon, client):
+    first = client.submit("ccd", "sim-pstat-1", **CCD)
+    blocked = client.submit("ccd", "sim-pstat-1", **CCD)  # queued behind the first
+    Path(client.status(blocked)["file"]).mkdir()  # something else holds its file's name
+    client.abort(first)
+    record = client.wait(blocked, timeout_s=10)
     assert record["status"] == "failed" and "cannot create the run file" in record["error"]
     assert daemon.workers["sim-pstat-1"].instrument.output_on is False
+    assert daemon.workers["sim-pstat-1"].state == "idle"  # the instrument is fine: it stays connected
+    written = json.loads((daemon.data_dir / "submitted" / f"{blocked}.json").read_text())
+    assert written["status"] == "failed" and "cannot create the run file" in written["error"]  # it survives a restart
+    assert client.wait(client.submit("ccd", "sim-pstat-1", **CCD), timeout_s=30)["status"] == "completed"
+
+
+def test_a_run_the_data_folder_cannot_take_is_refused_at_submit(daemon, client):
+    shutil.rmtree(daemon.data_dir)  # (it holds only the daemon's lock files)
+    daemon.data_dir.write_text("a file where the run folder should be")
+    with pytest.raises(RemoteError) as refused:
+        client.submit("ccd", "sim-pstat-1", **CCD)
+    assert refused.value.code == "storage" and "cannot be written down" in refused.value.message
+    assert client.instruments()[0]["queued"] == [] and daemon.workers["sim-pstat-1"].instrument.output_on is False
     daemon.data_dir.unlink()
     daemon.data_dir.mkdir()
     assert client.wait(client.submit("ccd", "sim-pstat-1", **CCD), timeout_s=30)["status"] == "completed"
@@ -231,6 +246,7 @@ def test_a_disk_that_fills_mid_run_fails_the_run_safely_and_keeps_what_was_flush
             monkeypatch.setattr(RunFile, "_write_pending", disk_full)
             record = client.wait(run_id, timeout_s=20)
             assert daemon.workers["sim-pstat-1"].instrument.output_on is False
+            assert client.instruments()[0]["state"] == "idle"  # the disk failed, not the instrument: it stays connected
     finally:
         daemon.close()
     assert record["status"] == "failed" and "No space left on device" in record["error"]

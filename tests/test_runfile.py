@@ -5,14 +5,14 @@ import h5py
 import numpy as np
 import pytest
 
-from echemd.daemon.runfile import MAX_PENDING_SAMPLES, RunFile, compact, read_attrs, read_blocks, recover
+from echemd.daemon.runfile import MAX_PENDING_SAMPLES, RunFile, RunFileSettings, compact, read_attrs, read_blocks, recover
 
 COLUMNS = {"time_s": "s", "current_A": "A", "voltage_V": "V"}
 
 
 def new_runfile(path, flush_interval_s=0.0):
     return RunFile(path, run_id="r1", protocol="ccd", parameters={"area_cm2": 0.03}, instrument="p",
-                   columns=COLUMNS, version="9.9", flush_interval_s=flush_interval_s)
+                   columns=COLUMNS, version="9.9", settings=RunFileSettings(flush_interval_s))
 
 
 def block(start, n):
@@ -133,7 +133,7 @@ def test_a_closed_run_is_compressed_to_a_quarter_with_the_same_content(tmp_path)
     for compress in (False, True):
         path = tmp_path / f"r{compress:d}.h5"
         runfile = RunFile(path, run_id="r1", protocol="ccd", parameters={}, instrument="p", columns=COLUMNS, version="9.9",
-                          flush_interval_s=0.5, compress_on_close=compress)
+                          settings=RunFileSettings(0.5, compress_on_close=compress))
         for start in range(0, n, 250):
             runfile.append({name: values[start : start + 250] for name, values in columns.items()})
         runfile.add_event(1.0, "step", "plate")

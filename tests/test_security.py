@@ -33,6 +33,19 @@ def secured(tmp_path):
     daemon.close()
 
 
+def test_the_allow_list_is_read_at_every_connection_without_a_restart(secured, tmp_path):
+    daemon, alice, mallory = secured
+    allowed = tmp_path / "keys" / "allowed"
+    (allowed / "mallory.key").write_bytes((tmp_path / "keys" / "mallory" / "mallory.key").read_bytes())  # admitted
+    with Client(daemon.control.endpoint, timeout_s=5.0, keys=mallory) as client:
+        assert client.ping()["version"]
+    (allowed / "alice.key").unlink()  # revoked: her next connection gets nothing
+    with Client(daemon.control.endpoint, timeout_s=1.0, keys=alice) as client, pytest.raises(TimeoutError):
+        client.ping()
+    with Subscription(zmq.Context.instance(), daemon.publisher.endpoint, b"", alice) as revoked:
+        assert revoked.receive(1.5) is None
+
+
 def test_an_allow_listed_client_works_on_both_sockets(secured):
     daemon, alice, _ = secured
     with Client(daemon.control.endpoint, keys=alice) as client:
