@@ -38,7 +38,7 @@ import h5py
 import numpy as np
 
 from echemd.daemon.runfile import RunFile, RunFileSettings, read_attrs
-from echemd.daemon.service import recover_interrupted
+from echemd.daemon.recovery import recover_interrupted
 from echemd.daemon.submissions import Submissions
 
 COLUMNS = {"time_s": "s", "current_A": "A", "voltage_V": "V"}

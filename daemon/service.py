@@ -20,13 +20,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from echemd.config.models import DaemonConfig, RunLimits
 from echemd.daemon.control import ControlServer, Framed
 from echemd.daemon.errors import ApiError
+from echemd.daemon.file_transitions import complete_replacement, current_path, pending_replacements
 from echemd.daemon.folder_lock import FolderLock
 from echemd.daemon.publisher import Publisher
+from echemd.daemon.recovery import left_running, recover_file
 from echemd.daemon.run import FINAL_STATUSES, Run
-from echemd.daemon.file_transitions import clean_folder, complete_replacement, current_path, pending_replacements
-from echemd.daemon.runfile import RunFileSettings, finish_pending_ends, read_attrs, read_blocks, recover, utc_now
-from echemd.daemon.submissions import SubmissionRecord, Submissions
+from echemd.daemon.runfile import RunFileSettings, finish_pending_ends, read_attrs, read_blocks, utc_now
 from echemd.daemon.security import CurveServer
+from echemd.daemon.submissions import SubmissionRecord, Submissions
 from echemd.daemon.worker import InstrumentWorker
 from echemd.drivers.registry import make_instrument
 from echemd.protocols import PROTOCOLS, ProtocolRefused
@@ -93,7 +94,7 @@ class Daemon:
             self.submissions = Submissions(self.data_dir)
             self.files = RunFileSettings(config.flush_interval_s, config.fsync_interval_s, config.compress_closed_runs,
                                          int(config.disk_reserve_mb * 2**20))
-            self.recovered = recover_interrupted(self.data_dir, self.submissions, self.files)
+            self.recovering = {path.stem: path for path in left_running(self.data_dir, self.submissions)}
         except BaseException:
             self.folder_lock.release()
             raise
@@ -139,6 +140,8 @@ class Daemon:
             "shutdown": self.shutdown,
         }
         self.requeued = self._requeue(cancel_queued)
+        self._recovery = threading.Thread(target=self._recover, name="echemd-recovery", daemon=True)
+        self._recovery.start()
         self._janitor = threading.Thread(target=self._complete_replacements, name="echemd-replacements", daemon=True)
         self._janitor.start()
         log.info("echemd %s: control %s, data %s, runs in %s", self.version, self.control.endpoint, self.publisher.endpoint, self.data_dir)
@@ -147,6 +150,7 @@ class Daemon:
     def close(self) -> None:
         """Abort every run (instruments to safe state, files closed as aborted), close the sockets."""
         self.stopped.set()
+        self._recovery.join()  # the file being recovered is finished; the others wait for the next start
         self._close_workers()
         self.control.close()
         self.publisher.close()
@@ -159,7 +163,7 @@ class Daemon:
         (or end them as aborted when ``cancel``); returns their ids."""
         requeued = []
         for record in self.submissions.records():
-            if record.status != "queued":
+            if record.status != "queued" or record.run_id in self.recovering:
                 continue
             if cancel:
                 self.submissions.ended(record.run_id, "aborted", "cancelled at daemon start (--cancel-queued)", utc_now(), in_file=False)
@@ -177,6 +181,14 @@ class Daemon:
         if requeued:
             log.warning("queued again the %d runs the previous daemon had not started: %s", len(requeued), ", ".join(requeued))
         return requeued
+
+    def _recover(self) -> None:
+        """Recover the files the previous daemon left open, one by one, until done or stopped."""
+        for run_id, path in list(self.recovering.items()):
+            if self.stopped.is_set():
+                return  # the rest stay as they are: the next start recovers them
+            recover_file(path, self.submissions, self.files)
+            del self.recovering[run_id]
 
     def _complete_replacements(self) -> None:
         """Until the daemon stops: retry the run-file replacements a reader blocked (Windows), and
@@ -298,7 +310,7 @@ class Daemon:
         for path in sorted(self.data_dir.glob("*.h5")):
             if path.stem not in records:
                 try:
-                    records[path.stem] = _file_record(path)
+                    records[path.stem] = self._file_record(path)
                 except (OSError, KeyError) as exc:
                     log.warning("cannot read %s: %s", path, exc)
         return sorted(records.values(), key=lambda record: record.get("started") or record.get("submitted", ""))
@@ -374,7 +386,7 @@ class Daemon:
             blocks, n_blocks = run.runfile.read_blocks(request.from_seq, request.max_samples)
         else:
             with h5py.File(current_path(path), "r", libver="latest", swmr=True) as f:
-                status = str(f.attrs["status"])
+                status = "recovering" if request.run_id in self.recovering else str(f.attrs["status"])
                 blocks, n_blocks = read_blocks(f, request.from_seq, request.max_samples)
         next_seq = blocks[-1].seq + 1 if blocks else request.from_seq
         reply = {"run_id": request.run_id, "status": status, "n_blocks": n_blocks, "complete": status in FINAL_STATUSES and next_seq >= n_blocks}
@@ -395,6 +407,10 @@ class Daemon:
         return Framed(reply, frames)
 
     # --- helpers ----------------------------------------------------------------------------
+    def _file_record(self, path: Path) -> dict[str, Any]:
+        """A run of an earlier session, from its file (``recovering`` while start-up recovery has it)."""
+        return _file_record(path, recovering=path.stem in self.recovering)
+
     def _runs(self) -> list[Run]:
         with self._lock:
             return list(self.runs.values())
@@ -413,37 +429,11 @@ class Daemon:
             return run.record()
         path = self.data_dir / f"{run_id}.h5"
         if path.exists():
-            return _file_record(path)
+            return self._file_record(path)
         submission = self.submissions.get(run_id)
         if submission is None:
             raise ApiError("unknown_run", f"no run {run_id!r}")
         return _submission_record(submission, self.data_dir)
-
-
-def recover_interrupted(data_dir: Path, submissions: Submissions, files: RunFileSettings = RunFileSettings()) -> list[str]:
-    """Close the run files a previous daemon left open (status ``running``); returns their run ids.
-
-    Call before any worker starts: only a dead daemon's files can still say ``running`` then.  A run
-    whose end was written down but not into its file (a full disk) gets that end; every other one
-    becomes ``interrupted``.  First the partial files of interrupted transitions are removed and
-    pending replacements completed (see file_transitions.clean_folder).  The submission records of
-    runs whose file is complete are dropped: the file is their record.
-    """
-    clean_folder(data_dir)
-    recovered = []
-    for path in sorted(data_dir.glob("*.h5")):
-        try:
-            if read_attrs(path)["status"] == "running":
-                ended = submissions.get(path.stem)
-                end = (ended.status, ended.error, ended.finished) if ended is not None and ended.status in FINAL_STATUSES else ()
-                samples = recover(path, files.compress_on_close, *end, reserve_bytes=files.reserve_bytes)
-                log.warning("run %s was interrupted by the end of the previous daemon; %d samples kept", path.stem, samples)
-                recovered.append(path.stem)
-        except (OSError, KeyError, ValueError) as exc:
-            log.error("cannot recover %s: %s", path, exc)
-            continue
-        submissions.remove(path.stem)
-    return recovered
 
 
 def _submission_record(submission: SubmissionRecord, data_dir: Path) -> dict[str, Any]:
@@ -464,13 +454,13 @@ def _submission_record(submission: SubmissionRecord, data_dir: Path) -> dict[str
     }
 
 
-def _file_record(path: Path) -> dict[str, Any]:
+def _file_record(path: Path, recovering: bool = False) -> dict[str, Any]:
     attrs = read_attrs(path)
     return {
         "run_id": attrs["run_id"],
         "protocol": attrs["protocol"],
         "instrument": attrs["instrument"],
-        "status": attrs["status"],
+        "status": "recovering" if recovering else attrs["status"],
         "started": attrs["started"],
         "finished": attrs["finished"],
         "file": str(path),

@@ -1,6 +1,8 @@
 """What a stop, a restart or a blocked file replacement does to the runs: nothing is lost or forgotten."""
 
 import os
+import signal
+import threading
 import time
 
 import h5py
@@ -10,6 +12,7 @@ from echemd.daemon import file_transitions, service
 from echemd.daemon.client import Client
 from echemd.daemon.runfile import read_attrs
 from echemd.daemon.service import Daemon
+from test_crash import serve
 
 CCD = {"diameter_mm": 2.0}
 PSTAT = "sim-pstat-1"
@@ -133,4 +136,37 @@ def test_a_driver_raising_keyboard_interrupt_fails_that_run_and_the_queue_goes_o
             assert client.wait(second, timeout_s=30)["status"] == "completed"
             assert instrument.output_on is False and daemon.workers[PSTAT].state == "idle"
     finally:
+        daemon.close()
+
+
+def test_a_daemon_serves_at_once_and_recovers_what_the_previous_one_left_in_the_background(lab, tmp_path, monkeypatch):
+    from echemd.daemon import recovery
+
+    process, client = serve(tmp_path)  # a daemon in its own process, killed mid-run
+    left = client.submit("ccd", PSTAT, **CCD)
+    until(lambda: client.status(left)["n_samples"] > 0)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=10)
+    client.close()
+
+    real_recover, gate = recovery.recover, threading.Event()
+
+    def slow_recover(*args, **kwargs):  # a large file on a slow disk
+        gate.wait(10)
+        return real_recover(*args, **kwargs)
+
+    monkeypatch.setattr(recovery, "recover", slow_recover)
+    started = time.monotonic()
+    daemon = Daemon(lab(data_dir=tmp_path / "runs"))
+    try:
+        with Client(daemon.control.endpoint) as client:
+            assert client.ping() and time.monotonic() - started < 5  # bound and serving before recovery ends
+            assert client.status(left)["status"] == "recovering"
+            assert [r["status"] for r in client.runs() if r["run_id"] == left] == ["recovering"]
+            assert client.wait(client.submit("ccd", "sim-pstat-2", **CCD), timeout_s=30)["status"] == "completed"  # runs go on meanwhile
+            gate.set()
+            assert client.wait(left, timeout_s=20)["status"] == "interrupted"
+            assert client.fetch(left)["complete"] is True
+    finally:
+        gate.set()
         daemon.close()
