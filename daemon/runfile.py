@@ -398,22 +398,26 @@ def _write_values(group: h5py.Group, values: Mapping[str, Any]) -> None:
 
 
 def read_blocks(f: h5py.File, from_seq: int, max_samples: int, n_blocks: int | None = None, n_samples: int | None = None) -> tuple[list[DataBlock], int]:
-    """Rebuild the stream's blocks ``from_seq`` onwards from an open run file."""
+    """Rebuild the stream's blocks ``from_seq`` onwards from an open run file: at least one, then
+    as many as fit in ``max_samples``; and the number of blocks.  One read per column."""
     index = f["stream/block_offset"]
     data = f["data"]
     names = list(data)
     n_blocks = len(index) if n_blocks is None else n_blocks
     n_samples = len(data["time_s"]) if n_samples is None else n_samples
-    offsets = np.append(index[:n_blocks], n_samples)
+    if from_seq >= n_blocks:
+        return [], n_blocks
+    offsets = np.append(index[from_seq:n_blocks], n_samples)
+    fits = int(np.searchsorted(offsets, offsets[0] + max_samples, side="right")) - 1  # blocks wholly within max_samples
+    end = from_seq + max(1, fits)
+    lo, hi = int(offsets[0]), int(offsets[end - from_seq])
+    columns = {name: data[name][lo:hi] for name in names}
     run_id, t0 = str(f.attrs["run_id"]), float(f.attrs["t0_unix_s"])
     units = {name: str(data[name].attrs["units"]) for name in names}
-    blocks: list[DataBlock] = []
-    seq, taken = from_seq, 0
-    while seq < n_blocks and (not blocks or taken + offsets[seq + 1] - offsets[seq] <= max_samples):
-        lo, hi = int(offsets[seq]), int(offsets[seq + 1])
-        blocks.append(DataBlock(run_id, seq, lo, t0, {name: data[name][lo:hi] for name in names}, units))
-        taken += hi - lo
-        seq += 1
+    blocks = []
+    for seq in range(from_seq, end):
+        start, stop = int(offsets[seq - from_seq]) - lo, int(offsets[seq - from_seq + 1]) - lo
+        blocks.append(DataBlock(run_id, seq, start + lo, t0, {name: values[start:stop] for name, values in columns.items()}, units))
     return blocks, n_blocks
 
 

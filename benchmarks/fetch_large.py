@@ -1,0 +1,123 @@
+"""Fetching a million samples: time and bytes as JSON and as binary frames, the other clients'
+ping meanwhile, and the daemon's memory after repeated fetches.
+
+Baseline, in the same run: reading the same columns straight from the closed run file with h5py.
+Targets: binary fetch of 1 M samples within 3x the h5py read; ping p99 while fetches run
+<= 50 ms (disk reads run off the control thread); memory growth over 10 fetches < 50 MB (replies
+are never cached).
+
+    .venv/bin/python benchmarks/fetch_large.py [--samples 1000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+import h5py
+
+from common import median, percentile, simulated_daemon
+from echemd.daemon.client import Client
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS")) / 1024
+
+
+FETCHER = """
+import sys, time
+from echemd.daemon.client import Client
+endpoint, run_id, mode, seconds = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+client, deadline = Client(endpoint, timeout_s=120), time.monotonic() + seconds
+while time.monotonic() < deadline:
+    seq, complete = 0, False
+    while not complete:
+        if mode == "binary":
+            blocks, reply = client.fetch_blocks(run_id, seq, max_samples=1_000_000)
+            seq = blocks[-1].seq + 1 if blocks else seq
+        else:
+            reply = client.fetch(run_id, seq, max_samples=1_000_000)
+            seq = reply["blocks"][-1]["seq"] + 1 if reply["blocks"] else seq
+        complete = reply["complete"] and seq >= reply["n_blocks"]
+"""
+
+
+def ping_while(endpoint: str, process: subprocess.Popen) -> list[float]:
+    """Ping round trips (s) every 10 ms until ``process`` ends."""
+    times = []
+    with Client(endpoint) as client:
+        while process.poll() is None:
+            sent = time.perf_counter()
+            client.ping()
+            times.append(time.perf_counter() - sent)
+            time.sleep(0.01)
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=1_000_000)
+    args = parser.parse_args()
+    with simulated_daemon(compress_closed_runs=False) as (daemon, client):
+        # one plating/stripping cycle sampled every 10 ms: 1 M samples in 10,000 s of cell time
+        run_id = client.submit("cycling", "sim-pstat-1", diameter_mm=2.0, sample_interval_s=0.01, current_mA_cm2=0.1, cycles=1,
+                               capacity_mAh_cm2=args.samples * 0.01 / 2 / 3600 * 0.1)
+        record = client.wait(run_id, timeout_s=600)
+        n = record["n_samples"]
+        path = record["file"]
+        started = time.perf_counter()
+        with h5py.File(path, "r") as f:
+            columns = {name: f["data"][name][:] for name in f["data"]}
+        baseline_s = time.perf_counter() - started
+        client.timeout_s = 120
+
+        def whole(fetch) -> tuple[float, int]:
+            started, seq, size = time.perf_counter(), 0, 0
+            while True:
+                reply = fetch(seq)
+                size += reply[1]
+                if reply[0] is None:
+                    return time.perf_counter() - started, size
+                seq = reply[0]
+
+        def json_fetch(seq):
+            reply = client.fetch(run_id, seq, max_samples=1_000_000)
+            size = len(json.dumps(reply))
+            return (reply["blocks"][-1]["seq"] + 1 if reply["blocks"] and not reply["complete"] else None), size
+
+        def binary_fetch(seq):
+            blocks, reply = client.fetch_blocks(run_id, seq, max_samples=1_000_000)
+            size = sum(values.nbytes for block in blocks for values in block.columns.values()) + len(json.dumps(reply))
+            return (blocks[-1].seq + 1 if blocks and not reply["complete"] else None), size
+
+        json_s, json_bytes = whole(json_fetch)
+        binary_times = [whole(binary_fetch) for _ in range(3)]
+        binary_s, binary_bytes = median([t for t, _ in binary_times]), binary_times[0][1]
+
+        pings = {}
+        for mode in ("binary", "json"):  # another process fetches the whole run again and again
+            fetcher = subprocess.Popen([sys.executable, "-c", FETCHER, daemon.control.endpoint, run_id, mode, "8"])
+            pings[mode] = ping_while(daemon.control.endpoint, fetcher)
+        memory_before = rss_mb()
+        for _ in range(5):
+            whole(json_fetch)
+            whole(binary_fetch)
+        memory_after = rss_mb()
+    print(f"run: {n:,} samples, {len(columns)} columns; h5py read of the closed file (baseline): {baseline_s * 1e3:.0f} ms")
+    print(f"fetch as JSON:   {json_s:.2f} s, {json_bytes / 1e6:.0f} MB on the wire")
+    print(f"fetch as binary: {binary_s:.3f} s (median of 3), {binary_bytes / 1e6:.0f} MB; {binary_s / baseline_s:.1f}x the h5py read, "
+          f"{json_s / binary_s:.0f}x faster than JSON")
+    for mode, times in pings.items():
+        print(f"ping while another process fetches the whole run as {mode} for 8 s: p50 {percentile(times, 50) * 1e3:.1f} ms, "
+              f"p99 {percentile(times, 99) * 1e3:.1f} ms, max {max(times) * 1e3:.0f} ms ({len(times)} pings)")
+    print(f"process memory (daemon + this client): {memory_before:.0f} MB before 10 more whole fetches, {memory_after:.0f} MB after "
+          f"(peak {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB)")
+
+
+if __name__ == "__main__":
+    main()
