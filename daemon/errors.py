@@ -11,7 +11,7 @@ class ApiError(Exception):
     Codes: bad_request (not a valid request envelope), unknown_method, invalid_params (the
     method's own parameters), unknown_protocol, unknown_instrument, invalid_parameters (the
     protocol's parameters; details list each field and reason), refused (beyond the instrument or
-    its limits), unknown_run, shutting_down, storage (the data folder cannot take a submission
+    its limits), unknown_run, unreadable (a run file no HDF5 reader opens), shutting_down, storage (the data folder cannot take a submission
     record), internal.
     """
 

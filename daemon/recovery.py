@@ -30,7 +30,7 @@ def left_running(data_dir: Path, submissions: Submissions) -> list[Path]:
     for path in sorted(data_dir.glob("*.h5")):
         try:
             status = read_attrs(path)["status"]
-        except (OSError, KeyError, ValueError) as exc:
+        except (OSError, KeyError, ValueError, RuntimeError) as exc:
             log.error("cannot read %s: %s", path, exc)
             continue
         if status == "running":
@@ -47,7 +47,7 @@ def recover_file(path: Path, submissions: Submissions, files: RunFileSettings) -
     end = (ended.status, ended.error, ended.finished) if ended is not None and ended.status in FINAL_STATUSES else ()
     try:
         samples = recover(path, files.compress_on_close, *end, reserve_bytes=files.reserve_bytes)
-    except (OSError, KeyError, ValueError) as exc:
+    except (OSError, KeyError, ValueError, RuntimeError) as exc:
         log.error("cannot recover %s: %s", path, exc)
         return
     log.warning("run %s was interrupted by the end of the previous daemon; %d samples kept", path.stem, samples)

@@ -313,10 +313,7 @@ class Daemon:
                 records[submission.run_id] = _submission_record(submission, self.data_dir)
         for path in sorted(self.data_dir.glob("*.h5")):
             if path.stem not in records:
-                try:
-                    records[path.stem] = self._file_record(path)
-                except (OSError, KeyError) as exc:
-                    log.warning("cannot read %s: %s", path, exc)
+                records[path.stem] = self._file_record(path)
         return sorted(records.values(), key=lambda record: record.get("started") or record.get("submitted", ""))
 
     def result(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -390,9 +387,12 @@ class Daemon:
             status = run.status  # read before the blocks: a final status means every block is on disk
             blocks, n_blocks = run.runfile.read_blocks(request.from_seq, max_samples)
         else:
-            with h5py.File(current_path(path), "r", libver="latest", swmr=True) as f:
-                status = "recovering" if request.run_id in self.recovering else str(f.attrs["status"])
-                blocks, n_blocks = read_blocks(f, request.from_seq, max_samples)
+            try:
+                with h5py.File(current_path(path), "r", libver="latest", swmr=True) as f:
+                    status = "recovering" if request.run_id in self.recovering else str(f.attrs["status"])
+                    blocks, n_blocks = read_blocks(f, request.from_seq, max_samples)
+            except (OSError, KeyError, ValueError, RuntimeError) as exc:
+                raise ApiError("unreadable", f"the run file {path} cannot be read: {exc}") from None
         next_seq = blocks[-1].seq + 1 if blocks else request.from_seq
         reply = {"run_id": request.run_id, "status": status, "n_blocks": n_blocks, "complete": status in FINAL_STATUSES and next_seq >= n_blocks}
         if not request.binary:
@@ -413,8 +413,15 @@ class Daemon:
 
     # --- helpers ----------------------------------------------------------------------------
     def _file_record(self, path: Path) -> dict[str, Any]:
-        """A run of an earlier session, from its file (``recovering`` while start-up recovery has it)."""
-        return _file_record(path, recovering=path.stem in self.recovering)
+        """A run of an earlier session, from its file (``recovering`` while start-up recovery has
+        it; ``unreadable`` with the reason when no HDF5 reader opens it, e.g. a file a version of
+        echemd before crash-safe transitions left behind)."""
+        try:
+            return _file_record(path, recovering=path.stem in self.recovering)
+        except (OSError, KeyError, ValueError, RuntimeError) as exc:
+            log.warning("cannot read %s: %s", path, exc)
+            return {"run_id": path.stem, "status": "unreadable", "file": str(path), "started": "", "finished": "", "n_samples": 0,
+                    "result": None, "error": f"the run file cannot be read: {exc}"}
 
     def _runs(self) -> list[Run]:
         with self._lock:

@@ -9,7 +9,7 @@ import h5py
 import pytest
 
 from echemd.daemon import file_transitions, service
-from echemd.daemon.client import Client
+from echemd.daemon.client import Client, RemoteError
 from echemd.daemon.runfile import read_attrs
 from echemd.daemon.service import Daemon
 from test_crash import serve
@@ -169,4 +169,20 @@ def test_a_daemon_serves_at_once_and_recovers_what_the_previous_one_left_in_the_
             assert client.fetch(left)["complete"] is True
     finally:
         gate.set()
+        daemon.close()
+
+
+def test_a_run_file_no_reader_opens_is_reported_as_unreadable_not_as_an_internal_error(lab):
+    daemon = Daemon(lab())
+    try:
+        broken = daemon.data_dir / "20261101T000000-ccd-abcdef.h5"
+        broken.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 40)  # 48 bytes: what a kill inside creation used to leave
+        with Client(daemon.control.endpoint) as client:
+            record = client.status(broken.stem)
+            assert record["status"] == "unreadable" and "cannot be read" in record["error"]
+            assert [r["status"] for r in client.runs() if r["run_id"] == broken.stem] == ["unreadable"]
+            with pytest.raises(RemoteError) as refused:
+                client.fetch(broken.stem)
+            assert refused.value.code == "unreadable"
+    finally:
         daemon.close()
