@@ -2,6 +2,7 @@
 whose data folder is a small tmpfs that fills mid-run.  Exits 0 when every check holds."""
 
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -55,12 +56,15 @@ with Client(daemon.control.endpoint) as client:
         assert np.all(f["data/voltage_V"][:] != 0) and f["stream/block_offset"][-1] < len(t)
     assert open_fds() == [str(disk / "runs" / ".echemd.lock")], open_fds()  # no handle leaked
 
+    filler = disk / "filler"  # whatever the failed write left above the reserve, someone else takes
+    filler.write_bytes(b"\0" * max(0, shutil.disk_usage(disk).free - 2**20 - 100_000))
     refused = client.submit("ccd", "sim-pstat-1", diameter_mm=2.0)  # the disk is still full
     record = client.wait(refused, timeout_s=30)
     assert record["status"] == "failed" and "cannot create the run file" in record["error"] and "disk full" in record["error"]
     assert sorted(p.name for p in (disk / "runs").glob("*.h5*")) == [path.name]  # no empty or partial files
 
     ballast.unlink()  # space is back: the daemon writes the first run's end
+    filler.unlink()
     until(lambda: h5py.File(path, "r", libver="latest", swmr=True).attrs["status"] == "failed")
     with h5py.File(path, "r") as f:
         assert "disk full" in f.attrs["error"] and len(f["data/time_s"]) == len(t)

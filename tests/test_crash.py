@@ -52,7 +52,7 @@ def test_sigkill_mid_run_ten_times_loses_no_flushed_sample(tmp_path):
             process, client = serve(tmp_path)
             if killed:  # the restarted daemon reports the previous run interrupted, with what it had flushed
                 run_id, reported = killed[-1]
-                record = client.status(run_id)
+                record = client.wait(run_id, timeout_s=20)  # recovered in the background: `recovering` until then
                 assert record["status"] == "interrupted"
                 n, status = check_prefix(tmp_path / "runs" / f"{run_id}.h5")
                 assert status == "interrupted" and n >= reported
@@ -71,6 +71,7 @@ def test_sigkill_mid_run_ten_times_loses_no_flushed_sample(tmp_path):
             assert status == "running" and n >= reported > 0
             killed.append((run_id, reported))
         process, client = serve(tmp_path)
+        client.wait(killed[-1][0], timeout_s=20)
         statuses = {r["run_id"]: r["status"] for r in client.runs()}
         assert all(statuses[run_id] == "interrupted" for run_id, _ in killed)
         record = client.wait(client.submit("ccd", "sim-pstat-1", diameter_mm=2.0), timeout_s=60)
