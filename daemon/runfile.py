@@ -81,9 +81,12 @@ class RunFile:
         version: str,
         settings: RunFileSettings,
         t0_unix_s: float | None = None,
+        descriptions: Mapping[str, str] | None = None,
     ) -> None:
-        """``t0_unix_s``: the run's time zero, Unix time (s), by default now.  Raises OSError when
-        the file cannot be created (nothing is left behind), FileExistsError when it exists."""
+        """``columns``: name -> SI unit; ``descriptions``: name -> what a column holds, for those
+        that need saying.  ``t0_unix_s``: the run's time zero, Unix time (s), by default now.
+        Raises OSError when the file cannot be created (nothing is left behind), FileExistsError
+        when it exists."""
         self.settings = settings
         self.path = Path(path)
         self.run_id = run_id
@@ -121,6 +124,8 @@ class RunFile:
             for name, units in self.units.items():
                 ds = data.create_dataset(name, shape=(0,), maxshape=(None,), dtype="<f8", chunks=(CHUNK,))
                 ds.attrs["units"] = units
+                if descriptions and descriptions.get(name):
+                    ds.attrs["description"] = descriptions[name]
             events = f.create_group("events")
             events.create_dataset("time_s", shape=(0,), maxshape=(None,), dtype="<f8", chunks=(EVENT_CHUNK,)).attrs["units"] = "s"
             events.create_dataset("kind", shape=(0,), maxshape=(None,), dtype=KIND_DTYPE, chunks=(EVENT_CHUNK,))

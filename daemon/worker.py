@@ -159,6 +159,7 @@ class InstrumentWorker:
                 parameters=run.parameters.model_dump(mode="json"),
                 instrument=self.instrument.name,
                 columns={column.name: column.units for column in protocol.columns},
+                descriptions={column.name: column.description for column in protocol.columns},
                 version=self.version,
                 settings=self.files,
                 t0_unix_s=t0_unix_s,

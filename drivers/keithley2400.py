@@ -3,7 +3,7 @@
 The SCPI lives in :class:`CAFMKeithley2400`, pymeasure's Keithley2400 with the few settings it
 lacks declared the same way.  :class:`Keithley2400Sourcemeter` is the echemd driver on top.
 
-Facts this driver is built around (DESIGN.md section 4):
+Facts this driver is built around (docs/drivers.md says what each was checked against):
 
 - pymeasure 0.16's ``current``/``voltage`` properties send ``:MEASure:<f>?``, which resets that
   function's settings, compliance included: this driver never reads through them.  It configures
@@ -13,9 +13,14 @@ Facts this driver is built around (DESIGN.md section 4):
 - A sweep runs in hardware: list mode, up to 100 points per list and one ``:READ?`` per list, with
   the VISA timeout stretched to cover it; each point's status word flags compliance (bit 3) and
   range compliance (bit 16); an overflow reading (+9.9E37) is recorded as NaN and flagged.
-- Nothing is taken from the last user: the reading elements are set at configure time and every
-  list must return exactly its points; the idle source level (held before and between lists) is
-  set to 0 V before the output goes on.
+- Nothing is taken from the last user: every sweep starts with ``*RST``, then sets explicitly what
+  the sweep relies on whether or not ``*RST`` covers it (reading elements, one arm, no filter,
+  autozero on, current autorange on, no timestamp reset per trigger); every list must return
+  exactly its points; the idle source level (held before and between lists) is 0 V.
+- The 2400's timestamp wraps to 0 after 99,999.999 s (27.8 h): the driver unwraps it, so run time
+  keeps increasing over multi-day runs.
+- ``bias_V`` is the programmed source voltage: while a point is in compliance (the ``compliance``
+  column) the terminal voltage is lower, the 2400 then limiting the current.
 - The output goes off on completion, on abort (closing the acquisition) and on any exception.
 """
 
@@ -46,6 +51,11 @@ OVERFLOW = 9.9e37
 ELEMENTS = ("VOLT", "CURR", "RES", "TIME", "STAT")
 #: Lowest over-voltage protection level of the 2400, V.
 MIN_OVP_V = 20.0
+#: The timestamp's period: it wraps to 0 after 99,999.999 s, s.
+TIMESTAMP_WRAP_S = 100_000.0
+#: Conversions per reading with autozero on (the signal, the reference and the zero): what one
+#: reading costs in power-line cycles is this times NPLC.
+AUTOZERO_CONVERSIONS = 3
 CAPABILITIES = SourcemeterCapabilities(max_voltage_V=210.0, max_compliance_A=1.05, min_sample_interval_s=0.002)
 
 
@@ -79,6 +89,17 @@ class CAFMKeithley2400(Keithley2400):
     reading_elements = Instrument.setting(
         ":FORM:ELEM %s", "Elements of each reading, in the 2400's order.", set_process=lambda names: ",".join(names),
     )
+    timestamp_reset_per_trigger = Instrument.setting(
+        ":SYST:TIME:RES:AUTO %d", "Whether the timestamp restarts at every :READ? (never wanted: one time base per run).",
+        validator=strict_discrete_set, values={True: 1, False: 0}, map_values=True,
+    )
+    arm_layer_count = Instrument.setting(
+        ":ARM:COUN %d", "Arm layer count (readings per :READ? = arm x trigger count).", validator=strict_range, values=[1, 2500],
+    )
+    current_autorange = Instrument.setting(
+        ":SENS:CURR:RANG:AUTO %d", "Whether the current measurement range follows the reading.",
+        validator=strict_discrete_set, values={True: 1, False: 0}, map_values=True,
+    )
 
     def read_points(self, points: int) -> np.ndarray:
         """Trigger the configured ``points`` readings; an (n, 5) array of voltage, current, resistance,
@@ -89,6 +110,24 @@ class CAFMKeithley2400(Keithley2400):
                 f"the 2400 returned {values.size} values for {points} readings, not {points * len(ELEMENTS)} "
                 f"({', '.join(ELEMENTS)} each): another reading layout is set")
         return values.reshape(-1, len(ELEMENTS))
+
+
+class UnwrappedTimestamp:
+    """The 2400's timestamp made monotonic: each wrap (a reading earlier than the one before by more
+    than half the period) adds TIMESTAMP_WRAP_S.  Feed it every timestamp read, in order."""
+
+    def __init__(self) -> None:
+        self._last_s = 0.0
+        self._offset_s = 0.0
+
+    def unwrap(self, stamps_s: np.ndarray) -> np.ndarray:
+        stamps_s = np.asarray(stamps_s, dtype=np.float64)
+        if stamps_s.size == 0:
+            return stamps_s
+        wraps = np.cumsum(np.diff(stamps_s, prepend=self._last_s) < -TIMESTAMP_WRAP_S / 2)
+        unwrapped = stamps_s + self._offset_s + TIMESTAMP_WRAP_S * wraps
+        self._last_s, self._offset_s = float(stamps_s[-1]), self._offset_s + TIMESTAMP_WRAP_S * float(wraps[-1])
+        return unwrapped
 
 
 class Keithley2400Sourcemeter(Sourcemeter):
@@ -107,6 +146,7 @@ class Keithley2400Sourcemeter(Sourcemeter):
             adapter = SimulatedKeithley2400Adapter(config)
         self._adapter = adapter  # kept across reconnections; None: a VISA connection per open()
         self.smu: CAFMKeithley2400 | None = None
+        self._clock = UnwrappedTimestamp()
 
     # --- life cycle ------------------------------------------------------------------------
     def open(self) -> None:
@@ -114,7 +154,9 @@ class Keithley2400Sourcemeter(Sourcemeter):
             adapter = self._adapter if self._adapter is not None else self._make_adapter()
             self.smu = CAFMKeithley2400(adapter)
             self.smu.source_enabled = False
+            self.smu.clear()  # the error queue of whoever used it before
             self.smu.reset_timestamp()
+            self._clock = UnwrappedTimestamp()
             self._check_errors("opening")
         except DriverError:
             raise
@@ -142,7 +184,8 @@ class Keithley2400Sourcemeter(Sourcemeter):
 
     @property
     def time_s(self) -> float:
-        return float(self._smu.timestamp)
+        """Seconds since the instrument was opened, on the 2400's clock (unwrapped)."""
+        return float(self._clock.unwrap(np.array([float(self._smu.timestamp)]))[0])
 
     @property
     def _smu(self) -> CAFMKeithley2400:
@@ -176,13 +219,14 @@ class Keithley2400Sourcemeter(Sourcemeter):
                 chunk = biases_V[start : start + LIST_POINTS]
                 smu.source_voltage_list = chunk
                 smu.sweep_points = len(chunk)
-                self._set_timeout(len(chunk) * (dwell_s + self.config.nplc / self.config.line_frequency_Hz) + self.config.timeout_s)
+                reading_s = AUTOZERO_CONVERSIONS * self.config.nplc / self.config.line_frequency_Hz
+                self._set_timeout(len(chunk) * (dwell_s + reading_s) + self.config.timeout_s)
                 points = smu.read_points(len(chunk))
                 self._check_errors("sweeping")
                 status = points[:, 4].astype(np.int64)
                 overflow = np.abs(points[:, 1]) >= OVERFLOW
                 yield Block({
-                    "time_s": points[:, 3],
+                    "time_s": self._clock.unwrap(points[:, 3]),
                     "bias_V": points[:, 0],
                     "current_A": np.where(overflow, np.nan, points[:, 1]),  # never +9.9E37 A as a current
                     "compliance": ((status & (STATUS_COMPLIANCE | STATUS_RANGE_COMPLIANCE) != 0) | overflow).astype(np.float64),
@@ -192,11 +236,18 @@ class Keithley2400Sourcemeter(Sourcemeter):
             smu.source_enabled = False
 
     def _configure(self, biases_V: np.ndarray, compliance_A: float, dwell_s: float) -> None:
-        """Source V, measure I, compliance set and read back; list mode.  The output stays off."""
+        """From ``*RST``: source V, measure I, compliance set and read back; list mode.  The output
+        stays off (``*RST`` turns it off)."""
         smu = self._smu
+        smu.reset()
         smu.reading_elements = ELEMENTS
+        smu.timestamp_reset_per_trigger = False
+        smu.arm_layer_count = 1
+        smu.filter_enabled = False
+        smu.auto_zero_enabled = True
         smu.source_mode = "voltage"
         smu.sense_function = "current"
+        smu.current_autorange = True
         smu.compliance_current = compliance_A
         read_back = float(smu.compliance_current)
         if not np.isclose(read_back, compliance_A, rtol=1e-6, atol=0.0):

@@ -26,10 +26,12 @@ class ProtocolRefused(ValueError):
 
 @dataclass(frozen=True)
 class Column:
-    """A recorded column: its name and SI unit."""
+    """A recorded column: its name, SI unit and, where the name does not say it all, what it holds
+    (stored as the dataset's ``description`` attribute)."""
 
     name: str
     units: str
+    description: str = ""
 
 
 @dataclass(frozen=True)

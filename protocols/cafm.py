@@ -89,12 +89,20 @@ def plan(params: CAFMSweepParameters) -> Plan:
     return {**result, "compliance_hits": hits, "site_label": params.site_label, "cycles": params.cycles}
 
 
+#: What a sourcemeter sweep records (c-AFM and memristor protocols).
+SWEEP_COLUMNS = (
+    Column("time_s", "s"),
+    Column("bias_V", "V", "programmed source voltage; where compliance is 1 the terminal voltage is lower (the source limits the current)"),
+    Column("current_A", "A", "measured current; NaN where the reading overflowed its range"),
+    Column("compliance", "1", "1 where the reading hit the current compliance, its measurement range or overflowed; else 0"),
+)
+
 CAFM_SWEEP = ProtocolDefinition(
     name="cafm-sweep",
     title="c-AFM cyclic bias sweep: filament triggering bias",
     instrument_kind="sourcemeter",
     parameters=CAFMSweepParameters,
-    columns=(Column("time_s", "s"), Column("bias_V", "V"), Column("current_A", "A"), Column("compliance", "1")),
+    columns=SWEEP_COLUMNS,
     plan=plan,
     check=check,
     planned_steps=lambda p: p.cycles,

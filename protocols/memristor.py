@@ -15,8 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from echemd.config.models import InstrumentLimits
 from echemd.drivers.base import Instrument
-from echemd.protocols.base import Column, Plan, ProtocolDefinition, VoltageSweep
-from echemd.protocols.cafm import check_sweep
+from echemd.protocols.base import Plan, ProtocolDefinition, VoltageSweep
+from echemd.protocols.cafm import SWEEP_COLUMNS, check_sweep
 from echemd.protocols.detection import find_triggering_bias
 
 
@@ -84,7 +84,7 @@ MEMRISTOR = ProtocolDefinition(
     title="Memristive set/reset cycling of a c-AFM junction",
     instrument_kind="sourcemeter",
     parameters=MemristorParameters,
-    columns=(Column("time_s", "s"), Column("bias_V", "V"), Column("current_A", "A"), Column("compliance", "1")),
+    columns=SWEEP_COLUMNS,
     plan=plan,
     check=check,
     planned_steps=lambda p: p.cycles,

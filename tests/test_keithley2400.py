@@ -5,26 +5,35 @@ import time
 import h5py
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pymeasure.adapters import ProtocolAdapter
 
 from echemd.config import DaemonConfig, Keithley2400Config
 from echemd.daemon.client import Client
 from echemd.daemon.service import Daemon
 from echemd.drivers import DriverError, InstrumentRefused
-from echemd.drivers.keithley2400 import Keithley2400Sourcemeter
+from echemd.drivers.keithley2400 import TIMESTAMP_WRAP_S, Keithley2400Sourcemeter, UnwrappedTimestamp
 
 LIMITS = {"max_abs_voltage_V": 10.0, "max_abs_current_A": 1e-3}
 OK = '0,"No error"'
 OPEN = [
     (":FORMAT:ELEMENTS VOLTAGE, CURRENT, RESISTANCE, TIME, STATUS", None),
     ("OUTPUT 0", None),
+    ("*CLS", None),  # the error queue a previous user left
     (":SYST:TIME:RES", None),
     ("SYST:ERR?", OK),
 ]
 CONFIGURE = [
+    ("*RST", None),  # a known state, then explicitly what the sweep relies on:
     (":FORM:ELEM VOLT,CURR,RES,TIME,STAT", None),  # never the last user's reading layout
+    (":SYST:TIME:RES:AUTO 0", None),  # one time base for the run
+    (":ARM:COUN 1", None),  # one reading per list point
+    (":SENSE:AVERAGE 0", None),  # no filter (it multiplies each reading's time)
+    (":SYSTEM:AZERO:STATE 1", None),  # autozero: accurate, 3 conversions per reading (in the timeout)
     (":SOURCE:FUNCTION VOLT", None),
     (":SENS:FUNC 'CURR'", None),
+    (":SENS:CURR:RANG:AUTO 1", None),  # never +9.9E37 from a fixed range
     (":SENSE:CURRENT:PROTECTION 0.001", None),
     (":SENSE:CURRENT:PROTECTION?", "1.000000E-03"),  # read back before the output goes on
     (":SOURCE:VOLTAGE:RANGE 0.2", None),
@@ -107,7 +116,7 @@ def test_an_overflowed_reading_is_nan_and_flagged_never_a_current():
 
 
 def test_a_compliance_the_2400_did_not_take_never_turns_the_output_on():
-    pairs = OPEN + CONFIGURE[:4] + [(":SENSE:CURRENT:PROTECTION?", "1.050000E-04"), ("OUTPUT 0", None)]
+    pairs = OPEN + CONFIGURE[:10] + [(":SENSE:CURRENT:PROTECTION?", "1.050000E-04"), ("OUTPUT 0", None)]
     instrument, adapter = driver(pairs)
     with pytest.raises(DriverError, match="compliance set to 0.001 A but the 2400 reports 0.000105 A"):
         list(instrument.voltage_sweep(np.array([0.0, -0.1, -0.2]), 1e-3, 0.01))
@@ -202,3 +211,67 @@ def test_an_instrument_unreachable_at_start_is_offline_and_its_runs_fail_clearly
             assert client.wait(client.submit("ccd", "sim-pstat-1", diameter_mm=2.0), timeout_s=30)["status"] == "completed"
     finally:
         daemon.close()
+
+
+# --- the 2400 as a shared bench leaves it (the SCPI simulator starts dirty, see its docstring) ----
+def simulated_2400(**changes):
+    config = Keithley2400Config(name="k", driver="keithley2400", address="simulated", limits=LIMITS,
+                                junction={"preset": "LLZO-tip", "seed": 5}, **changes)
+    instrument = Keithley2400Sourcemeter(config)
+    instrument.open()
+    return instrument, instrument._adapter
+
+
+def test_what_the_last_user_left_changes_nothing_a_sweep_records():
+    instrument, adapter = simulated_2400()
+    assert adapter.arm_count == 2 and adapter.filter_on and not adapter.current_autorange and adapter.timestamp_reset_per_read
+    biases = np.linspace(0.0, -0.5, 250)  # through the forming bias: up to the 1 mA compliance
+    blocks = list(instrument.voltage_sweep(biases, 1e-3, 0.01))
+    time_s = np.concatenate([b.columns["time_s"] for b in blocks])
+    current = np.concatenate([b.columns["current_A"] for b in blocks])
+    assert len(time_s) == 250  # one reading per point (arm count 1), 5 elements each
+    assert np.all(np.isfinite(current)) and np.abs(current).max() > 1.05e-6  # autorange: nothing clipped at the old 1 uA range
+    np.testing.assert_allclose(np.diff(time_s), 0.01 + 3 * 0.1 / 50, rtol=1e-6)  # no filter (x10), autozero on (x3); one time base
+    assert adapter.output is False
+
+
+def test_run_time_keeps_increasing_across_the_timestamps_wrap_at_99999_999_s():
+    instrument, adapter = simulated_2400()
+    adapter.time_zero_s = adapter.time_s - 99_995.0  # 27.8 h into a run: the 2400 reports 99,995 s
+    before = instrument.time_s
+    blocks = list(instrument.voltage_sweep(np.linspace(0.0, 0.5, 600), 1e-3, 0.01))  # 600 x 16 ms: 9.6 s, through the wrap
+    time_s = np.concatenate([b.columns["time_s"] for b in blocks])
+    assert 99_995.0 <= before < time_s[0] and time_s[-1] > 100_000.0 and instrument.time_s >= time_s[-1]
+    spacing = np.diff(time_s)  # (near 1e5 s the 2400's 7 digits resolve 10 ms)
+    assert np.all(spacing > 0) and spacing.max() < 0.03 and np.mean(spacing) == pytest.approx(0.016, rel=1e-3)  # no jump back of 100,000 s
+    assert adapter._timestamp() < 10.0  # what the 2400 itself reports now
+
+
+def test_a_slow_sweep_gets_a_visa_timeout_that_covers_autozero():
+    """NPLC 10 at 50 Hz: 0.2 s per conversion, 0.6 s per reading with autozero; a timeout computed
+    from NPLC alone (100 x 0.21 s + 5 s) would give up after 26 s of a 61 s list."""
+    instrument, adapter = simulated_2400(nplc=10)
+    (block, *_) = list(instrument.voltage_sweep(np.linspace(0.0, 0.2, 100), 1e-3, 0.01))
+    assert len(block) == 100 and adapter.connection.timeout == 5000  # restored afterwards
+
+
+@given(st.lists(st.floats(0.0, 40_000.0), min_size=1, max_size=40), st.data())
+def test_the_unwrapped_timestamp_does_not_depend_on_how_readings_are_split_into_lists(steps, data):
+    stamps = np.cumsum(steps) % TIMESTAMP_WRAP_S  # what the 2400 reports: monotonic time modulo its wrap
+    cuts = sorted(data.draw(st.sets(st.integers(1, max(1, len(stamps) - 1)))))
+    clock = UnwrappedTimestamp()
+    pieces = np.concatenate([clock.unwrap(piece) for piece in np.split(stamps, cuts)])
+    np.testing.assert_allclose(pieces, np.cumsum(steps), rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(pieces, UnwrappedTimestamp().unwrap(stamps))
+
+
+def test_the_run_file_says_what_bias_v_is_in_compliance(tmp_path):
+    daemon = Daemon(lab(tmp_path))
+    try:
+        with Client(daemon.control.endpoint) as client:
+            record = client.wait(client.submit("cafm-sweep", "k2400", cycles=1, **SWEEP), timeout_s=60)
+    finally:
+        daemon.close()
+    with h5py.File(record["file"], "r") as f:
+        assert "terminal voltage is lower" in f["data/bias_V"].attrs["description"] and f["data/bias_V"].attrs["units"] == "V"
+        assert "NaN where the reading overflowed" in f["data/current_A"].attrs["description"]
