@@ -211,8 +211,11 @@ class GamryConfig(_InstrumentBase):
 
     driver: Literal["gamry"]
     address: str = ""
-    pstat_class: str = Field("GamryCOM.GamryPC6Pstat", description="ProgID of the potentiostat object")
+    pstat_class: str = Field("GamryCOM.GamryPC6Pstat", description="ProgID of the potentiostat object: GamryCOM.GamryPC6Pstat "
+                             "(Interface 1010, Reference 600+), GamryCOM.GamryPC5Pstat (Reference 600), GamryCOM.GamryPstat (Reference 3000)")
     com_timeout_s: float = Field(30.0, gt=0, description="a COM call taking longer means the COM server hung, s")
+    acquisition_grace_s: float = Field(30.0, gt=0, description="an acquisition (or one impedance frequency) still without its data "
+                                       "this long after it should have ended fails the run with the cell off, s")
     max_current_A: float = Field(1.0, gt=0, description="largest current range, A")
     max_voltage_V: float = Field(12.0, gt=0, description="compliance voltage, V")
     min_sample_interval_s: float = Field(1e-5, gt=0, description="fastest sampling, s")

@@ -20,6 +20,11 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 
+#: |Z| expected when nothing better is known, Ohm (Gamry's own EIS scripts start from 100 Ohm;
+#: a 2 mm Li|Li6PS5Cl|Li cell is 300-3,000 Ohm).
+DEFAULT_IMPEDANCE_GUESS_OHM = 1000.0
+
+
 class DriverError(RuntimeError):
     """The instrument failed or could not be reached (timeout, I/O error, instrument error queue)."""
 
@@ -128,11 +133,14 @@ class Potentiostat(Instrument):
         """Record the open-circuit voltage, yielding blocks of (time_s, current_A, voltage_V)."""
 
     @abc.abstractmethod
-    def eis(self, frequencies_Hz: np.ndarray, amplitude_V: float, dc_voltage_V: float | None) -> Iterator[Block]:
+    def eis(self, frequencies_Hz: np.ndarray, amplitude_V: float, dc_voltage_V: float | None,
+            impedance_guess_ohm: float = DEFAULT_IMPEDANCE_GUESS_OHM) -> Iterator[Block]:
         """Potentiostatic EIS, one reading per frequency in the given order.
 
-        ``amplitude_V`` is the AC amplitude (V rms); ``dc_voltage_V`` the DC bias, or None for open
-        circuit.  Yields blocks of (time_s, frequency_Hz, z_real_ohm, z_imag_ohm).
+        ``amplitude_V`` is the AC amplitude (V rms); ``dc_voltage_V`` the DC bias, or None for the
+        open-circuit voltage measured just before; ``impedance_guess_ohm`` the |Z| expected, which
+        sets the starting current range (an instrument adjusts it per frequency).  Yields blocks of
+        (time_s, frequency_Hz as the instrument applied it, z_real_ohm, z_imag_ohm).
         """
 
     def check_mode(self, mode: str) -> None:

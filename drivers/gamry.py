@@ -5,10 +5,15 @@ and pumps events while idle; acquisition methods run on the daemon's worker thre
 COM call to it.  Chrono signals (``GamrySignalConst`` + ``GamryDtaqChrono``) do galvanostatic
 (ChronoPot, with the configured voltage limit as the stop condition) and potentiostatic
 (ChronoAmp) holds; ``GamryDtaqOcv`` the open-circuit voltage; ``GamryReadZ`` one impedance reading
-per frequency.  The IE range is chosen for the largest current of each step (auto-ranging off).
-The cell goes off in a ``finally`` of every acquisition, on abort, on any error.  A COM call that
-does not return within ``com_timeout_s`` abandons the COM thread: that run fails, and the next run
-starts a fresh thread and reconnects.
+per frequency, set up as Gamry's own Potentiostatic EIS script does.  Before the cell goes on,
+everything it will see is this run's: the IE range for the step's largest current (auto-ranging
+off), the voltage-channel range for the voltage limit, and the starting level (``SetVoltage``: the
+potential, or in galvanostatic mode the current times the range's IE resistor).  The cell goes off
+in a ``finally`` of every acquisition, on abort, on any error, and on Ctrl+C (on the COM thread).
+COM objects are released on the COM thread.  A COM call that does not return within
+``com_timeout_s`` abandons the COM thread: that run fails, and the next run starts a fresh thread
+and reconnects; an acquisition whose data stop coming fails ``acquisition_grace_s`` after it should
+have ended.
 
 Assumptions checked only against the simulated GamryCOM (docs/drivers.md): ``Cook`` returns
 ``(count, data)`` with ``data[column][point]``; the chrono columns start Time, Vf, Vu, Im; ReadZ
@@ -27,8 +32,8 @@ from typing import Any
 import numpy as np
 
 from echemd.config.models import SIMULATED_ADDRESS, GamryConfig
-from echemd.drivers.base import Block, DriverError, DriverUnavailable, InstrumentRefused, Potentiostat, PotentiostatCapabilities
-from echemd.drivers.comthread import ComHung, ComThread
+from echemd.drivers.base import DEFAULT_IMPEDANCE_GUESS_OHM, Block, DriverError, DriverUnavailable, InstrumentRefused, Potentiostat, PotentiostatCapabilities
+from echemd.drivers.comthread import ComHung, ComThread, ComThreadEnded
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +43,27 @@ POLL_S = 0.05
 #: Passes of ReadZ at one frequency before giving up: each Retry is ReadZ adjusting its gain or range.
 READZ_MAX_PASSES = 10
 TIME, VF, IM = 0, 1, 3  # chrono and OCV columns used
+
+
+def readz_cycle_limits(frequency_Hz: float) -> tuple[int, int]:
+    """(least, most) cycles ReadZ averages at a frequency: more at high frequency (noise), fewer
+    at low frequency (time); the ladder public Gamry drivers use."""
+    for above_Hz, cycles in ((3e4, (10, 20)), (1e3, (8, 12)), (30.0, (4, 8)), (1.0, (3, 6))):
+        if frequency_Hz > above_Hz:
+            return cycles
+    return (2, 4)
+
+
+class ComObjects:
+    """The COM objects of one acquisition.  The worker thread holds only this; :meth:`release`
+    runs on the COM thread, so the last reference to each object goes there (COM objects must be
+    released in their apartment)."""
+
+    def __init__(self, **objects: Any) -> None:
+        self.__dict__.update(objects)
+
+    def release(self) -> None:
+        self.__dict__.clear()
 
 
 class ComtypesBackend:
@@ -128,10 +154,15 @@ class GamryPotentiostat(Potentiostat):
 
     # --- life cycle ------------------------------------------------------------------------
     def open(self) -> None:
-        if self._com is None or self._com.hung:
-            self._com = ComThread(self.backend, f"echemd-gamry-{self.name}", self.config.com_timeout_s)
+        if self._com is None or not self._com.usable:
+            self._com = ComThread(self.backend, f"echemd-gamry-{self.name}", self.config.com_timeout_s, on_interrupt=self._cell_off_now)
             self._pstat = None
-        self._pstat = self._call(self._open_pstat)
+        self._call(self._open_pstat)
+
+    def _cell_off_now(self) -> None:
+        """On the COM thread, after Ctrl+C reached it: the cell off, before anything else."""
+        if self._pstat is not None:
+            self._pstat.SetCell(self.G.CellOff)
 
     def _open_pstat(self):
         label = self.config.address if self.config.address not in ("", SIMULATED_ADDRESS) else None
@@ -141,29 +172,35 @@ class GamryPotentiostat(Potentiostat):
                 raise DriverError(f"{self.name}: the Gamry Framework lists no potentiostat")
             label = sections[0]
         pstat = self.backend.create(self.config.pstat_class)
-        pstat.Init(label)
+        pstat.Init(label)  # the device's section name, as the Gamry Framework lists it
         pstat.Open()
         pstat.SetCell(self.G.CellOff)
         pstat.SetIConvention(self.G.Anodic)  # echemd's convention; never the last user's
-        return pstat
+        self._pstat = pstat  # (assigned here: the COM object's references live on the COM thread)
 
     def close(self) -> None:
         if self._com is None:
             return
         try:
-            if self._pstat is not None and not self._com.hung:
+            if self._pstat is not None and self._com.usable:
                 self._call(self._close_pstat)
         finally:
-            self._com.stop()
-            self._com, self._pstat = None, None
+            self._com.stop(release=self._release_pstat)
+            self._com = None
 
     def _close_pstat(self) -> None:
         self._pstat.SetCell(self.G.CellOff)
         self._pstat.Close()
 
+    def _release_pstat(self) -> None:
+        self._pstat = None
+
     def safe_state(self) -> None:
-        if self._pstat is not None and self._com is not None and not self._com.hung:
-            self._call(self._pstat.SetCell, self.G.CellOff)
+        if self._pstat is not None and self._com is not None and self._com.usable:
+            self._call(self._set_cell_off)
+
+    def _set_cell_off(self) -> None:
+        self._pstat.SetCell(self.G.CellOff)
 
     @property
     def time_s(self) -> float:
@@ -177,7 +214,7 @@ class GamryPotentiostat(Potentiostat):
             return self._com.call(function, *args)
         except (DriverError, InstrumentRefused):
             raise
-        except ComHung as exc:
+        except (ComHung, ComThreadEnded) as exc:
             raise DriverError(f"{self.name}: {exc}") from exc
         except Exception as exc:
             raise DriverError(f"{self.name}: GamryCOM error: {exc}") from exc
@@ -194,19 +231,19 @@ class GamryPotentiostat(Potentiostat):
     def open_circuit(self, duration_s: float, sample_interval_s: float) -> Iterator[Block]:
         self.check_mode("open_circuit")
         self.check_sample_interval(sample_interval_s)
-        return self._acquire(lambda: self._setup_ocv(duration_s, sample_interval_s), lambda columns: np.zeros(len(columns[TIME])))
-
-    def eis(self, frequencies_Hz: np.ndarray, amplitude_V: float, dc_voltage_V: float | None) -> Iterator[Block]:
-        frequencies_Hz = np.asarray(frequencies_Hz, dtype=np.float64)
-        self.check_eis(frequencies_Hz, amplitude_V, dc_voltage_V)
-        return self._eis(frequencies_Hz, amplitude_V, dc_voltage_V)
+        return self._acquire(lambda: self._setup_ocv(duration_s, sample_interval_s), lambda columns: np.zeros(len(columns[TIME])), duration_s)
 
     def _chrono(self, mode: int, dtaq_type: int, value: float, largest_current_A: float, duration_s: float, interval_s: float) -> Iterator[Block]:
-        def setup():
+        def setup() -> ComObjects:
             pstat = self._pstat
             pstat.SetCtrlMode(mode)
             pstat.SetIERangeMode(False)
-            pstat.SetIERange(pstat.TestIERange(largest_current_A))
+            ie_range = pstat.TestIERange(largest_current_A)
+            pstat.SetIERange(ie_range)
+            self._set_vch_range(pstat)
+            # what the cell sees the moment it goes on is this run's level, never the last run's:
+            # a potential, or in galvanostatic mode the control voltage giving the current
+            pstat.SetVoltage(value * pstat.IEResistor(ie_range) if mode == self.G.GstatMode else value)
             signal = self.backend.create("GamryCOM.GamrySignalConst")
             signal.Init(pstat, value, duration_s, interval_s, mode)
             dtaq = self.backend.create("GamryCOM.GamryDtaqChrono")
@@ -218,18 +255,24 @@ class GamryPotentiostat(Potentiostat):
 
         # measured current and voltage in either mode, never the setpoint: a current clipped at its
         # range, or a sign the instrument flipped, shows in the data
-        return self._acquire(setup, lambda columns: np.asarray(columns[IM], dtype=np.float64))
+        return self._acquire(setup, lambda columns: np.asarray(columns[IM], dtype=np.float64), duration_s)
 
-    def _setup_ocv(self, duration_s: float, interval_s: float):
+    def _set_vch_range(self, pstat) -> None:
+        """The voltage channel's range covers the voltage limit (fixed: never the last run's)."""
+        pstat.SetVchRangeMode(False)
+        pstat.SetVchRange(pstat.TestVchRange(self.config.limits.max_abs_voltage_V))
+
+    def _setup_ocv(self, duration_s: float, interval_s: float) -> ComObjects:
         pstat = self._pstat
         pstat.SetCtrlMode(self.G.PstatMode)
+        self._set_vch_range(pstat)
         signal = self.backend.create("GamryCOM.GamrySignalConst")
         signal.Init(pstat, 0.0, duration_s, interval_s, self.G.PstatMode)
         dtaq = self.backend.create("GamryCOM.GamryDtaqOcv")
         dtaq.Init(pstat)
         return self._start(pstat, signal, dtaq, cell_on=False)
 
-    def _start(self, pstat, signal, dtaq, cell_on: bool):
+    def _start(self, pstat, signal, dtaq, cell_on: bool) -> ComObjects:
         sink = _Sink()
         connection = self.backend.events(dtaq, sink)
         pstat.SetSignal(signal)
@@ -237,81 +280,113 @@ class GamryPotentiostat(Potentiostat):
             pstat.SetCell(self.G.CellOn)
         started = self.backend.now()
         dtaq.Run(True)
-        return dtaq, sink, connection, started
+        return ComObjects(signal=signal, dtaq=dtaq, sink=sink, connection=connection, started=started)
 
-    def _acquire(self, setup: Callable[[], tuple], current: Callable[[tuple], np.ndarray]) -> Iterator[Block]:
-        """Blocks of (time, current from ``current(columns)``, measured Vf) as the Dtaq cooks them."""
-        dtaq = connection = None
+    def _acquire(self, setup: Callable[[], ComObjects], current: Callable[[tuple], np.ndarray], duration_s: float) -> Iterator[Block]:
+        """Blocks of (time, current from ``current(columns)``, measured Vf) as the Dtaq cooks them;
+        DriverError when data stop coming ``acquisition_grace_s`` after the acquisition should have ended."""
+        acquisition = None
         try:
-            dtaq, sink, connection, started = self._call(setup)
+            acquisition = self._call(setup)
+            deadline = time.monotonic() + duration_s + self.config.acquisition_grace_s
             while True:
-                sink.available.clear()
-                count, columns = self._call(dtaq.Cook, COOK_POINTS)
+                acquisition.sink.available.clear()
+                count, columns = self._call(lambda: acquisition.dtaq.Cook(COOK_POINTS))
                 if count:
+                    deadline = max(deadline, time.monotonic() + self.config.acquisition_grace_s)
                     yield Block({
-                        "time_s": started + np.asarray(columns[TIME], dtype=np.float64),
+                        "time_s": acquisition.started + np.asarray(columns[TIME], dtype=np.float64),
                         "current_A": current(columns),
                         "voltage_V": np.asarray(columns[VF], dtype=np.float64),
                     })
-                elif sink.done.is_set():
+                elif acquisition.sink.done.is_set():
                     return
+                elif time.monotonic() > deadline:
+                    raise DriverError(f"{self.name}: no data from the acquisition {self.config.acquisition_grace_s:g} s after it should have ended")
                 else:
-                    sink.available.wait(POLL_S)
+                    acquisition.sink.available.wait(POLL_S)
         finally:
-            self._end(dtaq)
-            del connection
+            self._end(acquisition)
 
-    def _end(self, dtaq) -> None:
+    def _end(self, acquisition: ComObjects | None) -> None:
         """Cell off (first, whatever else fails), then stop the acquisition with Stop() (Run's
-        argument is AutoRun: Run(False) stops nothing)."""
-        if self._com is None or self._com.hung:
-            log.error("%s: COM is hung: cannot switch the cell off from here", self.name)
+        argument is AutoRun: Run(False) stops nothing), then release its COM objects on the COM thread."""
+        if self._com is None or not self._com.usable:
+            log.error("%s: the COM thread is %s: cannot switch the cell off from here", self.name, "hung" if self._com and self._com.hung else "gone")
             return
         try:
-            self._call(self._pstat.SetCell, self.G.CellOff)
+            self._call(self._set_cell_off)
         finally:
-            if dtaq is not None:
-                self._call(dtaq.Stop)
+            try:
+                if acquisition is not None and getattr(acquisition, "dtaq", None) is not None:
+                    self._call(lambda: acquisition.dtaq.Stop())
+            finally:
+                if acquisition is not None:
+                    self._call(acquisition.release)
 
-    def _read_z(self, readz, sink: _Sink, frequency_Hz: float, amplitude_V: float) -> None:
+    def _read_z(self, acquisition: ComObjects, frequency_Hz: float, amplitude_V: float) -> None:
         """Measure one frequency until ReadZ reports Ok.  Retry is normal (ReadZ changed its gain or
-        range and wants another pass), up to READZ_MAX_PASSES; Error, or no Ok by then, fails."""
+        range and wants another pass), up to READZ_MAX_PASSES; Error, or no Ok by then, fails;
+        so does no answer within the most cycles ReadZ may average plus ``acquisition_grace_s``."""
+        sink = acquisition.sink
+        self._call(lambda: acquisition.readz.SetCycleLim(*readz_cycle_limits(frequency_Hz)))
         for _ in range(READZ_MAX_PASSES):
             sink.done.clear()
-            self._call(readz.Measure, frequency_Hz, amplitude_V)
+            self._call(lambda: acquisition.readz.Measure(frequency_Hz, amplitude_V))
+            deadline = time.monotonic() + readz_cycle_limits(frequency_Hz)[1] / frequency_Hz + self.config.acquisition_grace_s
             while not sink.done.wait(POLL_S):
-                pass
+                if time.monotonic() > deadline:
+                    raise DriverError(f"{self.name}: ReadZ gave no reading at {frequency_Hz:g} Hz within {self.config.acquisition_grace_s:g} s of its time")
             if sink.status == self.G.ReadZStatusOk:
                 return
             if sink.status != self.G.ReadZStatusRetry:
                 raise DriverError(f"{self.name}: ReadZ failed at {frequency_Hz:g} Hz (gcREADZSTATUS {sink.status}, not Ok or Retry)")
         raise DriverError(f"{self.name}: ReadZ asked to retry {READZ_MAX_PASSES} times at {frequency_Hz:g} Hz without a reading")
 
-    def _eis(self, frequencies_Hz: np.ndarray, amplitude_V: float, dc_voltage_V: float | None) -> Iterator[Block]:
-        def setup():
-            pstat = self._pstat
-            pstat.SetCtrlMode(self.G.PstatMode)
-            pstat.SetIERangeMode(True)
-            pstat.SetVoltage(dc_voltage_V or 0.0)
-            readz = self.backend.create("GamryCOM.GamryReadZ")
-            readz.Init(pstat)
-            sink = _Sink()
-            connection = self.backend.events(readz, sink)
-            pstat.SetCell(self.G.CellOn)
-            return readz, sink, connection
+    def eis(self, frequencies_Hz: np.ndarray, amplitude_V: float, dc_voltage_V: float | None,
+            impedance_guess_ohm: float = DEFAULT_IMPEDANCE_GUESS_OHM) -> Iterator[Block]:
+        frequencies_Hz = np.asarray(frequencies_Hz, dtype=np.float64)
+        self.check_eis(frequencies_Hz, amplitude_V, dc_voltage_V)
+        return self._eis(frequencies_Hz, amplitude_V, dc_voltage_V, impedance_guess_ohm)
 
-        connection = None
+    def _setup_eis(self, amplitude_V: float, dc_voltage_V: float | None, impedance_guess_ohm: float) -> ComObjects:
+        """As Gamry's Potentiostatic EIS: the open-circuit voltage measured with the cell off (the DC
+        level when none is given), a fixed IE range for the expected current, ReadZ's settings,
+        then the cell on and the DC current it draws handed to ReadZ."""
+        pstat = self._pstat
+        pstat.SetCtrlMode(self.G.PstatMode)
+        self._set_vch_range(pstat)
+        open_circuit_V = float(pstat.MeasureV())  # the cell is off here
+        dc_V = open_circuit_V if dc_voltage_V is None else dc_voltage_V
+        pstat.SetIERangeMode(False)
+        pstat.SetIERange(pstat.TestIERange(2 * (abs(dc_V - open_circuit_V) + np.sqrt(2) * amplitude_V) / impedance_guess_ohm))
+        pstat.SetVoltage(dc_V)
+        readz = self.backend.create("GamryCOM.GamryReadZ")
+        readz.Init(pstat)
+        readz.SetSpeed(self.G.ReadZSpeedNorm)
+        readz.SetGain(1.0)
+        readz.SetINoise(0.0)
+        readz.SetVNoise(0.0)
+        readz.SetIENoise(0.0)
+        readz.SetZmod(impedance_guess_ohm)
+        sink = _Sink()
+        connection = self.backend.events(readz, sink)
+        pstat.SetCell(self.G.CellOn)
+        readz.SetIdc(pstat.MeasureI())
+        return ComObjects(readz=readz, sink=sink, connection=connection)
+
+    def _eis(self, frequencies_Hz: np.ndarray, amplitude_V: float, dc_voltage_V: float | None, impedance_guess_ohm: float) -> Iterator[Block]:
+        acquisition = None
         try:
-            readz, sink, connection = self._call(setup)
-            for frequency in frequencies_Hz:
-                self._read_z(readz, sink, float(frequency), amplitude_V)
-                z_real, z_imag = self._call(lambda: (readz.Zreal(), readz.Zimag()))
+            acquisition = self._call(self._setup_eis, amplitude_V, dc_voltage_V, impedance_guess_ohm)
+            for frequency in frequencies_Hz:  # (no local names for COM objects: they would be released here, off the COM thread)
+                self._read_z(acquisition, float(frequency), amplitude_V)
+                applied_Hz, z_real, z_imag = self._call(lambda: (acquisition.readz.Zfreq(), acquisition.readz.Zreal(), acquisition.readz.Zimag()))
                 yield Block({
                     "time_s": np.array([self.backend.now()]),
-                    "frequency_Hz": np.array([frequency]),
+                    "frequency_Hz": np.array([applied_Hz]),  # what the instrument applied, not what was asked
                     "z_real_ohm": np.array([z_real]),
                     "z_imag_ohm": np.array([z_imag]),
                 })
         finally:
-            self._end(None)
-            del connection
+            self._end(acquisition)

@@ -17,7 +17,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from echemd.config.models import InstrumentLimits
-from echemd.drivers.base import Block, Instrument, Potentiostat, Sourcemeter
+from echemd.drivers.base import DEFAULT_IMPEDANCE_GUESS_OHM, Block, Instrument, Potentiostat, Sourcemeter
 
 
 class ProtocolRefused(ValueError):
@@ -103,7 +103,8 @@ class VoltageSweep:
 
 @dataclass(frozen=True)
 class Impedance:
-    """Potentiostatic EIS: one reading per frequency (Hz), AC amplitude (V rms), DC bias (V) or None for open circuit."""
+    """Potentiostatic EIS: one reading per frequency (Hz), AC amplitude (V rms), DC bias (V) or
+    None for the open-circuit voltage, and the |Z| expected (Ohm: the starting current range)."""
 
     frequencies_Hz: np.ndarray
     amplitude_V: float
@@ -111,11 +112,12 @@ class Impedance:
     label: str
     stops: tuple[StopCondition, ...] = ()
     keep_samples: bool = True
+    impedance_guess_ohm: float = DEFAULT_IMPEDANCE_GUESS_OHM
 
     def acquire(self, instrument: Instrument) -> Iterator[Block]:
         if not isinstance(instrument, Potentiostat):
             raise ProtocolRefused(f"{instrument.name} is a {instrument.kind}, EIS needs a potentiostat")
-        return instrument.eis(self.frequencies_Hz, self.amplitude_V, self.dc_voltage_V)
+        return instrument.eis(self.frequencies_Hz, self.amplitude_V, self.dc_voltage_V, self.impedance_guess_ohm)
 
     def remainder(self, samples_done: int) -> "Impedance | None":
         return replace(self, frequencies_Hz=self.frequencies_Hz[samples_done:]) if samples_done < len(self.frequencies_Hz) else None

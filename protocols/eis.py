@@ -19,7 +19,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from echemd.config.models import InstrumentLimits
-from echemd.drivers.base import Instrument, InstrumentRefused, Potentiostat
+from echemd.drivers.base import DEFAULT_IMPEDANCE_GUESS_OHM, Instrument, InstrumentRefused, Potentiostat
 from echemd.protocols.analysis import analyze_eis
 from echemd.protocols.base import Column, Impedance, Plan, ProtocolDefinition, ProtocolRefused
 
@@ -31,7 +31,9 @@ class EISParameters(BaseModel):
     end_Hz: float = Field(0.1, gt=0, description="last (lowest) frequency, Hz")
     points_per_decade: int = Field(10, ge=1, le=100)
     amplitude_mV_rms: float = Field(10.0, gt=0, le=1000, description="AC amplitude, mV rms")
-    dc_bias_V: float | None = Field(None, description="DC bias, V; none: at open circuit")
+    dc_bias_V: float | None = Field(None, description="DC bias, V; none: at the open-circuit voltage measured just before")
+    impedance_guess_ohm: float = Field(DEFAULT_IMPEDANCE_GUESS_OHM, gt=0, le=1e12,
+                                       description="|Z| expected, Ohm: sets the starting current range (the instrument adjusts it per frequency)")
     area_cm2: float | None = Field(None, gt=0, description="electrode area for area-specific values, cm2")
     circuit: str | None = Field("R0-p(R1,CPE1)-p(R2,CPE2)", max_length=200, description="equivalent circuit to fit (impedance.py syntax); none: no fit")
 
@@ -61,7 +63,8 @@ def check(params: EISParameters, instrument: Instrument, limits: InstrumentLimit
 def plan(params: EISParameters) -> Plan:
     frequencies = params.frequencies_Hz()
     spectrum = yield Impedance(frequencies, params.amplitude_mV_rms * 1e-3, params.dc_bias_V,
-                               label=f"EIS {params.start_Hz:g} -> {params.end_Hz:g} Hz, {params.amplitude_mV_rms:g} mV rms")
+                               label=f"EIS {params.start_Hz:g} -> {params.end_Hz:g} Hz, {params.amplitude_mV_rms:g} mV rms",
+                               impedance_guess_ohm=params.impedance_guess_ohm)
     z = spectrum.columns["z_real_ohm"] + 1j * spectrum.columns["z_imag_ohm"]
     result = {
         "points": int(len(z)),

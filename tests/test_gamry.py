@@ -60,10 +60,14 @@ def test_ccd_end_to_end_through_gamrycom_with_the_cell_switched_on_and_off_in_or
     first_step = calls[7:ons[0] + 2]
     assert methods(first_step) == [
         ("pstat", "SetCtrlMode"), ("pstat", "SetIERangeMode"), ("pstat", "TestIERange"), ("pstat", "SetIERange"),
+        ("pstat", "SetVchRangeMode"), ("pstat", "TestVchRange"), ("pstat", "SetVchRange"),  # the voltage channel covers the limit
+        ("pstat", "IEResistor"), ("pstat", "SetVoltage"),  # the level the cell sees as it goes on: this step's current
         ("signal", "Init"), ("dtaq-chrono", "Init"), ("dtaq-chrono", "SetStopXMax"), ("dtaq-chrono", "SetStopXMin"),
         ("pstat", "SetSignal"), ("pstat", "SetCell"), ("dtaq-chrono", "Run"),
     ]
-    assert first_step[0][2] == (com.module.GstatMode,) and first_step[6][2] == (True, 5.0) and first_step[7][2] == (True, -5.0)
+    assert first_step[0][2] == (com.module.GstatMode,) and first_step[11][2] == (True, 5.0) and first_step[12][2] == (True, -5.0)
+    assert first_step[5][2] == (5.0,)
+    assert com.released_off_thread == []  # every COM object was released on the COM thread
     runs = [k for k, call in enumerate(calls) if call[1] == "Run"]
     stops = [k for k, call in enumerate(calls) if call[1] == "Stop"]
     assert len(stops) == len(runs)  # every acquisition is stopped (Stop(): Run's argument is AutoRun, Run(False) stops nothing)
@@ -184,3 +188,77 @@ def test_a_hung_com_server_fails_the_run_and_a_fresh_com_thread_serves_the_next(
 def test_without_windows_the_gamry_driver_fails_at_start_saying_what_it_needs(tmp_path):
     with pytest.raises(DriverUnavailable, match="needs Windows with the Gamry Framework"):
         Daemon(gamry_lab(tmp_path, address="IFC1010-12345"))
+
+
+# --- against what an instrument someone used before is left as (see the simulated GamryCOM) ------
+def test_the_cell_goes_on_at_each_steps_own_level_and_reads_beyond_the_last_users_voltage_range(lab):
+    daemon, client, com = lab()
+    record = client.wait(client.submit("ccd", "gamry", diameter_mm=2.0), timeout_s=60)
+    assert record["status"] == "completed", record["error"]
+    currents = [call[2][0] for call in com.calls if call[:2] == ("signal", "Init")]
+    np.testing.assert_allclose(com.cell_on_levels, currents, rtol=1e-9)  # never the 0.8 V left set (0.8 A through a 1 A range)
+    with h5py.File(record["file"], "r") as f:
+        assert np.abs(f["data/voltage_V"][:]).max() > 0.03  # not clipped at the 30 mV range left set
+
+
+def test_eis_at_open_circuit_runs_at_the_measured_open_circuit_voltage_set_up_as_gamrys_script(lab):
+    daemon, client, com = lab()
+    com.open_circuit_V = 0.05  # a cell whose open-circuit voltage is not 0 V
+    record = client.wait(client.submit("eis", "gamry", start_Hz=1e5, end_Hz=1.0, points_per_decade=3, circuit=None,
+                                       impedance_guess_ohm=800.0), timeout_s=60)
+    assert record["status"] == "completed", record["error"]
+    calls = com.calls
+    on = calls.index(ON)
+    before_on = calls[:on]
+    measured = max(k for k, call in enumerate(before_on) if call[:2] == ("pstat", "MeasureV"))
+    set_voltage = [call for call in before_on[measured:] if call[:2] == ("pstat", "SetVoltage")]
+    assert len(set_voltage) == 1 and set_voltage[0][2][0] == pytest.approx(0.05, abs=2e-3)  # the OCV, not 0 V
+    assert ("pstat", "SetIERangeMode", (False,)) in before_on[measured:]
+    settings = {method: args for kind, method, args in before_on if kind == "readz" and method.startswith("Set")}
+    assert settings == {"SetSpeed": (com.module.ReadZSpeedNorm,), "SetGain": (1.0,), "SetINoise": (0.0,), "SetVNoise": (0.0,),
+                        "SetIENoise": (0.0,), "SetZmod": (800.0,)}
+    (idc,) = [call for call in calls[on:] if call[:2] == ("readz", "SetIdc")]
+    assert abs(idc[2][0]) < 1e-6  # at open circuit the cell draws (almost) nothing
+    limits = [call[2] for call in calls if call[:2] == ("readz", "SetCycleLim")]
+    assert limits[0] == (10, 20) and limits[-1] == (2, 4)  # 100 kHz ... 1 Hz
+    with h5py.File(record["file"], "r") as f:
+        recorded = f["data/frequency_Hz"][:]
+    asked = np.logspace(5, 0, 16)
+    np.testing.assert_array_equal(recorded, [float(f"{x:.4g}") for x in asked])  # what the instrument applied (Zfreq)
+    assert not np.array_equal(recorded, asked)
+
+
+def test_ctrl_c_on_the_com_thread_switches_the_cell_off_there_and_reaches_the_main_thread(lab, monkeypatch):
+    from echemd.drivers import comthread
+
+    forwarded = []
+    monkeypatch.setattr(comthread, "forward_interrupt", lambda: forwarded.append(True))
+    daemon, client, com = lab(clock=200.0)
+    run_id = client.submit("ccd", "gamry", diameter_mm=2.0)
+    deadline = time.monotonic() + 20
+    while client.status(run_id)["n_samples"] < 20:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    calls_before = len(com.calls)
+    com.interrupt_pump = True  # Ctrl+C: comtypes' PumpEvents raises KeyboardInterrupt on the COM thread
+    record = client.wait(run_id, timeout_s=30)
+    assert record["status"] == "failed" and "COM thread ended" in record["error"]
+    assert OFF in com.calls[calls_before:] and forwarded == [True]
+    assert daemon.workers["gamry"].instrument.backend is com
+    again = client.wait(client.submit("eis", "gamry", start_Hz=1e4, end_Hz=10.0, points_per_decade=2, circuit=None), timeout_s=30)
+    assert again["status"] == "completed"  # a fresh COM thread serves the next run
+
+
+def test_an_instrument_that_stops_answering_mid_eis_fails_the_run_with_the_cell_off(lab):
+    daemon, client, com = lab(acquisition_grace_s=0.5)
+    com.stall = True  # ReadZ never reports: no OnDataDone
+    started = time.monotonic()
+    record = client.wait(client.submit("eis", "gamry", start_Hz=1e5, end_Hz=10.0, points_per_decade=2, circuit=None), timeout_s=30)
+    assert record["status"] == "failed" and "ReadZ gave no reading" in record["error"] and time.monotonic() - started < 10
+    assert com.calls[-1] == OFF or OFF in com.calls[-4:]
+
+
+def test_a_reference_3000_is_created_with_its_own_progid(lab):
+    daemon, client, com = lab(pstat_class="GamryCOM.GamryPstat")
+    record = client.wait(client.submit("eis", "gamry", start_Hz=1e4, end_Hz=10.0, points_per_decade=2, circuit=None), timeout_s=30)
+    assert record["status"] == "completed", record["error"]

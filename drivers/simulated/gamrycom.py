@@ -3,15 +3,28 @@
 It stands in for comtypes + the Gamry Framework so the real
 :class:`~echemd.drivers.gamry.GamryPotentiostat` runs end to end without Windows or hardware.
 Objects are created by ProgID (``GamryCOM.GamryDeviceList``, ``GamryCOM.GamryPC6Pstat``,
-``GamryCOM.GamrySignalConst``, ``GamryCOM.GamryDtaqChrono``, ``GamryCOM.GamryDtaqOcv``,
+``GamryCOM.GamryPC5Pstat``, ``GamryCOM.GamryPstat`` (Reference 3000), ``GamryCOM.GamrySignalConst``, ``GamryCOM.GamryDtaqChrono``, ``GamryCOM.GamryDtaqOcv``,
 ``GamryCOM.GamryReadZ``); data acquisition advances only while events are pumped, and its events
 (``_IGamryDtaqEvents_OnDataAvailable`` / ``OnDataDone``, ``_IGamryReadZEvents_OnDataDone``) reach
 the sinks registered with :meth:`SimulatedGamryCOM.events`, as with ``comtypes.client.GetEvents``.
 
 For tests: ``calls`` logs every method call in order as ``(object, method, args)``; ``fail_on``
 names a method that raises :class:`SimulatedCOMError` (as comtypes raises COMError); ``hang_on``
-names one that blocks until ``release`` is set (a hung COM server).  Every call checks that it runs
-on the thread that initialized COM, as the real apartment requires.
+names one that blocks until ``release`` is set (a hung COM server); ``interrupt_pump`` makes the
+next ``pump_events`` raise KeyboardInterrupt (Ctrl+C reaching comtypes' PumpEvents); ``stall``
+stops every acquisition from producing data or events.  Every call checks that it runs on the
+thread that initialized COM, as the real apartment requires, and every object records a release
+(its last reference dropped) on any other thread in ``released_off_thread``.
+
+Like an instrument someone used before, a potentiostat object starts dirty: cathodic current
+convention, a control level of 0.8 V and a 30 mV voltage-channel range left set.  What the cell
+sees each time it goes on (``SetVoltage``'s level; in galvanostatic mode that level over the IE
+resistor of the range, as a current) is kept in ``cell_on_levels``; Vf readings clip at
+the voltage channel's range (overload flag set).  ``open_circuit_V`` offsets the cell's voltage
+(a cell or reference whose open-circuit voltage is not 0).  Modelled, not taken from GamryCOM:
+the IE resistor of a range is 1 V over its full-scale current, the voltage-channel ranges are
+30 mV, 300 mV, 3 V and 12 V, and ReadZ applies the requested frequency rounded to 4 significant
+digits (what ``Zfreq`` reports).
 """
 
 from __future__ import annotations
@@ -30,11 +43,14 @@ from echemd.drivers.simulated.clock import SimClock
 #: driver that hard-codes a number, or confuses two enums, fails against the simulator as on a real
 #: instrument.
 CONSTANTS = SimpleNamespace(CellOff=0, CellOn=1, GstatMode=0, PstatMode=1, ChronoAmp=1, ChronoPot=3,
-                            ReadZStatusOk=0, ReadZStatusRetry=1, ReadZStatusError=2, Cathodic=0, Anodic=1)
+                            ReadZStatusOk=0, ReadZStatusRetry=1, ReadZStatusError=2, Cathodic=0, Anodic=1,
+                            ReadZSpeedFast=0, ReadZSpeedNorm=1, ReadZSpeedLow=2)
 #: IE ranges of an Interface 1010E: 10 pA * 10**k, k = 0..11 (10 pA .. 1 A full scale).
 IE_RANGES_A = [1e-11 * 10**k for k in range(12)]
 #: rms noise of the current reading, relative to the range's full scale.
 IM_NOISE = 1e-5
+#: Voltage-channel ranges, full scale V (modelled).
+VCH_RANGES_V = [0.03, 0.3, 3.0, 12.0]
 E_FAIL = -2147467259  # 0x80004005
 
 
@@ -55,6 +71,11 @@ class SimulatedGamryCOM:
         self.calls: list[tuple[str, str, tuple]] = []
         self.fail_on: str | None = None
         self.hang_on: str | None = None
+        self.interrupt_pump = False
+        self.stall = False
+        self.open_circuit_V = 0.0
+        self.cell_on_levels: list[float] = []  # what the cell saw each time it went on: V, or A in galvanostatic mode
+        self.released_off_thread: list[str] = []
         self.release = threading.Event()
         self._wake = threading.Event()
         self._sinks: dict[int, object] = {}
@@ -75,6 +96,7 @@ class SimulatedGamryCOM:
             "GamryCOM.GamryDeviceList": DeviceList,
             "GamryCOM.GamryPC6Pstat": Pstat,
             "GamryCOM.GamryPC5Pstat": Pstat,
+            "GamryCOM.GamryPstat": Pstat,
             "GamryCOM.GamrySignalConst": SignalConst,
             "GamryCOM.GamryDtaqChrono": DtaqChrono,
             "GamryCOM.GamryDtaqOcv": DtaqOcv,
@@ -90,8 +112,11 @@ class SimulatedGamryCOM:
 
     def pump_events(self, timeout_s: float) -> None:
         """Advance every running acquisition by one block and deliver its events."""
+        if self.interrupt_pump:
+            self.interrupt_pump = False
+            raise KeyboardInterrupt
         produced = False
-        for acquisition in list(self._active):
+        for acquisition in list(self._active) if not self.stall else ():
             produced |= acquisition.advance()
         if not produced:  # as PumpEvents: wait for something to happen, here a queued call
             self._wake.wait(timeout_s)
@@ -139,6 +164,11 @@ class _ComObject:
     def __init__(self, com: SimulatedGamryCOM) -> None:
         self._com = com
 
+    def __del__(self) -> None:
+        thread = self._com._thread
+        if thread is not None and threading.current_thread() is not thread and thread.is_alive():
+            self._com.released_off_thread.append(self.kind)
+
     def _call(self, method: str, *args) -> None:
         self._com.record(self.kind, method, args)
 
@@ -164,7 +194,8 @@ class Pstat(_ComObject):
         self.cell_on = False
         self.ctrl_mode = CONSTANTS.PstatMode
         self.ie_range = len(IE_RANGES_A) - 1
-        self.voltage_V = 0.0
+        self.voltage_V = 0.8  # a previous user's level: what the cell would see if nobody set one
+        self.vch_range = 0  # 30 mV: a previous user's
         self.signal: SignalConst | None = None
         # whatever the last user left: cathodic currents positive, so a driver that never sets the
         # convention applies every current with the wrong sign (plating becomes stripping)
@@ -213,13 +244,45 @@ class Pstat(_ComObject):
         self.signal = signal
 
     def SetVoltage(self, voltage_V: float) -> None:
+        """The control level: a potential (potentiostatic), or current x IE resistor (galvanostatic)."""
         self._call("SetVoltage", voltage_V)
         self.voltage_V = voltage_V
+
+    def IEResistor(self, index: int) -> float:
+        self._call("IEResistor", index)
+        return 1.0 / IE_RANGES_A[index]
+
+    def TestVchRange(self, voltage_V: float) -> int:
+        self._call("TestVchRange", voltage_V)
+        return next((k for k, full in enumerate(VCH_RANGES_V) if abs(voltage_V) <= full), len(VCH_RANGES_V) - 1)
+
+    def SetVchRange(self, index: int) -> None:
+        self._call("SetVchRange", index)
+        self.vch_range = index
+
+    def SetVchRangeMode(self, auto: bool) -> None:
+        self._call("SetVchRangeMode", auto)
+
+    def MeasureV(self) -> float:
+        """The cell's voltage now (with the cell off: its open-circuit voltage)."""
+        self._call("MeasureV")
+        com = self._com
+        return float(com.cell.galvanostatic(0.0, np.array([1e-3]))[-1]) + com.open_circuit_V
+
+    def MeasureI(self) -> float:
+        """The current the cell draws now, in the instrument's convention."""
+        self._call("MeasureI")
+        if not self.cell_on or self.ctrl_mode != CONSTANTS.PstatMode:
+            return 0.0
+        return self.anodic_sign * self._com.cell.current_at(self.voltage_V - self._com.open_circuit_V)
 
     def SetCell(self, state: int) -> None:
         self._call("SetCell", state)
         if state == CONSTANTS.CellOn and not self.opened:
             raise SimulatedCOMError(E_FAIL, "the potentiostat is not open", None)
+        if state == CONSTANTS.CellOn and not self.cell_on:
+            galvanostatic = self.ctrl_mode == CONSTANTS.GstatMode
+            self._com.cell_on_levels.append(self.voltage_V * IE_RANGES_A[self.ie_range] if galvanostatic else self.voltage_V)
         self.cell_on = state == CONSTANTS.CellOn
 
 
@@ -338,8 +401,11 @@ class DtaqChrono(_Acquisition):
         else:
             current = pstat.anodic_sign * cell.potentiostatic(value, offsets)
             voltage = value + self._com.rng.normal(0.0, cell.config.noise_V, n)
-        overload = (np.abs(current) > full_scale).astype(int)
+        voltage = np.asarray(voltage, dtype=np.float64) + self._com.open_circuit_V
+        vch_full_scale = VCH_RANGES_V[pstat.vch_range]
+        overload = ((np.abs(current) > full_scale) | (np.abs(voltage) > vch_full_scale)).astype(int)
         current = np.clip(current, -full_scale, full_scale)
+        voltage = np.clip(voltage, -vch_full_scale, vch_full_scale)  # the reading, not the cell
         return [(v, v, i, value, 0.0, pstat.ie_range, o) for v, i, o in zip(voltage, current, overload)]
 
 
@@ -354,15 +420,17 @@ class DtaqOcv(_Acquisition):
         self.pstat = pstat
 
     def _measure(self, offsets: np.ndarray) -> list[tuple]:
-        voltage = self._com.cell.galvanostatic(0.0, offsets)
-        return [(v, v, 0.0, 0.0, 0) for v in voltage]
+        vch_full_scale = VCH_RANGES_V[self.pstat.vch_range]
+        voltage = np.asarray(self._com.cell.galvanostatic(0.0, offsets), dtype=np.float64) + self._com.open_circuit_V
+        return [(min(max(v, -vch_full_scale), vch_full_scale), v, 0.0, 0.0, int(abs(v) > vch_full_scale)) for v in voltage]
 
 
 class ReadZ(_ComObject):
     """One impedance reading per Measure(); OnDataDone(status) when it is ready, status a
     gcREADZSTATUS.  As the real ReadZ, it answers ReadZStatusRetry (and no reading) when the
-    reading needs another current range than the last one: it switches, and the caller measures
-    again."""
+    reading needs another current range than the one set: it switches, and the caller measures
+    again.  A reading averages the most cycles SetCycleLim allows (at least 0.2 s); the DC current
+    is the one the cell draws at the control level (nothing at its open-circuit voltage)."""
 
     kind = "readz"
 
@@ -371,25 +439,59 @@ class ReadZ(_ComObject):
         self.pstat = pstat
         self._z = complex(math.nan, math.nan)
         self._frequency = math.nan
-        self._ie_range: int | None = None
+        self.settings: dict[str, object] = {}
+        self.cycle_limits = (2, 4)
+
+    def _setting(self, name: str, *values) -> None:
+        self._call(name, *values)
+        self.settings[name] = values[0] if len(values) == 1 else values
+
+    def SetSpeed(self, speed: int) -> None:
+        self._setting("SetSpeed", speed)
+
+    def SetGain(self, gain: float) -> None:
+        self._setting("SetGain", gain)
+
+    def SetINoise(self, noise: float) -> None:
+        self._setting("SetINoise", noise)
+
+    def SetVNoise(self, noise: float) -> None:
+        self._setting("SetVNoise", noise)
+
+    def SetIENoise(self, noise: float) -> None:
+        self._setting("SetIENoise", noise)
+
+    def SetZmod(self, impedance_ohm: float) -> None:
+        self._setting("SetZmod", impedance_ohm)
+
+    def SetIdc(self, current_A: float) -> None:
+        self._setting("SetIdc", current_A)
+
+    def SetCycleLim(self, least: int, most: int) -> None:
+        self._setting("SetCycleLim", least, most)
+        self.cycle_limits = (least, most)
 
     def Measure(self, frequency_Hz: float, amplitude_V: float) -> None:
         self._call("Measure", frequency_Hz, amplitude_V)
         com, pstat = self._com, self.pstat
         if not pstat.cell_on:
             raise SimulatedCOMError(E_FAIL, "cell is off", None)
-        dc_current_A = com.cell.current_at(pstat.voltage_V) if pstat.voltage_V else 0.0
-        duration = max(0.2, 2.0 / frequency_Hz)
+        if com.stall:
+            return  # no OnDataDone: the instrument stopped answering
+        applied_Hz = float(f"{frequency_Hz:.4g}")
+        dc_current_A = com.cell.current_at(pstat.voltage_V - com.open_circuit_V)
+        duration = max(0.2, self.cycle_limits[1] / applied_Hz)
         com.clock.anchor(com.time_s)
-        z = com.cell.measure_impedance(frequency_Hz, dc_current_A, duration)
+        z = com.cell.measure_impedance(applied_Hz, dc_current_A, duration)
         com.time_s += duration
         com.clock.wait_until(com.time_s)
-        needed = next((k for k, full in enumerate(IE_RANGES_A) if amplitude_V * math.sqrt(2) / abs(z) <= full), len(IE_RANGES_A) - 1)
-        if needed != self._ie_range:
-            self._ie_range = needed
+        peak_A = abs(dc_current_A) + amplitude_V * math.sqrt(2) / abs(z)
+        needed = next((k for k, full in enumerate(IE_RANGES_A) if peak_A <= full), len(IE_RANGES_A) - 1)
+        if needed != pstat.ie_range:
+            pstat.ie_range = needed
             com.fire(self, "_IGamryReadZEvents_OnDataDone", CONSTANTS.ReadZStatusRetry)
             return
-        self._z, self._frequency = z, frequency_Hz
+        self._z, self._frequency = z, applied_Hz
         com.fire(self, "_IGamryReadZEvents_OnDataDone", CONSTANTS.ReadZStatusOk)
 
     def Zreal(self) -> float:

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 from echemd.config.models import SimulatedPotentiostatConfig
-from echemd.drivers.base import Block, Potentiostat, PotentiostatCapabilities
+from echemd.drivers.base import DEFAULT_IMPEDANCE_GUESS_OHM, Block, Potentiostat, PotentiostatCapabilities
 from echemd.drivers.simulated.cell import SymmetricCell
 from echemd.drivers.simulated.clock import SimClock
 from echemd.drivers.simulated.instrument import SimulatedInstrument
@@ -56,7 +56,9 @@ class SimulatedPotentiostat(SimulatedInstrument, Potentiostat):
         self.check_sample_interval(sample_interval_s)
         return self._chrono(lambda offsets: (np.zeros(len(offsets)), self.cell.galvanostatic(0.0, offsets)), duration_s, sample_interval_s, cell_on=False)
 
-    def eis(self, frequencies_Hz: np.ndarray, amplitude_V: float, dc_voltage_V: float | None) -> Iterator[Block]:
+    def eis(self, frequencies_Hz: np.ndarray, amplitude_V: float, dc_voltage_V: float | None,
+            impedance_guess_ohm: float = DEFAULT_IMPEDANCE_GUESS_OHM) -> Iterator[Block]:
+        """(The simulated potentiostat ranges ideally: ``impedance_guess_ohm`` changes nothing.)"""
         frequencies_Hz = np.asarray(frequencies_Hz, dtype=np.float64)
         self.check_eis(frequencies_Hz, amplitude_V, dc_voltage_V)
         return self._eis(frequencies_Hz, dc_voltage_V)
