@@ -67,6 +67,7 @@ class Engine:
         self.on_step = on_step
         self.clock_zero_s = instrument.time_s if clock_zero_s is None else clock_zero_s
         self.last_time_s = 0.0  # run time of the latest sample, s
+        self._overload = 0  # the instrument's overload bit field at the latest sample
 
     def run(self, plan: Plan) -> dict[str, Any]:
         """Execute ``plan`` to its end; returns its result.  Raises RunAborted, RunFailed or the step's error."""
@@ -89,6 +90,7 @@ class Engine:
         """Run one step to its end (or its stop condition); a pause holds the instrument, then the rest runs."""
         self.event("step", step.label)
         self.on_step(step.label)
+        self._overload = 0
         taken = _Taken(step.keep_samples)
         part: Step | None = step
         stop = None
@@ -125,6 +127,8 @@ class Engine:
         columns = dict(block.columns)
         columns["time_s"] = columns["time_s"] - self.clock_zero_s
         self.record(columns)
+        if block.overload is not None:
+            self._note_overloads(columns["time_s"], block.overload)
         self.last_time_s = float(columns["time_s"][-1])
         violation = self.safety.check(columns, cumulative=not holding) if self.safety else None
         if violation:
@@ -134,6 +138,17 @@ class Engine:
                 raise RunFailed(f"safety limit: {violation}")
             self.request_pause()
         return columns
+
+    def _note_overloads(self, time_s: np.ndarray, flags: np.ndarray) -> None:
+        """An ``overload`` event at every sample where the instrument's overload bit field changes
+        (the samples from there on are suspect: a range was exceeded), whatever the blocks."""
+        flags = np.asarray(flags).astype(np.int64)
+        changes = np.flatnonzero(np.diff(flags, prepend=self._overload))
+        for k in changes:
+            value = int(flags[k])
+            self.event("overload", f"instrument overload flags 0x{value:04X} from {time_s[k]:.6g} s" if value
+                       else f"instrument overload cleared at {time_s[k]:.6g} s")
+        self._overload = int(flags[-1]) if len(flags) else self._overload
 
     def _hold(self, step: Step) -> None:
         """Hold the instrument as the protocol declared until resumed (or aborted); hold data is recorded."""

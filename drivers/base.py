@@ -42,12 +42,17 @@ class Block:
     """Samples acquired together: equal-length float64 columns keyed by name (e.g. ``voltage_V``).
 
     ``time_s`` is on the instrument's own clock, in seconds; the runner rebases it to the run start.
+    ``overload``: per sample, the overload bit field the instrument reported (0: none), for
+    instruments that report one; the engine records its changes as ``overload`` events.
     """
 
     columns: Mapping[str, np.ndarray]
+    overload: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         lengths = {name: len(values) for name, values in self.columns.items()}
+        if self.overload is not None:
+            lengths["(overload)"] = len(self.overload)
         if len(set(lengths.values())) > 1:
             raise ValueError(f"block columns differ in length: {lengths}")
         if "time_s" not in self.columns:

@@ -15,9 +15,9 @@ COM objects are released on the COM thread.  A COM call that does not return wit
 and reconnects; an acquisition whose data stop coming fails ``acquisition_grace_s`` after it should
 have ended.
 
-Assumptions checked only against the simulated GamryCOM (docs/drivers.md): ``Cook`` returns
-``(count, data)`` with ``data[column][point]``; the chrono columns start Time, Vf, Vu, Im; ReadZ
-amplitudes are V rms.
+Assumptions checked only against public drivers and the simulated GamryCOM (docs/drivers.md):
+``Cook`` returns ``(count, data)`` with ``data[column][point]``; the column orders (TIME ...
+OCV_OVERLOAD below); ReadZ amplitudes are V rms.
 """
 
 from __future__ import annotations
@@ -42,7 +42,9 @@ COOK_POINTS = 1024
 POLL_S = 0.05
 #: Passes of ReadZ at one frequency before giving up: each Retry is ReadZ adjusting its gain or range.
 READZ_MAX_PASSES = 10
-TIME, VF, IM = 0, 1, 3  # chrono and OCV columns used
+#: Columns of a cooked point: chrono Time, Vf, Vu, Im, Q, Vsig, Ach, IERange, Overload, StopTest; OCV
+#: Time, Vf, Vm, Vsig, Ach, Overload, StopTest (as public Gamry drivers list them).
+TIME, VF, IM, CHRONO_OVERLOAD, OCV_OVERLOAD = 0, 1, 3, 8, 5
 
 
 def readz_cycle_limits(frequency_Hz: float) -> tuple[int, int]:
@@ -231,7 +233,8 @@ class GamryPotentiostat(Potentiostat):
     def open_circuit(self, duration_s: float, sample_interval_s: float) -> Iterator[Block]:
         self.check_mode("open_circuit")
         self.check_sample_interval(sample_interval_s)
-        return self._acquire(lambda: self._setup_ocv(duration_s, sample_interval_s), lambda columns: np.zeros(len(columns[TIME])), duration_s)
+        return self._acquire(lambda: self._setup_ocv(duration_s, sample_interval_s), lambda columns: np.zeros(len(columns[TIME])), duration_s,
+                             OCV_OVERLOAD)
 
     def _chrono(self, mode: int, dtaq_type: int, value: float, largest_current_A: float, duration_s: float, interval_s: float) -> Iterator[Block]:
         def setup() -> ComObjects:
@@ -255,7 +258,7 @@ class GamryPotentiostat(Potentiostat):
 
         # measured current and voltage in either mode, never the setpoint: a current clipped at its
         # range, or a sign the instrument flipped, shows in the data
-        return self._acquire(setup, lambda columns: np.asarray(columns[IM], dtype=np.float64), duration_s)
+        return self._acquire(setup, lambda columns: np.asarray(columns[IM], dtype=np.float64), duration_s, CHRONO_OVERLOAD)
 
     def _set_vch_range(self, pstat) -> None:
         """The voltage channel's range covers the voltage limit (fixed: never the last run's)."""
@@ -282,9 +285,11 @@ class GamryPotentiostat(Potentiostat):
         dtaq.Run(True)
         return ComObjects(signal=signal, dtaq=dtaq, sink=sink, connection=connection, started=started)
 
-    def _acquire(self, setup: Callable[[], ComObjects], current: Callable[[tuple], np.ndarray], duration_s: float) -> Iterator[Block]:
-        """Blocks of (time, current from ``current(columns)``, measured Vf) as the Dtaq cooks them;
-        DriverError when data stop coming ``acquisition_grace_s`` after the acquisition should have ended."""
+    def _acquire(self, setup: Callable[[], ComObjects], current: Callable[[tuple], np.ndarray], duration_s: float,
+                 overload_column: int) -> Iterator[Block]:
+        """Blocks of (time, current from ``current(columns)``, measured Vf, and the Overload flags)
+        as the Dtaq cooks them; DriverError when data stop coming ``acquisition_grace_s`` after the
+        acquisition should have ended."""
         acquisition = None
         try:
             acquisition = self._call(setup)
@@ -298,7 +303,7 @@ class GamryPotentiostat(Potentiostat):
                         "time_s": acquisition.started + np.asarray(columns[TIME], dtype=np.float64),
                         "current_A": current(columns),
                         "voltage_V": np.asarray(columns[VF], dtype=np.float64),
-                    })
+                    }, overload=np.asarray(columns[overload_column], dtype=np.int64))
                 elif acquisition.sink.done.is_set():
                     return
                 elif time.monotonic() > deadline:

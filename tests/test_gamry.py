@@ -262,3 +262,39 @@ def test_a_reference_3000_is_created_with_its_own_progid(lab):
     daemon, client, com = lab(pstat_class="GamryCOM.GamryPstat")
     record = client.wait(client.submit("eis", "gamry", start_Hz=1e4, end_Hz=10.0, points_per_decade=2, circuit=None), timeout_s=30)
     assert record["status"] == "completed", record["error"]
+
+
+def test_the_instruments_overload_flags_become_events_at_the_samples_where_they_change(lab):
+    daemon, client, com = lab()
+    daemon.workers["gamry"].instrument._set_vch_range = lambda pstat: None  # (a driver that left the 30 mV range set)
+    record = client.wait(client.submit("ccd", "gamry", diameter_mm=2.0), timeout_s=60)
+    with h5py.File(record["file"], "r") as f:
+        kinds, messages = f["events/kind"][:], f["events/message"][:]
+        t, v = f["data/time_s"][:], f["data/voltage_V"][:]
+    overloads = [m.decode() for k, m in zip(kinds, messages) if k == b"overload"]
+    assert overloads and "flags 0x0002 from" in overloads[0]  # the voltage channel's bit
+    first = float(overloads[0].rsplit("from ", 1)[1].split(" s")[0])
+    assert first == pytest.approx(t[np.argmax(np.abs(v) >= 0.03 - 1e-12)], rel=1e-5)  # where the readings hit the range
+    steps = sum(k == b"step" for k in kinds)
+    assert steps >= 3 and len(overloads) >= 2  # each step whose readings reach the range reports it anew
+
+
+def test_overload_events_do_not_depend_on_how_samples_are_split_into_blocks():
+    from echemd.daemon.engine import Engine
+    from echemd.drivers.base import Block
+
+    flags = np.array([0, 0, 2, 2, 2, 0, 0, 1, 1, 3, 0])
+    t = np.arange(len(flags), dtype=float)
+    found = []
+    for cuts in ([], [1], [2, 3], [5, 9], list(range(1, 11))):
+        events = []
+        engine = Engine.__new__(Engine)  # only what _take needs
+        engine.clock_zero_s, engine._overload, engine.safety = 0.0, 0, None
+        engine.record, engine.event = lambda columns: None, lambda kind, message: events.append(message)
+        for time_s, piece in zip(np.split(t, cuts), np.split(flags, cuts)):
+            engine._take(Block({"time_s": time_s}, overload=piece))
+        found.append(events)
+    assert all(events == found[0] for events in found)
+    assert found[0] == ["instrument overload flags 0x0002 from 2 s", "instrument overload cleared at 5 s",
+                        "instrument overload flags 0x0001 from 7 s", "instrument overload flags 0x0003 from 9 s",
+                        "instrument overload cleared at 10 s"]

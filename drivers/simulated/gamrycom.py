@@ -51,6 +51,8 @@ IE_RANGES_A = [1e-11 * 10**k for k in range(12)]
 IM_NOISE = 1e-5
 #: Voltage-channel ranges, full scale V (modelled).
 VCH_RANGES_V = [0.03, 0.3, 3.0, 12.0]
+#: Bits of the Overload column (modelled: the simulator's own assignment).
+OVERLOAD_CURRENT, OVERLOAD_VOLTAGE = 1, 2
 E_FAIL = -2147467259  # 0x80004005
 
 
@@ -372,11 +374,12 @@ class DtaqChrono(_Acquisition):
     """Chronopotentiometry (galvanostatic) or chronoamperometry (potentiostatic)."""
 
     kind = "dtaq-chrono"
-    columns = ("Time", "Vf", "Vu", "Im", "Vsig", "Ach", "IERange", "Overload", "StopTest")
+    columns = ("Time", "Vf", "Vu", "Im", "Q", "Vsig", "Ach", "IERange", "Overload", "StopTest")  # as public Gamry drivers list them
 
     def Init(self, pstat: Pstat, dtaq_type: int) -> None:
         self._call("Init", dtaq_type)
         self.pstat, self.dtaq_type = pstat, dtaq_type
+        self.charge_C = 0.0
 
     def SetStopXMax(self, enable: bool, value: float) -> None:
         """Stop when the measured voltage rises above ``value`` (one-sided, as GamryCOM's)."""
@@ -403,10 +406,12 @@ class DtaqChrono(_Acquisition):
             voltage = value + self._com.rng.normal(0.0, cell.config.noise_V, n)
         voltage = np.asarray(voltage, dtype=np.float64) + self._com.open_circuit_V
         vch_full_scale = VCH_RANGES_V[pstat.vch_range]
-        overload = ((np.abs(current) > full_scale) | (np.abs(voltage) > vch_full_scale)).astype(int)
+        overload = (np.abs(current) > full_scale) * OVERLOAD_CURRENT | (np.abs(voltage) > vch_full_scale) * OVERLOAD_VOLTAGE
         current = np.clip(current, -full_scale, full_scale)
         voltage = np.clip(voltage, -vch_full_scale, vch_full_scale)  # the reading, not the cell
-        return [(v, v, i, value, 0.0, pstat.ie_range, o) for v, i, o in zip(voltage, current, overload)]
+        charge = self.charge_C + np.cumsum(current) * self.signal.sample_period_s
+        self.charge_C = float(charge[-1]) if len(charge) else self.charge_C
+        return [(v, v, i, q, value, 0.0, pstat.ie_range, int(o)) for v, i, q, o in zip(voltage, current, charge, overload)]
 
 
 class DtaqOcv(_Acquisition):
@@ -422,7 +427,7 @@ class DtaqOcv(_Acquisition):
     def _measure(self, offsets: np.ndarray) -> list[tuple]:
         vch_full_scale = VCH_RANGES_V[self.pstat.vch_range]
         voltage = np.asarray(self._com.cell.galvanostatic(0.0, offsets), dtype=np.float64) + self._com.open_circuit_V
-        return [(min(max(v, -vch_full_scale), vch_full_scale), v, 0.0, 0.0, int(abs(v) > vch_full_scale)) for v in voltage]
+        return [(min(max(v, -vch_full_scale), vch_full_scale), v, 0.0, 0.0, OVERLOAD_VOLTAGE * int(abs(v) > vch_full_scale)) for v in voltage]
 
 
 class ReadZ(_ComObject):
