@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import signal
 import sys
 import threading
@@ -34,6 +35,16 @@ def sim_speed(text: str) -> float | str:
         value = -1.0
     if not value > 0:
         raise argparse.ArgumentTypeError(f"expected a positive speed factor or 'max', got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
     return value
 
 
@@ -80,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     analyze = verbs.add_parser("analyze", help="analyse a recorded file (echemd HDF5, Gamry DTA or CSV); prints JSON")
     analyze.add_argument("kind", choices=("ccd", "eis", "cafm"))
     analyze.add_argument("file", type=Path)
-    analyze.add_argument("--area-cm2", type=float, help="electrode area, cm2 (default: from the file where it says)")
+    analyze.add_argument("--area-cm2", type=positive_float, help="electrode area, cm2 (default: from the file where it says)")
     analyze.add_argument("--circuit", default=None, help="eis: equivalent circuit in impedance.py syntax (default R0-p(R1,CPE1)-p(R2,CPE2))")
     analyze.add_argument("--plating-sign", choices=("negative", "positive"),
                          help="ccd: the current sign that plates Li on the working electrode (default: found from the data)")

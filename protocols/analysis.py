@@ -154,9 +154,17 @@ def analyze_eis(frequency_Hz, z_real_ohm, z_imag_ohm, circuit: str | None = None
 
     f = np.asarray(frequency_Hz, dtype=np.float64)
     z = np.asarray(z_real_ohm, dtype=np.float64) + 1j * np.asarray(z_imag_ohm, dtype=np.float64)
+    if area_cm2 is not None and not area_cm2 > 0:
+        raise ValueError(f"the electrode area must be > 0 cm2 (got {area_cm2:g})")
+    usable = np.isfinite(f) & np.isfinite(z) & (f > 0)
+    if not usable.any():
+        raise ValueError("no impedance data: no frequency with a finite impedance (is this an impedance spectrum?)")
     fit = fit_circuit(f, z, circuit or DEFAULT_CIRCUIT, area_cm2)
     summary = fit.summary()
-    summary["kk"] = lin_kk(f, z).summary()
+    try:  # the KK test is reported, never in the way of the fit
+        summary["kk"] = lin_kk(f[usable], z[usable]).summary()
+    except ValueError as exc:
+        summary["kk"] = {"run": False, "reason": str(exc)}
     if area_cm2 is not None:
         summary["area_cm2"] = area_cm2
     return summary

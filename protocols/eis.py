@@ -78,8 +78,8 @@ def plan(params: EISParameters) -> Plan:
     if params.circuit:
         try:
             result.update(analyze_eis(spectrum.columns["frequency_Hz"], z.real, z.imag, params.circuit, params.area_cm2))
-        except ValueError as exc:  # FitError, or too few points for the KK test
-            result["fit_error"] = str(exc)
+        except Exception as exc:  # noqa: BLE001 - an analysis problem never fails a measured run: every point is recorded
+            result["fit_error"] = f"{type(exc).__name__}: {exc}" if not isinstance(exc, ValueError) else str(exc)
     return result
 
 

@@ -9,6 +9,16 @@ fail) does not happen.  Which arc a block describes is not always the written or
 order is tried (up to six starts) and the fit with the lowest sum of squared residuals, the
 quantity impedance.py minimizes, is kept.
 
+Every parameter is bounded to what is physical (resistances, capacitances, CPE and Warburg
+coefficients, inductances >= 0; CPE exponents in [0.5, 1]), and each result says how well the data
+determine it: ``errors`` are impedance.py's standard errors (one sigma, from the fit's covariance),
+``relative_errors`` those over the value, and ``warnings`` names every parameter the data do not
+determine (relative error over 100 % or none) and a spectrum with fewer than two frequencies per
+parameter.  When the default circuit's second arc is not determined, the one-arc circuit is fitted
+instead and the result says so (``note``, ``requested_circuit``).  High-frequency points with a
+positive imaginary part (cable and instrument inductance) are left out of a circuit without an
+inductor, and the result says which (``excluded``).
+
 Capacitances of CPE arcs follow Brug et al. (1984): C = Q^(1/a) (R_s R / (R_s + R))^((1 - a)/a),
 with R_s the series resistance.  Each arc is labelled by its areal capacitance after Irvine,
 Sinclair and West (1990) so arcs can be told apart: bulk ~1e-12 F/cm2, grain boundary 1e-11..1e-8,
@@ -35,6 +45,15 @@ CPE_ALPHA_GUESS = 0.9
 MAX_STARTS = 6
 #: Another order replaces the written one (high frequency first) only when its fit is this much better.
 BETTER_BY = 0.005
+#: Bounds of a CPE exponent: below 0.5 an "arc" is no longer a capacitive one.
+CPE_ALPHA_BOUNDS = (0.5, 1.0)
+#: A parameter whose standard error exceeds its value this many times is not determined by the data.
+UNDETERMINED_RELATIVE_ERROR = 1.0
+#: Fewer frequencies than this per parameter: the result warns.
+POINTS_PER_PARAMETER = 2
+#: The circuit tried instead of the default when the default's second arc is not determined.
+ONE_ARC_CIRCUIT = "R0-p(R1,CPE1)"
+ALLOWED_CIRCUIT = re.compile(r"^[A-Za-z0-9_,\-()\s]+$")
 ELEMENT = re.compile(r"^([A-Za-z]+)_?\d*$")
 ASSIGNMENTS = (  # upper bound of areal capacitance (F/cm2), label
     (5e-12, "bulk"),
@@ -71,6 +90,19 @@ class CircuitFit:
     series_resistance_ohm: float
     arcs: list[Arc] = field(default_factory=list)
     area_cm2: float | None = None
+    warnings: list[str] = field(default_factory=list)
+    excluded: dict | None = None  # points left out of the fit, and why
+    requested_circuit: str | None = None  # when a smaller circuit was fitted instead (see note)
+    note: str = ""
+
+    @property
+    def relative_errors(self) -> dict[str, float]:
+        return {name: (abs(self.errors[name] / value) if value else math.inf) for name, value in self.parameters.items()}
+
+    @property
+    def undetermined(self) -> list[str]:
+        """Parameters the data do not determine (relative standard error > 100 %, or none)."""
+        return [name for name, rel in self.relative_errors.items() if not rel <= UNDETERMINED_RELATIVE_ERROR]
 
     def summary(self) -> dict:
         """JSON-ready result (as `echemd analyze eis` prints it)."""
@@ -78,10 +110,16 @@ class CircuitFit:
             "circuit": self.circuit,
             "parameters": self.parameters,
             "errors": self.errors,
+            "relative_errors": {name: (rel if math.isfinite(rel) else None) for name, rel in self.relative_errors.items()},
             "units": self.units,
             "rms_relative_residual_percent": self.rms_relative_residual * 100,
             "arcs": [arc.__dict__ for arc in self.arcs],
+            "warnings": self.warnings,
         }
+        if self.excluded:
+            out["excluded"] = self.excluded
+        if self.requested_circuit:
+            out["requested_circuit"], out["note"] = self.requested_circuit, self.note
         if self.area_cm2 is not None:
             total = self.series_resistance_ohm + sum(arc.resistance_ohm for arc in self.arcs)
             out["asr_ohm_cm2"] = {"series": self.series_resistance_ohm * self.area_cm2, "total": total * self.area_cm2,
@@ -214,26 +252,99 @@ def assign(capacitance_F_cm2: float) -> str:
     return next(label for bound, label in ASSIGNMENTS if capacitance_F_cm2 < bound)
 
 
+def check_circuit(circuit: str) -> None:
+    """FitError unless ``circuit`` is a well-formed impedance.py circuit string of known elements."""
+    if not circuit or not ALLOWED_CIRCUIT.match(circuit):
+        raise FitError(f"bad circuit {circuit!r}: use elements joined by '-' (series) and p(a,b) (parallel), e.g. {DEFAULT_CIRCUIT}")
+    depth = 0
+    for ch in circuit:
+        depth += (ch == "(") - (ch == ")")
+        if depth < 0:
+            break
+    if depth != 0:
+        raise FitError(f"bad circuit {circuit!r}: its parentheses do not balance")
+    for name in _elements_in(circuit):
+        _element_kind(name)
+
+
+def _bounds(circuit: str) -> tuple[list[float], list[float]]:
+    """Physical bounds of every parameter, impedance.py's order."""
+    lower, upper = [], []
+    for name in _elements_in(circuit):
+        kind = _element_kind(name)
+        if kind == "CPE":
+            lower += [0.0, CPE_ALPHA_BOUNDS[0]]
+            upper += [math.inf, CPE_ALPHA_BOUNDS[1]]
+        else:
+            count = 2 if kind in ("Wo", "Ws", "G", "K") else 1
+            lower += [0.0] * count
+            upper += [math.inf] * count
+    return lower, upper
+
+
+def inductive_head(frequency_Hz: np.ndarray, impedance_ohm: np.ndarray) -> np.ndarray:
+    """Mask of the highest frequencies whose imaginary part is positive (inductive), down to the first capacitive one."""
+    order = np.argsort(frequency_Hz)[::-1]
+    mask = np.zeros(len(frequency_Hz), dtype=bool)
+    for k in order:
+        if impedance_ohm[k].imag <= 0:
+            break
+        mask[k] = True
+    return mask
+
+
 def fit_circuit(frequency_Hz: np.ndarray, impedance_ohm: np.ndarray, circuit: str = DEFAULT_CIRCUIT, area_cm2: float | None = None) -> CircuitFit:
-    """Fit ``circuit`` (impedance.py syntax) to a spectrum; frequencies in Hz, impedances in Ohm."""
+    """Fit ``circuit`` (impedance.py syntax) to a spectrum; frequencies in Hz, impedances in Ohm.
+
+    Raises FitError when the circuit is malformed, when there are fewer frequencies than
+    parameters, or when no start converges.  See the module's docstring for what else it does."""
+    check_circuit(circuit)
     f = np.asarray(frequency_Hz, dtype=np.float64)
     z = np.asarray(impedance_ohm, dtype=np.complex128)
     keep = np.isfinite(f) & np.isfinite(z) & (f > 0)
     f, z = f[keep], z[keep]
+    excluded = None
+    if not any(_element_kind(name) == "L" for name in _elements_in(circuit)):
+        inductive = inductive_head(f, z)
+        if inductive.any():
+            excluded = {"points": int(inductive.sum()), "above_Hz": float(f[~inductive].max()) if (~inductive).any() else None,
+                        "reason": "inductive (Im Z > 0: cable and instrument inductance); the circuit has no L element"}
+            f, z = f[~inductive], z[~inductive]
+    fit = _fit(f, z, circuit, area_cm2, excluded)
+    if circuit == DEFAULT_CIRCUIT and any(name in fit.undetermined for name in ("R2", "CPE2_0", "CPE2_1")):
+        try:
+            smaller = _fit(f, z, ONE_ARC_CIRCUIT, area_cm2, excluded)
+        except FitError:
+            return fit
+        if not smaller.undetermined:
+            note = (f"the second arc of {circuit} is not determined by these data ({', '.join(fit.undetermined)}); "
+                    f"fitted {ONE_ARC_CIRCUIT} instead")
+            return CircuitFit(**{**smaller.__dict__, "requested_circuit": circuit, "note": note,
+                                 "warnings": smaller.warnings + [note]})
+    return fit
+
+
+def _fit(f: np.ndarray, z: np.ndarray, circuit: str, area_cm2: float | None, excluded: dict | None) -> CircuitFit:
     blocks = sum(part.startswith("p(") for part in _split_top(circuit, "-"))
     orders = list(itertools.permutations(range(blocks)))[:MAX_STARTS] if blocks > 1 else [None]
+    lower, upper = _bounds(circuit)
     best, failures = None, []
     for order in orders:  # the same arcs, taken by the blocks in every order: keep the best fit
         guess = initial_guess(circuit, f, z, order)
         if len(f) < len(guess):
             raise FitError(f"{len(f)} frequencies cannot determine the {len(guess)} parameters of {circuit}")
+        guess = [min(max(g, lo + 1e-12 * (abs(g) or 1)), hi) for g, lo, hi in zip(guess, lower, upper)]
         model = CustomCircuit(circuit, initial_guess=guess)
         try:
-            model.fit(f, z)
-        except (RuntimeError, ValueError) as exc:
-            failures.append(str(exc))
+            with np.errstate(all="ignore"):
+                model.fit(f, z, bounds=(lower, upper))
+                cost = float(np.sum(np.abs(z - model.predict(f)) ** 2))  # what impedance.py minimizes
+        except Exception as exc:  # noqa: BLE001 - any numerical failure of one start: try the next
+            failures.append(f"{type(exc).__name__}: {exc}")
             continue
-        cost = float(np.sum(np.abs(z - model.predict(f)) ** 2))  # what impedance.py minimizes
+        if not math.isfinite(cost):
+            failures.append("the fit diverged")
+            continue
         if best is None or cost < best[0] * (1 - BETTER_BY):
             best = (cost, model, guess)
     if best is None:
@@ -246,9 +357,20 @@ def fit_circuit(frequency_Hz: np.ndarray, impedance_ohm: np.ndarray, circuit: st
     predicted = model.predict(f)
     rms = float(np.sqrt(np.mean(np.abs((z - predicted) / np.abs(z)) ** 2)))
     series = next((parameters[n] for n in _series_resistors(circuit)), 0.0)
-    arcs = [_arc(block, parameters, series, area_cm2) for block in _split_top(circuit, "-") if block.startswith("p(")]
-    return CircuitFit(circuit, parameters, dict(zip(names, errors)), dict(zip(names, units)), dict(zip(names, guess)),
-                      rms, series, [arc for arc in arcs if arc is not None], area_cm2)
+    with np.errstate(all="ignore"):
+        arcs = [_arc(block, parameters, series, area_cm2) for block in _split_top(circuit, "-") if block.startswith("p(")]
+    fit = CircuitFit(circuit, parameters, dict(zip(names, errors)), dict(zip(names, units)), dict(zip(names, guess)),
+                     rms, series, [arc for arc in arcs if arc is not None], area_cm2, excluded=excluded)
+    warnings = []
+    if excluded:
+        warnings.append(f"left out {excluded['points']} inductive high-frequency point(s) (Im Z > 0): the circuit has no L element")
+    if len(f) < POINTS_PER_PARAMETER * len(values):
+        warnings.append(f"{len(f)} frequencies for {len(values)} parameters: fewer than {POINTS_PER_PARAMETER} per parameter")
+    for name in fit.undetermined:
+        rel = fit.relative_errors[name]
+        warnings.append(f"{name} is not determined by these data (standard error {'unknown' if not math.isfinite(rel) else f'{rel:.0%} of its value'})")
+    fit.warnings.extend(warnings)
+    return fit
 
 
 def _series_resistors(circuit: str) -> list[str]:
@@ -256,19 +378,20 @@ def _series_resistors(circuit: str) -> list[str]:
 
 
 def _arc(block: str, parameters: dict[str, float], series_ohm: float, area_cm2: float | None) -> Arc | None:
+    """The arc of a parallel block, or None when it has no R and C/CPE or its numbers are not finite."""
     names = _elements_in(block)
     resistors = [n for n in names if _element_kind(n) == "R"]
-    if not resistors:
+    capacitors = [n for n in names if _element_kind(n) in ("C", "CPE")]
+    if not resistors or not capacitors:
         return None
     r = parameters[resistors[0]]
-    capacitors = [n for n in names if _element_kind(n) in ("C", "CPE")]
-    if not capacitors:
-        return None
     c_name = capacitors[0]
-    if _element_kind(c_name) == "C":
-        c = parameters[c_name]
-    else:
-        c = _brug(parameters[f"{c_name}_0"], parameters[f"{c_name}_1"], r, series_ohm)
-    apex = 1 / (2 * math.pi * r * c)
+    try:
+        c = parameters[c_name] if _element_kind(c_name) == "C" else _brug(parameters[f"{c_name}_0"], parameters[f"{c_name}_1"], r, series_ohm)
+        apex = 1 / (2 * math.pi * r * c)
+    except (ZeroDivisionError, OverflowError, ValueError):
+        return None
+    if not (math.isfinite(c) and math.isfinite(apex) and c > 0):
+        return None
     areal = c / area_cm2 if area_cm2 else None
     return Arc(block, r, c, apex, assign(areal if areal is not None else c), r * area_cm2 if area_cm2 else None, areal)

@@ -196,3 +196,13 @@ def test_cafm_analysis_on_a_synthetic_memristor():
 def test_ccd_analysis_needs_an_area():
     with pytest.raises(ValueError, match="electrode area"):
         analyze_ccd([0, 1], [0, 0], [0, 0], area_cm2=0)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--area-cm2", "-1"], "--area-cm2: expected a positive number, got '-1'"),
+    (["--circuit", "R0-p(R1,C1"], "bad circuit 'R0-p(R1,C1': its parentheses do not balance"),
+    (["--circuit", "R0-p(R1,Q1)"], "unknown circuit element 'Q1'"),
+])
+def test_bad_eis_analysis_input_exits_2_with_the_reason(args, message):
+    code, out, err = echemd("analyze", "eis", EXTERNAL / "impedancepy_exampleDataGamry.DTA", *args)
+    assert code == 2 and out == "" and message in err and "Traceback" not in err

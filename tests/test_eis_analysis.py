@@ -143,3 +143,58 @@ def test_bad_circuits_and_too_little_data_are_refused_clearly():
         fit_circuit(f[:4], z[:4])
     with pytest.raises(ValueError, match="at least 6 frequencies"):
         lin_kk(f[:5], z[:5])
+
+
+# --- fits a reviewer accepts: bounded, with their uncertainty, never in the way of a run ----------
+def test_a_spectrum_too_short_for_its_circuit_says_which_parameters_it_does_not_determine():
+    f, z = spectrum(GAMRY_DTA)
+    idx = np.linspace(0, len(f) - 1, 8).astype(int)  # an 8-point spectrum for the 7 parameters of the default circuit
+    fit = fit_circuit(f[idx], z[idx], area_cm2=1.0)
+    assert "8 frequencies for 7 parameters: fewer than 2 per parameter" in fit.warnings
+    assert fit.undetermined and all(any(name in w for w in fit.warnings) for name in fit.undetermined)
+    assert all(0.5 <= fit.parameters[name] <= 1.0 for name in ("CPE1_1", "CPE2_1"))  # bounded exponents
+    assert all(v >= 0 for name, v in fit.parameters.items())
+    assert all(1e-15 < arc.capacitance_F < 1 and arc.apex_frequency_Hz < 1e9 for arc in fit.arcs)  # no 1e-147 F, no 9e142 Hz
+
+
+def test_when_the_second_arc_is_not_determined_the_one_arc_circuit_is_fitted_and_the_result_says_so():
+    cell = SymmetricCell(SymmetricCellConfig(preset="Li6PS5Cl-flat", seed=1))
+    f = np.logspace(6, 4, 9)  # only the first arc is in the band
+    z = np.array([cell.measure_impedance(x, 0.0, 0.1) for x in f])
+    fit = fit_circuit(f, z, area_cm2=cell.config.area_cm2)
+    assert fit.circuit == "R0-p(R1,CPE1)" and fit.requested_circuit == "R0-p(R1,CPE1)-p(R2,CPE2)"
+    assert "not determined" in fit.note and fit.note in fit.warnings and not fit.undetermined
+    assert fit.summary()["requested_circuit"] == "R0-p(R1,CPE1)-p(R2,CPE2)"
+
+
+def test_inductive_high_frequency_points_are_left_out_of_a_circuit_without_an_inductor_and_reported():
+    f, z = spectrum(EXAMPLE_CSV)
+    assert (z.imag > 0).sum() == 9  # the file's cable inductance
+    fit = fit_circuit(f, z, "R0-p(R1,CPE1)-p(R2,CPE2)")
+    assert fit.excluded["points"] == 9 and fit.excluded["above_Hz"] == pytest.approx(1258.9)
+    kept = fit_circuit(*spectrum(EXAMPLE_CSV, drop_inductive=True), "R0-p(R1,CPE1)-p(R2,CPE2)")
+    assert fit.parameters == pytest.approx(kept.parameters, rel=1e-6)  # exactly the fit of the capacitive points
+    with_l = fit_circuit(f, z, "L0-R0-p(R1,CPE1)-p(R2,CPE2)")
+    assert with_l.excluded is None and with_l.parameters["L0"] > 0  # an inductor in the circuit takes them
+
+
+def test_too_few_points_for_kramers_kronig_still_gives_the_fit_and_says_why_kk_was_not_run():
+    from echemd.protocols.analysis import analyze_eis
+
+    f, z = spectrum(GAMRY_DTA)
+    result = analyze_eis(f[:5], z[:5].real, z[:5].imag, "R0-p(R1,C1)")
+    assert result["parameters"]["R1"] > 0 and result["kk"] == {"run": False, "reason": pytest.approx(result["kk"]["reason"])}
+    assert "at least 6 frequencies" in result["kk"]["reason"]
+
+
+def test_an_analysis_that_breaks_never_fails_the_measured_run(daemon, client, monkeypatch):
+    from echemd.protocols import eis
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("float division by zero")  # what an unbounded CPE exponent once did in Brug's formula
+
+    monkeypatch.setattr(eis, "analyze_eis", broken)
+    record = client.wait(client.submit("eis", "sim-pstat-1", start_Hz=1e5, end_Hz=1.0, points_per_decade=4), timeout_s=30)
+    assert record["status"] == "completed" and record["result"]["fit_error"] == "ZeroDivisionError: float division by zero"
+    assert record["n_samples"] == 21 and record["result"]["points"] == 21  # every point recorded
+    assert client.instruments()[0]["state"] == "idle"
