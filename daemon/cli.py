@@ -92,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("kind", choices=("ccd", "eis", "cafm"))
     analyze.add_argument("file", type=Path)
     analyze.add_argument("--area-cm2", type=positive_float, help="electrode area, cm2 (default: from the file where it says)")
+    analyze.add_argument("--thickness-mm", type=positive_float, help="eis: electrolyte thickness, mm (tells bulk from grain-boundary arcs)")
+    analyze.add_argument("--symmetric", action=argparse.BooleanOptionalAction, default=True,
+                         help="eis: both electrodes alike, so an electrode arc holds two interfaces (default: yes)")
     analyze.add_argument("--circuit", default=None, help="eis: equivalent circuit in impedance.py syntax (default R0-p(R1,CPE1)-p(R2,CPE2))")
     analyze.add_argument("--plating-sign", choices=("negative", "positive"),
                          help="ccd: the current sign that plates Li on the working electrode (default: found from the data)")
@@ -314,7 +317,9 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             result = analysis.analyze_ccd(*table.require("time_s", "current_A", "voltage_V"), area_cm2=area, detection=detection,
                                           plating_sign=sign)
         elif args.kind == "eis":
-            result = analysis.analyze_eis(*table.require("frequency_Hz", "z_real_ohm", "z_imag_ohm"), circuit=args.circuit, area_cm2=area)
+            thickness_mm = args.thickness_mm if args.thickness_mm is not None else table.metadata.get("parameters", {}).get("thickness_mm")
+            result = analysis.analyze_eis(*table.require("frequency_Hz", "z_real_ohm", "z_imag_ohm"), circuit=args.circuit, area_cm2=area,
+                                          thickness_cm=thickness_mm / 10 if thickness_mm else None, symmetric=args.symmetric)
         else:
             bias, current = table.require("bias_V", "current_A")
             result = analysis.analyze_cafm(bias, current)

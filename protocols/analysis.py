@@ -144,7 +144,8 @@ def analyze_cafm(bias_V, current_A, surge_factor: float = 100.0) -> dict:
     return result
 
 
-def analyze_eis(frequency_Hz, z_real_ohm, z_imag_ohm, circuit: str | None = None, area_cm2: float | None = None) -> dict:
+def analyze_eis(frequency_Hz, z_real_ohm, z_imag_ohm, circuit: str | None = None, area_cm2: float | None = None,
+                thickness_cm: float | None = None, symmetric: bool = True) -> dict:
     """Fit, Kramers-Kronig summary and area-specific values of a spectrum (see eis_fitting).
 
     impedance.py (and with it matplotlib and pandas) is imported here, only when a spectrum is fitted.
@@ -159,7 +160,9 @@ def analyze_eis(frequency_Hz, z_real_ohm, z_imag_ohm, circuit: str | None = None
     usable = np.isfinite(f) & np.isfinite(z) & (f > 0)
     if not usable.any():
         raise ValueError("no impedance data: no frequency with a finite impedance (is this an impedance spectrum?)")
-    fit = fit_circuit(f, z, circuit or DEFAULT_CIRCUIT, area_cm2)
+    if thickness_cm is not None and not thickness_cm > 0:
+        raise ValueError(f"the electrolyte thickness must be > 0 (got {thickness_cm:g} cm)")
+    fit = fit_circuit(f, z, circuit or DEFAULT_CIRCUIT, area_cm2, thickness_cm, symmetric)
     summary = fit.summary()
     try:  # the KK test is reported, never in the way of the fit
         summary["kk"] = lin_kk(f[usable], z[usable]).summary()
@@ -167,4 +170,7 @@ def analyze_eis(frequency_Hz, z_real_ohm, z_imag_ohm, circuit: str | None = None
         summary["kk"] = {"run": False, "reason": str(exc)}
     if area_cm2 is not None:
         summary["area_cm2"] = area_cm2
+    if thickness_cm is not None:
+        summary["thickness_cm"] = thickness_cm
+    summary["symmetric"] = symmetric
     return summary

@@ -35,6 +35,8 @@ class EISParameters(BaseModel):
     impedance_guess_ohm: float = Field(DEFAULT_IMPEDANCE_GUESS_OHM, gt=0, le=1e12,
                                        description="|Z| expected, Ohm: sets the starting current range (the instrument adjusts it per frequency)")
     area_cm2: float | None = Field(None, gt=0, description="electrode area for area-specific values, cm2")
+    thickness_mm: float | None = Field(None, gt=0, le=100, description="electrolyte thickness, mm: tells bulk from grain-boundary arcs (capacitance over the cell constant)")
+    symmetric: bool = Field(True, description="both electrodes alike (Li|SE|Li): an electrode arc holds two interfaces, reported per interface (R x A / 2)")
     circuit: str | None = Field("R0-p(R1,CPE1)-p(R2,CPE2)", max_length=200, description="equivalent circuit to fit (impedance.py syntax); none: no fit")
 
     @model_validator(mode="after")
@@ -77,7 +79,8 @@ def plan(params: EISParameters) -> Plan:
         result["low_frequency_asr_ohm_cm2"] = result["low_frequency_real_ohm"] * params.area_cm2
     if params.circuit:
         try:
-            result.update(analyze_eis(spectrum.columns["frequency_Hz"], z.real, z.imag, params.circuit, params.area_cm2))
+            result.update(analyze_eis(spectrum.columns["frequency_Hz"], z.real, z.imag, params.circuit, params.area_cm2,
+                                      params.thickness_mm / 10 if params.thickness_mm else None, params.symmetric))
         except Exception as exc:  # noqa: BLE001 - an analysis problem never fails a measured run: every point is recorded
             result["fit_error"] = f"{type(exc).__name__}: {exc}" if not isinstance(exc, ValueError) else str(exc)
     return result

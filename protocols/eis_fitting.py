@@ -20,10 +20,10 @@ positive imaginary part (cable and instrument inductance) are left out of a circ
 inductor, and the result says which (``excluded``).
 
 Capacitances of CPE arcs follow Brug et al. (1984): C = Q^(1/a) (R_s R / (R_s + R))^((1 - a)/a),
-with R_s the series resistance.  Each arc is labelled by its areal capacitance after Irvine,
-Sinclair and West (1990) so arcs can be told apart: bulk ~1e-12 F/cm2, grain boundary 1e-11..1e-8,
-interphase / surface layer 1e-9..1e-7, electrode interface (double layer, charge transfer)
-1e-7..1e-5, electrochemical reaction >= 1e-4.
+with R_s the series resistance.  Each arc gets a hint of what it is, with its basis (see
+:func:`assign`): bulk and grain boundary by the capacitance over the cell constant (Irvine, Sinclair
+and West 1990; needs the electrolyte thickness), electrode processes by areal capacitance.  In a
+symmetric cell an electrode arc holds both interfaces: one interface's ASR is R x A / 2.
 """
 
 from __future__ import annotations
@@ -55,13 +55,8 @@ POINTS_PER_PARAMETER = 2
 ONE_ARC_CIRCUIT = "R0-p(R1,CPE1)"
 ALLOWED_CIRCUIT = re.compile(r"^[A-Za-z0-9_,\-()\s]+$")
 ELEMENT = re.compile(r"^([A-Za-z]+)_?\d*$")
-ASSIGNMENTS = (  # upper bound of areal capacitance (F/cm2), label
-    (5e-12, "bulk"),
-    (1e-8, "grain boundary"),
-    (1e-7, "interphase"),
-    (5e-5, "electrode interface"),
-    (math.inf, "electrochemical reaction"),
-)
+#: Arcs of the electrodes (in a symmetric cell, two interfaces each): see assign().
+INTERFACE_LABELS = frozenset({"grain boundary or interphase", "interphase", "electrode interface", "electrochemical reaction"})
 
 
 class FitError(ValueError):
@@ -74,9 +69,11 @@ class Arc:
     resistance_ohm: float
     capacitance_F: float
     apex_frequency_Hz: float
-    assignment: str
-    asr_ohm_cm2: float | None = None
+    assignment: str  # a hint, from the capacitance: see assignment_basis
+    assignment_basis: str = ""
+    asr_ohm_cm2: float | None = None  # R x A: the whole cell's
     capacitance_F_cm2: float | None = None
+    asr_per_interface_ohm_cm2: float | None = None  # R x A / 2 for an electrode arc of a symmetric cell
 
 
 @dataclass(frozen=True)
@@ -90,6 +87,8 @@ class CircuitFit:
     series_resistance_ohm: float
     arcs: list[Arc] = field(default_factory=list)
     area_cm2: float | None = None
+    thickness_cm: float | None = None
+    symmetric: bool = True
     warnings: list[str] = field(default_factory=list)
     excluded: dict | None = None  # points left out of the fit, and why
     requested_circuit: str | None = None  # when a smaller circuit was fitted instead (see note)
@@ -124,6 +123,13 @@ class CircuitFit:
             total = self.series_resistance_ohm + sum(arc.resistance_ohm for arc in self.arcs)
             out["asr_ohm_cm2"] = {"series": self.series_resistance_ohm * self.area_cm2, "total": total * self.area_cm2,
                                   **{arc.block: arc.asr_ohm_cm2 for arc in self.arcs}}
+            electrode_arcs = [arc for arc in self.arcs if arc.asr_per_interface_ohm_cm2 is not None]
+            if self.symmetric and electrode_arcs:
+                out["asr_per_interface_ohm_cm2"] = {
+                    **{arc.block: arc.asr_per_interface_ohm_cm2 for arc in electrode_arcs},
+                    "electrode_arcs": sum(arc.asr_per_interface_ohm_cm2 for arc in electrode_arcs),
+                    "basis": "symmetric cell: each electrode arc holds both interfaces, so one interface is R x A / 2",
+                }
         return out
 
 
@@ -248,8 +254,28 @@ def _brug(q: float, alpha: float, r: float, r_series: float) -> float:
     return q ** (1 / alpha) * r_parallel ** ((1 - alpha) / alpha)
 
 
-def assign(capacitance_F_cm2: float) -> str:
-    return next(label for bound, label in ASSIGNMENTS if capacitance_F_cm2 < bound)
+def assign(capacitance_F: float, area_cm2: float | None = None, thickness_cm: float | None = None) -> tuple[str, str]:
+    """What an arc probably is, from its capacitance, and the basis of that hint.
+
+    Irvine, Sinclair and West's (1990) ranges are for capacitance over the cell constant, C t / A
+    (F/cm): bulk ~1e-12, grain boundary 1e-11..1e-8, surface layer 1e-9..1e-7.  That is the right
+    normalisation for what the electrolyte's volume does (bulk, grain boundaries: it needs the
+    thickness); what happens at an electrode scales with its area, so electrode processes are told
+    by C / A (F/cm2): electrode interface (double layer, charge transfer) 1e-7..5e-5, reactions
+    above.  Under 1e-7 F/cm2: bulk below C t/A = 1e-11 F/cm, grain boundary below 1e-9, "grain
+    boundary or interphase" from 1e-9 to 1e-8 (ISW's grain-boundary and surface-layer ranges
+    overlap there: capacitance alone cannot tell), interphase above.  The basis gives both numbers."""
+    areal = capacitance_F / area_cm2 if area_cm2 else capacitance_F
+    unit = "F/cm2" if area_cm2 else "F (no area given)"
+    if areal >= 1e-7:
+        label = "electrode interface" if areal < 5e-5 else "electrochemical reaction"
+        return label, f"C/A = {areal:.2g} {unit} (electrode interface 1e-7..5e-5, reaction above)"
+    if not (area_cm2 and thickness_cm):
+        return "bulk, grain boundary or interphase", f"C/A = {areal:.2g} {unit}; give the electrolyte thickness to tell them apart (by C t/A)"
+    specific = capacitance_F * thickness_cm / area_cm2
+    label = ("bulk" if specific < 1e-11 else "grain boundary" if specific < 1e-9 else
+             "grain boundary or interphase" if specific < 1e-8 else "interphase")
+    return label, f"C t/A = {specific:.2g} F/cm, C/A = {areal:.2g} F/cm2 (Irvine-Sinclair-West: bulk < 1e-11, grain boundary 1e-11..1e-8 F/cm)"
 
 
 def check_circuit(circuit: str) -> None:
@@ -293,8 +319,12 @@ def inductive_head(frequency_Hz: np.ndarray, impedance_ohm: np.ndarray) -> np.nd
     return mask
 
 
-def fit_circuit(frequency_Hz: np.ndarray, impedance_ohm: np.ndarray, circuit: str = DEFAULT_CIRCUIT, area_cm2: float | None = None) -> CircuitFit:
+def fit_circuit(frequency_Hz: np.ndarray, impedance_ohm: np.ndarray, circuit: str = DEFAULT_CIRCUIT, area_cm2: float | None = None,
+                thickness_cm: float | None = None, symmetric: bool = True) -> CircuitFit:
     """Fit ``circuit`` (impedance.py syntax) to a spectrum; frequencies in Hz, impedances in Ohm.
+    ``area_cm2``: electrode area; ``thickness_cm``: electrolyte thickness (both for the arcs'
+    hints and area-specific values); ``symmetric``: both electrodes alike (Li|SE|Li), so an
+    electrode arc holds two interfaces.
 
     Raises FitError when the circuit is malformed, when there are fewer frequencies than
     parameters, or when no start converges.  See the module's docstring for what else it does."""
@@ -310,10 +340,11 @@ def fit_circuit(frequency_Hz: np.ndarray, impedance_ohm: np.ndarray, circuit: st
             excluded = {"points": int(inductive.sum()), "above_Hz": float(f[~inductive].max()) if (~inductive).any() else None,
                         "reason": "inductive (Im Z > 0: cable and instrument inductance); the circuit has no L element"}
             f, z = f[~inductive], z[~inductive]
-    fit = _fit(f, z, circuit, area_cm2, excluded)
+    geometry = (area_cm2, thickness_cm, symmetric)
+    fit = _fit(f, z, circuit, geometry, excluded)
     if circuit == DEFAULT_CIRCUIT and any(name in fit.undetermined for name in ("R2", "CPE2_0", "CPE2_1")):
         try:
-            smaller = _fit(f, z, ONE_ARC_CIRCUIT, area_cm2, excluded)
+            smaller = _fit(f, z, ONE_ARC_CIRCUIT, geometry, excluded)
         except FitError:
             return fit
         if not smaller.undetermined:
@@ -324,7 +355,7 @@ def fit_circuit(frequency_Hz: np.ndarray, impedance_ohm: np.ndarray, circuit: st
     return fit
 
 
-def _fit(f: np.ndarray, z: np.ndarray, circuit: str, area_cm2: float | None, excluded: dict | None) -> CircuitFit:
+def _fit(f: np.ndarray, z: np.ndarray, circuit: str, geometry: tuple[float | None, float | None, bool], excluded: dict | None) -> CircuitFit:
     blocks = sum(part.startswith("p(") for part in _split_top(circuit, "-"))
     orders = list(itertools.permutations(range(blocks)))[:MAX_STARTS] if blocks > 1 else [None]
     lower, upper = _bounds(circuit)
@@ -358,9 +389,10 @@ def _fit(f: np.ndarray, z: np.ndarray, circuit: str, area_cm2: float | None, exc
     rms = float(np.sqrt(np.mean(np.abs((z - predicted) / np.abs(z)) ** 2)))
     series = next((parameters[n] for n in _series_resistors(circuit)), 0.0)
     with np.errstate(all="ignore"):
-        arcs = [_arc(block, parameters, series, area_cm2) for block in _split_top(circuit, "-") if block.startswith("p(")]
+        arcs = [_arc(block, parameters, series, geometry) for block in _split_top(circuit, "-") if block.startswith("p(")]
+    area_cm2, thickness_cm, symmetric = geometry
     fit = CircuitFit(circuit, parameters, dict(zip(names, errors)), dict(zip(names, units)), dict(zip(names, guess)),
-                     rms, series, [arc for arc in arcs if arc is not None], area_cm2, excluded=excluded)
+                     rms, series, [arc for arc in arcs if arc is not None], area_cm2, thickness_cm, symmetric, excluded=excluded)
     warnings = []
     if excluded:
         warnings.append(f"left out {excluded['points']} inductive high-frequency point(s) (Im Z > 0): the circuit has no L element")
@@ -377,7 +409,7 @@ def _series_resistors(circuit: str) -> list[str]:
     return [part for part in _split_top(circuit, "-") if not part.startswith("p(") and _element_kind(part) == "R"]
 
 
-def _arc(block: str, parameters: dict[str, float], series_ohm: float, area_cm2: float | None) -> Arc | None:
+def _arc(block: str, parameters: dict[str, float], series_ohm: float, geometry: tuple[float | None, float | None, bool]) -> Arc | None:
     """The arc of a parallel block, or None when it has no R and C/CPE or its numbers are not finite."""
     names = _elements_in(block)
     resistors = [n for n in names if _element_kind(n) == "R"]
@@ -393,5 +425,8 @@ def _arc(block: str, parameters: dict[str, float], series_ohm: float, area_cm2: 
         return None
     if not (math.isfinite(c) and math.isfinite(apex) and c > 0):
         return None
-    areal = c / area_cm2 if area_cm2 else None
-    return Arc(block, r, c, apex, assign(areal if areal is not None else c), r * area_cm2 if area_cm2 else None, areal)
+    area_cm2, thickness_cm, symmetric = geometry
+    label, basis = assign(c, area_cm2, thickness_cm)
+    asr = r * area_cm2 if area_cm2 else None
+    per_interface = asr / 2 if asr is not None and symmetric and label in INTERFACE_LABELS else None
+    return Arc(block, r, c, apex, label, basis, asr, c / area_cm2 if area_cm2 else None, per_interface)

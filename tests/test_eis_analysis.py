@@ -91,13 +91,52 @@ def test_every_presets_spectrum_fits_and_adds_up_to_its_dc_resistance(preset):
     assert fit.rms_relative_residual < 0.05  # two arcs for up to three: the grain boundaries sit near 2 MHz
 
 
-def test_arcs_are_told_apart_by_areal_capacitance():
-    assert [assign(c) for c in (1e-12, 1e-10, 3e-8, 1e-5, 1e-3)] == ["bulk", "grain boundary", "interphase", "electrode interface", "electrochemical reaction"]
-    cell = SymmetricCell(SymmetricCellConfig(preset="Li3PS4", seed=1))
+def test_arcs_are_told_apart_by_capacitance_over_the_cell_constant_and_by_area_at_the_electrodes():
+    area, thickness = 0.5, 0.5  # cm2, cm: cell constant t/A = 1 /cm, where ISW's table holds as printed
+    labels = [assign(c, area, thickness)[0] for c in (2e-12, 2e-10, 2e-9, 2e-8, 5e-6, 1e-3)]
+    assert labels == ["bulk", "grain boundary", "grain boundary or interphase", "interphase", "electrode interface", "electrochemical reaction"]
+    # the old areal rule took this bulk arc (10 pF on 0.5 cm2, 0.05 cm thick: 2e-11 F/cm2) for a grain boundary
+    assert assign(1e-11, area, 0.05)[0] == "bulk" and "C t/A = 1e-12 F/cm" in assign(1e-11, area, 0.05)[1]
+    label, basis = assign(1e-11, area)
+    assert label == "bulk, grain boundary or interphase" and "give the electrolyte thickness" in basis
+
+
+def test_a_bulk_arc_is_labelled_bulk_given_the_thickness_and_a_symmetric_cell_reports_per_interface_asr():
+    area, thickness = 0.785, 0.05  # 10 mm pellet, 0.5 mm thick
+    c_bulk = 8.854e-14 * 40 * area / thickness  # epsilon_r = 40: 5.6 pF
+    r_bulk, r_int, c_int = 2000.0, 4000.0, 1e-6 * area  # interface 1 uF/cm2, both electrodes
+    f = np.logspace(7, -1, 81)
+    w = 2j * np.pi * f
+    z = r_bulk / (1 + w * r_bulk * c_bulk) + r_int / (1 + w * r_int * c_int)
+    fit = fit_circuit(f, z, "R0-p(R1,C1)-p(R2,C2)", area_cm2=area, thickness_cm=thickness)
+    bulk, interface = sorted(fit.arcs, key=lambda arc: -arc.apex_frequency_Hz)
+    assert (bulk.assignment, interface.assignment) == ("bulk", "electrode interface")
+    assert bulk.asr_per_interface_ohm_cm2 is None  # the electrolyte's, not an interface's
+    assert interface.asr_ohm_cm2 == pytest.approx(r_int * area, rel=0.01)
+    assert interface.asr_per_interface_ohm_cm2 == pytest.approx(r_int * area / 2, rel=0.01)
+    summary = fit.summary()
+    assert summary["asr_per_interface_ohm_cm2"]["electrode_arcs"] == pytest.approx(r_int * area / 2, rel=0.01)
+    single = fit_circuit(f, z, "R0-p(R1,C1)-p(R2,C2)", area_cm2=area, thickness_cm=thickness, symmetric=False)
+    assert "asr_per_interface_ohm_cm2" not in single.summary()  # one working electrode: R x A is its own
+
+
+def test_simulated_cells_give_their_charge_transfer_asr_per_interface_and_honest_hints():
+    cell = SymmetricCell(SymmetricCellConfig(preset="Li6PS5Cl-flat", seed=1))
+    c = cell.config
     f = np.logspace(np.log10(2e6), -1, 61)
     z = np.array([cell.measure_impedance(x, 0.0, 0.1) for x in f])
-    fit = fit_circuit(f, z, area_cm2=cell.config.area_cm2)
-    assert sorted(arc.assignment for arc in fit.arcs) == ["electrode interface", "interphase"]
+    fit = fit_circuit(f, z, area_cm2=c.area_cm2, thickness_cm=c.thickness_um * 1e-4)
+    charge_transfer = max(fit.arcs, key=lambda arc: arc.resistance_ohm)
+    both_sides = 2 * 0.0256926 / (c.exchange_current_mA_cm2 * 1e-3)  # RT/(F i0) at each of the two electrodes, Ohm cm2
+    assert charge_transfer.assignment == "electrode interface"
+    assert charge_transfer.asr_per_interface_ohm_cm2 == pytest.approx(both_sides / 2, rel=0.01)
+    # Li3PS4's interphase (13 nF/cm2 on a 0.6 mm pellet, C t/A = 7.6e-10 F/cm) sits in ISW's
+    # grain-boundary range: the hint says what the capacitance says, and gives its numbers
+    cell = SymmetricCell(SymmetricCellConfig(preset="Li3PS4", seed=1))
+    z = np.array([cell.measure_impedance(x, 0.0, 0.1) for x in f])
+    fit = fit_circuit(f, z, area_cm2=cell.config.area_cm2, thickness_cm=cell.config.thickness_um * 1e-4)
+    low = min(fit.arcs, key=lambda arc: arc.resistance_ohm)
+    assert low.assignment == "grain boundary" and "C t/A = 7.6e-10 F/cm" in low.assignment_basis
 
 
 def test_the_real_gamry_file_fits_and_is_flagged_for_its_low_frequency_drift():
