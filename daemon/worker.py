@@ -55,7 +55,8 @@ class InstrumentWorker:
 
     @property
     def state(self) -> str:
-        if self.current is not None:
+        current = self.current
+        if current is not None and not current.done.is_set():  # (an ended run is ended for the instrument too)
             return "running"
         return "idle" if self.connected else "offline"
 
