@@ -82,8 +82,9 @@ def analyze_ccd(time_s, current_A, voltage_V, area_cm2: float, detection: ShortD
         if phase == "plate":
             plating_mA_cm2, plating_steps = density, plating_steps + 1
         label = f"{phase} {density:g} mA/cm2"
-        stop = monitor.watch(_sample_interval_s(t[step]), label).update({"time_s": t[step], "current_A": i[step], "voltage_V": v[step]})
-        if verdict.half_cycle(plating_mA_cm2, phase, stop):
+        watch = monitor.watch(_sample_interval_s(t[step]), label)
+        stop = watch.update({"time_s": t[step], "current_A": i[step], "voltage_V": v[step]})
+        if verdict.half_cycle(plating_mA_cm2, phase, stop, watch, density):
             break
     return {**verdict.result(), "plating_steps": plating_steps, "plating_sign": "negative" if sign < 0 else "positive"}
 

@@ -19,7 +19,10 @@ from echemd.config.models import InstrumentLimits
 from echemd.drivers.base import Instrument
 from echemd.protocols.base import Event, Galvanostatic, Plan, ProtocolDefinition, Stop
 from echemd.protocols.plating_base import CHRONO_COLUMNS, PlatingParameters, check_plating, short_fields, short_message
-from echemd.protocols.shorts import ShortMonitor
+from echemd.protocols.shorts import ShortMonitor, ShortWatch
+
+#: Per-step figures of a CCD result (``steps``: one list per key, a value per half cycle).
+STEP_KEYS = ("label", "phase", "current_density_mA_cm2", "duration_s", "charge_mAh_cm2", "polarization_mV", "asr_ohm_cm2")
 
 
 class CCDParameters(PlatingParameters):
@@ -79,14 +82,27 @@ class CCDVerdict:
         self.monitor = monitor
         self.last_passed: float | None = None
         self.short: dict | None = None
+        self.steps: dict[str, list] = {key: [] for key in STEP_KEYS}
+        self.charge_mAh_cm2 = {"plate": 0.0, "strip": 0.0}
 
-    def half_cycle(self, plating_mA_cm2: float | None, phase: str, stop: Stop | None) -> bool:
+    def half_cycle(self, plating_mA_cm2: float | None, phase: str, stop: Stop | None, watch: ShortWatch | None = None,
+                   density_mA_cm2: float | None = None) -> bool:
         """Note a finished half cycle (``phase`` "plate" or "strip") of the cycle plating at
-        ``plating_mA_cm2``; True when it holds the run's first short."""
+        ``plating_mA_cm2``, at ``density_mA_cm2`` (its own current density), as its ``watch``
+        saw it; True when it holds the run's first short."""
+        if watch is not None:
+            record = watch.step_record()
+            self.charge_mAh_cm2[phase] += record["charge_mAh_cm2"]
+            for key, value in {"label": watch.label, "phase": phase, "current_density_mA_cm2": density_mA_cm2, **record}.items():
+                self.steps[key].append(value)
         if self.short is None and stop is not None and stop.reason == "short":
             at_start = bool(stop.details["shorted_from_start"])
             self.short = {"ccd_mA_cm2": None if at_start else plating_mA_cm2, **short_fields(stop), "short_phase": phase,
                           "shorted_at_start": at_start}
+            if watch is not None:  # how far into the step, and how much Li it had moved, when the short began
+                into_s = stop.details["onset_s"] - watch.started_s
+                self.short["short_time_into_step_s"] = into_s
+                self.short["short_capacity_mAh_cm2"] = (density_mA_cm2 or 0.0) * into_s / 3600
             return True
         if self.short is None and phase == "strip":
             self.last_passed = plating_mA_cm2
@@ -96,10 +112,12 @@ class CCDVerdict:
         """ccd_mA_cm2, last_passed_mA_cm2, short_detected_at_s, drop_mV, short_rule, short_phase,
         shorted_at_start, suspect_short (evidence of a short no rule caught, or None) and the
         criterion's settings (``detection``)."""
-        short = self.short or {"ccd_mA_cm2": None, **short_fields(None), "short_phase": None, "shorted_at_start": False}
+        short = self.short or {"ccd_mA_cm2": None, **short_fields(None), "short_phase": None, "shorted_at_start": False,
+                               "short_time_into_step_s": None, "short_capacity_mAh_cm2": None}
         suspect = self.monitor.suspect() if self.short is None else None
         return {**short, "last_passed_mA_cm2": None if suspect else self.last_passed, "suspect_short": suspect,
-                "detection": self.monitor.criterion.model_dump()}
+                "plated_mAh_cm2": self.charge_mAh_cm2["plate"], "stripped_mAh_cm2": self.charge_mAh_cm2["strip"],
+                "steps": self.steps, "detection": self.monitor.criterion.model_dump()}
 
 
 def plan(params: CCDParameters) -> Plan:
@@ -110,20 +128,20 @@ def plan(params: CCDParameters) -> Plan:
     for cycle, plate_mA_cm2 in enumerate(densities, start=1):
         for phase, density in (("plate", plate_mA_cm2), ("strip", strip_mA_cm2)):
             label = f"cycle {cycle}: {phase} {density:g} mA/cm2"
-            watching = verdict.short is None
+            watch = monitor.watch(params.sample_interval_s, label) if verdict.short is None else None  # (after a short: not judged)
             outcome = yield Galvanostatic(
                 current_A=params.current_A(density) * (-1.0 if phase == "plate" else 1.0),
                 duration_s=params.duration_s(density),
                 sample_interval_s=params.sample_interval_s,
                 label=label,
-                stops=params.stops(monitor.watch(params.sample_interval_s, label) if watching else None),
+                stops=params.stops(watch),
                 keep_samples=False,
             )
             stop = outcome.stop
             if stop is not None and stop.reason == "voltage_limit":
                 yield Event("limit", f"|V| reached {abs(stop.details['voltage_V']):.3f} V ({label})")
                 return _result(verdict, "voltage_limit", cycle)
-            if verdict.half_cycle(plate_mA_cm2, phase, stop):
+            if verdict.half_cycle(plate_mA_cm2, phase, stop, watch, density):
                 yield Event("short", short_message(stop, label))
                 if params.stop_on_short:
                     return _result(verdict, "short", cycle)

@@ -173,6 +173,11 @@ class ShortWatch(StopCondition):
         self._peak = WindowMax(c.drop_window_s)
         self._confirm = Persistence(c.confirm_s)
         self._t0: float | None = None
+        self.sample_interval_s = sample_interval_s
+        self._last_t = math.nan  # latest sample's time, s
+        self._charge_As = 0.0  # |I| integrated over the step, A s
+        self._last_p = math.nan  # latest smoothed polarization, V
+        self._last_density = math.nan  # latest window-mean |I| / area, A/cm2
         self._highest_V = -math.inf  # highest smoothed polarization of the step, V
         self._highest_health = -math.inf  # highest min(P / drop threshold, resistance / floor_ohm) of the step
         self.settled_at_s: float | None = None
@@ -187,11 +192,14 @@ class ShortWatch(StopCondition):
         if self._t0 is None:
             self._t0 = float(t_raw[0])
         current = np.asarray(columns["current_A"], dtype=np.float64)
+        self._last_t = float(t_raw[-1])
+        self._charge_As += float(np.abs(current).sum()) * self.sample_interval_s
         t, t_window, p = self._median.update(t_raw, np.asarray(columns["voltage_V"]) * np.sign(current))
         amps = self._mean_current.update(t_raw, np.abs(current))[2]
         if not len(t):
             return None
         density = amps / self.area_cm2  # A/cm2 (mean |I| of the same window)
+        self._last_p, self._last_density = float(p[-1]), float(density[-1])
         with np.errstate(divide="ignore", invalid="ignore"):
             asr = np.where(density > 0, p / density, np.inf)
         threshold_V = c.drop_threshold_mV * 1e-3
@@ -243,6 +251,21 @@ class ShortWatch(StopCondition):
         }
         self.stop = Stop("short", float(t[i]), details)
         return self.stop
+
+    @property
+    def started_s(self) -> float:
+        """When the step began: one sample interval before its first sample, s (NaN before any)."""
+        return self._t0 - self.sample_interval_s if self._t0 is not None else math.nan
+
+    def step_record(self) -> dict:
+        """What the step was, as far as it went: duration (s), charge passed (mAh/cm2), and the
+        smoothed polarization (mV) and ASR (Ohm cm2) at its last sample."""
+        return {
+            "duration_s": self._last_t - self.started_s,
+            "charge_mAh_cm2": self._charge_As / self.area_cm2 / 3.6,
+            "polarization_mV": self._last_p * 1e3,
+            "asr_ohm_cm2": _finite(self._last_p / self._last_density) if self._last_density > 0 else None,
+        }
 
     def _arm(self, t: np.ndarray, t_window: np.ndarray, p: np.ndarray, asr: np.ndarray, density: np.ndarray, threshold_V: float) -> int:
         """Index of the first sample after the settle time in this block (len(t) while still settling).
