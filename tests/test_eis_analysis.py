@@ -237,3 +237,23 @@ def test_an_analysis_that_breaks_never_fails_the_measured_run(daemon, client, mo
     assert record["status"] == "completed" and record["result"]["fit_error"] == "ZeroDivisionError: float division by zero"
     assert record["n_samples"] == 21 and record["result"]["points"] == 21  # every point recorded
     assert client.instruments()[0]["state"] == "idle"
+
+
+def test_kk_fails_a_drifting_spectrum_by_the_structure_of_its_residuals_and_passes_valid_ones():
+    f = np.logspace(6, -1, 57)
+    structure_caught = 0
+    for seed in range(1, 6):
+        for drift in (0.0, 0.2):
+            cell = SymmetricCell(SymmetricCellConfig(preset="Li6PS5Cl-flat", seed=seed))
+            z = []
+            for k, x in enumerate(f):  # the charge-transfer resistance grows by `drift` over the sweep
+                cell.state.contact = 1 / (1 + drift * k / (len(f) - 1))
+                z.append(cell.measure_impedance(x, 0.0, 0.1))
+            result = lin_kk(f, np.array(z))
+            if drift == 0.0:
+                assert result.valid and result.reason == "" and result.autocorrelation < 0.1, (seed, result.summary())
+            else:
+                assert not result.valid, (seed, result.summary())
+                assert result.rms < 0.01  # under the rms limit: only the structure gives it away
+                structure_caught += "run in one direction" in result.reason
+    assert structure_caught == 5
