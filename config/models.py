@@ -142,7 +142,7 @@ class TipJunctionConfig(StrictModel):
     tip_on_grain_boundary: bool = Field(True, description="start on the grain boundary nearest (tip_x_nm, tip_y_nm)")
     off_resistance_ohm: float = Field(1e10, gt=0, description="junction resistance without a filament, Ohm")
     filament_resistance_ohm: float = Field(1e5, gt=0, description="resistance of a formed filament, Ohm")
-    set_bias_V: float = Field(-0.25, lt=0, description="set bias the memristive cycling settles to, V")
+    set_bias_V: float = Field(-0.15, lt=0, description="set bias the memristive cycling settles to, V (sets within the paper's -0.2 V)")
     set_settle_cycles: float = Field(5.0, gt=0, description="cycles over which the set bias moves from triggering to set_bias_V")
     reset_bias_V: float = Field(1.0, gt=0, description="bias at which the filament dissolves, V")
     reset_probability: float = Field(1.0, ge=0, le=1, description="chance a reset sweep dissolves every filament")

@@ -63,7 +63,7 @@ CELL_PRESETS: dict[str, dict[str, object]] = {
 
 JUNCTION_PRESETS: dict[str, dict[str, object]] = {
     # Pt tip (20 nm radius) on LLZO: triggering ~ -0.12 V at a grain boundary, ~100x in a grain
-    # interior; set ~ -0.2..-0.25 V, reset +1 V, on/off ~1e5 for > 200 cycles.
+    # interior; sets within -0.2 V (settling at ~ -0.15 V), resets within +1 V, on/off ~1e5 for > 200 cycles.
     "LLZO-tip": dict(electrode="tip", contact_radius_nm=20.0, off_resistance_ohm=1e10, filament_resistance_ohm=1e5),
     # 500 um Au pad on LLZO: many parallel paths, on/off < 10, hardly resets.
     "LLZO-pad": dict(electrode="pad", contact_radius_nm=250_000.0, off_resistance_ohm=3e4, filament_resistance_ohm=1e4,

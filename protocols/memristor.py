@@ -23,8 +23,8 @@ from echemd.protocols.detection import find_triggering_bias
 class MemristorParameters(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    set_limit_V: float = Field(-0.4, lt=0, description="most negative bias of the set sweep, V")
-    reset_limit_V: float = Field(1.0, gt=0, description="most positive bias of the reset sweep, V")
+    set_limit_V: float = Field(-0.2, lt=0, description="most negative bias of the set sweep, V (the c-AFM memristor study's -0.2 V)")
+    reset_limit_V: float = Field(1.0, gt=0, description="most positive bias of the reset sweep, V (the study's +1 V)")
     read_V: float = Field(0.1, description="read bias, V (between the set and reset thresholds)")
     step_V: float = Field(0.01, gt=0, le=0.5, description="bias step of the sweeps, V")
     rate_V_s: float = Field(1.0, gt=0, description="sweep rate, V/s")

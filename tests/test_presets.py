@@ -185,8 +185,8 @@ def test_compliance_clamps_and_flags():
 
 
 def memristor_cycles(instrument, cycles=200, read_V=0.1):
-    """Set (to -0.4 V) / read / reset (to +1 V) / read; returns set biases, LRS and HRS read currents."""
-    down = np.arange(0, -0.4, -0.005)
+    """Set (to -0.2 V) / read / reset (to +1 V) / read, the study's settings; returns set biases, LRS and HRS read currents."""
+    down = np.arange(0, -0.2 - 1e-9, -0.005)
     up = np.arange(0, 1.0 + 1e-9, 0.01)
     sets, lrs, hrs = [], [], []
     for _ in range(cycles):
@@ -201,8 +201,8 @@ def memristor_cycles(instrument, cycles=200, read_V=0.1):
 def test_memristive_cycling_with_a_tip():
     sets, lrs, hrs = memristor_cycles(sourcemeter())
     on_off = lrs / hrs
-    assert np.median(on_off) >= 1e4 and np.min(on_off) >= 1e3  # ~1e5
-    assert -0.27 < np.mean(sets[-50:]) < -0.2  # set bias stabilizes near -0.25 V
+    assert np.median(on_off) >= 1e4 and np.min(on_off) >= 1e3  # ~1e5, every one of the 200 cycles
+    assert -0.17 < np.mean(sets[-50:]) < -0.13  # set bias stabilizes near -0.15 V, within the -0.2 V limit
     assert sets[0] == pytest.approx(-0.12, abs=0.01)  # forming at the triggering bias
 
 
