@@ -134,13 +134,14 @@ class TipJunctionConfig(StrictModel):
     electrode: Literal["tip", "pad"] = "tip"
     contact_radius_nm: float = Field(20.0, gt=0, description="tip radius or pad radius, nm")
     triggering_bias_V: float = Field(-0.12, lt=0, description="filament triggering bias at a grain boundary, V vs Li/Li+")
-    interior_ratio: float = Field(100.0, ge=1, description="triggering bias deep in a grain / at a grain boundary")
+    interior_ratio: float = Field(78.0, ge=1, description="triggering bias deep in a grain / at a grain boundary (-9.4 V: within a 10 V sweep)")
     grain_boundary_reach_nm: float = Field(40.0, gt=0, description="distance over which the grain boundary lowers the triggering bias, nm")
     grain_size_nm: float = Field(1000.0, gt=0, description="mean grain size of the Voronoi grain map, nm")
     tip_x_nm: float = Field(0.0, description="where the tip starts on the grain map, nm")
     tip_y_nm: float = 0.0
     tip_on_grain_boundary: bool = Field(True, description="start on the grain boundary nearest (tip_x_nm, tip_y_nm)")
-    off_resistance_ohm: float = Field(1e10, gt=0, description="junction resistance without a filament, Ohm")
+    off_resistance_ohm: float = Field(1e10, gt=0, description="junction resistance without a filament, at small bias, Ohm")
+    off_nonlinearity_V: float = Field(2.5, gt=0, description="without a filament I = (V0/R_off) sinh(V/V0): electronic leakage that grows faster than ohmic, V0 in V")
     filament_resistance_ohm: float = Field(1e5, gt=0, description="resistance of a formed filament, Ohm")
     set_bias_V: float = Field(-0.15, lt=0, description="set bias the memristive cycling settles to, V (sets within the paper's -0.2 V)")
     set_settle_cycles: float = Field(5.0, gt=0, description="cycles over which the set bias moves from triggering to set_bias_V")

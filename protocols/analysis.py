@@ -121,13 +121,17 @@ def _r_squared(x: np.ndarray, y: np.ndarray) -> float | None:
 
 
 def analyze_cafm(bias_V, current_A, surge_factor: float = 100.0) -> dict:
-    """Triggering bias per sweep, ohmic R^2 of each back scan and, with two or more sweeps, on/off per cycle.
+    """Triggering bias per sweep, ohmic R^2 of each back scan, whether a filament formed and, with
+    two or more sweeps, on/off per cycle.
 
     The back scan runs from the negative vertex back to 0 V; on/off is the median conductance of the
-    back scan (low-resistance state) over that of the forward scan before triggering (high).
+    back scan (low-resistance state) over that of the forward scan before triggering (high).  A
+    filament formed (``filament``) when the forward scan triggered and the back scan conducts at
+    least ``surge_factor`` times the forward scan before triggering: R^2 alone cannot tell, since an
+    unformed junction's leakage is nearly linear over a small bias range too.
     """
     bias, current = np.asarray(bias_V, dtype=np.float64), np.asarray(current_A, dtype=np.float64)
-    triggering, ohmic, on_off = [], [], []
+    triggering, ohmic, on_off, filament = [], [], [], []
     for sweep in sweeps(bias):
         b, i = bias[sweep], current[sweep]
         vertex = int(np.argmin(b))
@@ -139,7 +143,8 @@ def analyze_cafm(bias_V, current_A, surge_factor: float = 100.0) -> dict:
         on = np.abs(i[back][b[back] < 0] / b[back][b[back] < 0])
         off = np.abs(i[: vertex + 1][forward] / b[: vertex + 1][forward])
         on_off.append(float(np.median(on) / np.median(off)) if on.size and off.size and np.median(off) > 0 else None)
-    result = {"triggering_bias_V": triggering, "ohmic_r2": ohmic}
+        filament.append(trigger is not None and on_off[-1] is not None and on_off[-1] >= surge_factor)
+    result = {"triggering_bias_V": triggering, "ohmic_r2": ohmic, "filament": filament}
     if len(triggering) > 1:
         result["on_off"] = on_off
     return result
