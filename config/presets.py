@@ -1,4 +1,6 @@
-"""Cell presets named after the systems in the papers behind echemd's protocols (DESIGN.md section 3).
+"""Cell presets named after the systems in the papers behind echemd's protocols.
+
+docs/simulators.md lists each preset and the published figure it reproduces.
 
 Each preset is a set of :class:`SymmetricCellConfig` / :class:`TipJunctionConfig` values; a
 configuration names one (``preset = "Li6PS5Cl-flat"``) and may override any field.  Areal values
@@ -14,18 +16,18 @@ DISC_2MM_CM2 = math.pi * 0.1**2  # 2 mm diameter Li discs
 PELLET_10MM_CM2 = math.pi * 0.5**2
 
 CELL_PRESETS: dict[str, dict[str, object]] = {
-    # Li|Li6PS5Cl|Li, flat interface, 7 MPa: CCD ~1 mA/cm2 (2 mV drop during plating).
+    # Li|Li6PS5Cl|Li, flat interface, 7 MPa: CCD ~1 mA/cm2 (2 mV drop during plating): critical 0.8, so 0.5 mA/cm2 steps report 1.0.
     "Li6PS5Cl-flat": dict(
         area_cm2=DISC_2MM_CM2, thickness_um=700.0, bulk_conductivity_mS_cm=2.5, grain_boundary_asr_ohm_cm2=4.0,
         grain_boundary_capacitance_uF_cm2=0.01, interface_asr_ohm_cm2=6.0, interface_capacitance_uF_cm2=0.5,
-        exchange_current_mA_cm2=0.5, charge_transfer_capacitance_uF_cm2=10.0, critical_current_mA_cm2=1.0,
+        exchange_current_mA_cm2=0.5, charge_transfer_capacitance_uF_cm2=10.0, critical_current_mA_cm2=0.8,
         critical_current_spread=0.08, dendrite_charge_mAh_cm2=0.005, void_onset_mA_cm2=0.5,
     ),
-    # Li|Li6PS5Cl|Li, contoured ("egg-box") interface: CCD raised by ~50% to ~1.5 mA/cm2.
+    # Li|Li6PS5Cl|Li, contoured ("egg-box") interface: CCD raised by ~50%: critical 1.2, so 0.5 mA/cm2 steps report 1.5.
     "Li6PS5Cl-contoured": dict(
         area_cm2=DISC_2MM_CM2, thickness_um=700.0, bulk_conductivity_mS_cm=2.5, grain_boundary_asr_ohm_cm2=4.0,
         grain_boundary_capacitance_uF_cm2=0.01, interface_asr_ohm_cm2=4.0, interface_capacitance_uF_cm2=0.7,
-        exchange_current_mA_cm2=0.7, charge_transfer_capacitance_uF_cm2=14.0, critical_current_mA_cm2=1.5,
+        exchange_current_mA_cm2=0.7, charge_transfer_capacitance_uF_cm2=14.0, critical_current_mA_cm2=1.2,
         critical_current_spread=0.08, dendrite_charge_mAh_cm2=0.005, void_onset_mA_cm2=0.6,
     ),
     # Li|LLZO|Li bare, 25 C: CCD < 0.1 mA/cm2, ASR ~1000 Ohm cm2 (poor wetting).

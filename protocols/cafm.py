@@ -1,6 +1,6 @@
 """c-AFM bias sweeps on a sourcemeter: where a Li filament is triggered under the tip.
 
-Methods (after the LLZO c-AFM study in DESIGN.md section 3): the bias on the tip (vs the Li
+Methods (after the LLZO c-AFM study; see docs/science.md): the bias on the tip (vs the Li
 counter electrode) is swept cyclically from ``start_V`` to the negative vertex, on to the positive
 vertex and back to the start, ``cycles`` times, at ``rate_V_s`` in steps of ``step_V``, with the
 current limited to ``compliance_A`` (1 mA for a tip).  The filament triggering bias of each sweep is

@@ -1,6 +1,6 @@
 """Critical current density (CCD) of a Li|SSE|Li symmetric cell by stepped-current plating/stripping.
 
-Methods (after the Li|Li6PS5Cl|Li studies in DESIGN.md section 3): each cycle plates Li on the
+Methods (after the Li|Li6PS5Cl|Li CCD studies; see docs/science.md): each cycle plates Li on the
 working electrode at a current density that rises by a fixed increment per cycle, then strips it
 at a fixed current density, each half cycle passing the same areal capacity (or lasting the same
 time).  A dendrite that shorts the cell shows as a fall of the polarization (see shorts.py: every

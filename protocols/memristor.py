@@ -1,6 +1,6 @@
 """Memristive cycling of a c-AFM junction: set, read, reset, read, for hundreds of cycles.
 
-Methods (after the LLZO c-AFM study, DESIGN.md section 3): each cycle sweeps the tip bias from 0
+Methods (after the LLZO c-AFM study; see docs/science.md): each cycle sweeps the tip bias from 0
 to the set limit (filament forms: low-resistance state, LRS) and back, reads the current at a
 small read bias, sweeps to the reset limit (filament dissolves: high-resistance state, HRS) and
 back, and reads again.  The result gives, per cycle, the set bias (where the conductance surged),

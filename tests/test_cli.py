@@ -54,7 +54,7 @@ def test_run_wait_json_prints_the_final_record(served):
     assert done.returncode == 0, done.stderr
     record = json.loads(done.stdout)
     assert set(record) == {"run_id", "status", "file", "result"}
-    assert record["status"] == "completed" and record["result"]["ccd_mA_cm2"] == 1.5
+    assert record["status"] == "completed" and record["result"]["ccd_mA_cm2"] == 1.0  # the flat cell: ~1 mA/cm2, as in the paper
     assert os.path.dirname(record["file"]) == str(data_dir)
     status = json.loads(echemd("status", record["run_id"], "--endpoint", control).stdout)
     assert status["n_samples"] > 1000
@@ -123,7 +123,7 @@ def test_demo_prints_the_ccd_results_and_writes_run_files(tmp_path):
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     flat = lines.index("CCD, flat interface (sim-pstat-1): completed")
-    assert lines[flat + 1].strip().startswith("CCD = 1.5 mA/cm2 (last passed 1.0 mA/cm2)")
+    assert lines[flat + 1].strip().startswith("CCD = 1.0 mA/cm2 (last passed 0.5 mA/cm2)")
     assert "EIS, contoured interface (sim-pstat-2): completed" in lines and "Kramers-Kronig residual" in done.stdout
     assert "c-AFM sweeps, tip on a grain boundary (sim-smu-1): completed" in lines and "triggering bias per sweep: -0.1" in done.stdout
     assert len(list((tmp_path / "out").glob("*.h5"))) == 4 and len(list((tmp_path / "out").glob("*.png"))) == 4

@@ -35,7 +35,7 @@ limits = { max_abs_voltage_V = 5.0, max_abs_current_A = 0.1 }
 def test_minimal_file_loads_with_defaults(tmp_path):
     config = load_config(write(tmp_path, BASE))
     assert config.instruments[0].cell.preset == "Li6PS5Cl-flat"
-    assert config.instruments[0].cell.critical_current_mA_cm2 == 1.0
+    assert config.instruments[0].cell.critical_current_mA_cm2 == 0.8
     assert config.flush_interval_s == 0.5
 
 

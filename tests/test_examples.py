@@ -31,7 +31,7 @@ def example(name, *args, cwd=None):
 
 def test_submit_ccd_and_wait(served):
     out = example("submit_ccd_and_wait.py", "--endpoint", served)
-    assert '"status": "completed"' in out and '"ccd_mA_cm2": 1.5' in out
+    assert '"status": "completed"' in out and '"ccd_mA_cm2": 1.0' in out
 
 
 def test_live_plot(served, tmp_path):
