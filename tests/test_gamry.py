@@ -54,7 +54,7 @@ def test_ccd_end_to_end_through_gamrycom_with_the_cell_switched_on_and_off_in_or
     assert methods(calls[-2:]) == [("pstat", "Close"), ("com", "CoUninitialize")]
     ons = [k for k, call in enumerate(calls) if call == ON]
     offs = [k for k, call in enumerate(calls) if call == OFF]
-    assert len(ons) == 5  # plate, strip, plate, strip, plate (short)
+    assert len(ons) == 3  # plate 0.5, strip, plate 1.0 (short: the flat cell's critical current is 0.82 mA/cm2)
     for on in ons:  # every cell-on is followed by a cell-off before the next step
         assert any(on < off < next((o for o in ons if o > on), len(calls)) for off in offs)
     first_step = calls[7:ons[0] + 2]

@@ -12,7 +12,8 @@ from echemd.drivers.simulated import SimClock, SimulatedPotentiostat, SymmetricC
 from echemd.drivers.simulated.cell import FARADAY_C_MOL, GAS_CONSTANT_J_MOL_K
 
 LIMITS = {"max_abs_voltage_V": 5.0, "max_abs_current_A": 0.1}
-QUIET = dict(noise_V=0.0, drift_V_per_sqrt_h=0.0, nucleation_overshoot_mV=0.0, eis_noise=0.0)
+# (the mechanics below are written for a critical current of 1 mA/cm2, not the preset's)
+QUIET = dict(noise_V=0.0, drift_V_per_sqrt_h=0.0, nucleation_overshoot_mV=0.0, eis_noise=0.0, critical_current_mA_cm2=1.0)
 THERMAL_V = GAS_CONSTANT_J_MOL_K * 298.15 / FARADAY_C_MOL
 
 
