@@ -187,14 +187,6 @@ class ControlServer:
         except zmq.ZMQError as exc:  # client gone or not reading: never block on one client
             log.warning("dropped a reply: %s", exc)
 
-    def answer(self, body: bytes, client_key: str = "") -> list[bytes | memoryview]:
-        """The reply frames to one request frame (on the calling thread)."""
-        try:
-            request = parse_request(body)
-        except ApiError as exc:
-            return [_error(getattr(exc, "request_id", None), exc)]
-        return self.execute(*request, client_key)
-
     def execute(self, request_id: str | int, method: str, params: dict[str, Any], client_key: str) -> list[bytes | memoryview]:
         """Run one parsed request (or answer it from the reply cache); the reply frames.  The
         request is logged with the client's key."""
