@@ -62,6 +62,7 @@ def parameter(text: str) -> tuple[str, Any]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="echemd", description="Electrochemical instrument control and data acquisition daemon.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.add_argument("--version", action="version", version=f"echemd {_installed_version()}")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     serve = verbs.add_parser("serve", help="run the daemon in the foreground")
@@ -99,8 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--plating-sign", choices=("negative", "positive"),
                          help="ccd: the current sign that plates Li on the working electrode (default: found from the data)")
     _add_detection_options(analyze)
-    abort = verbs.add_parser("abort", help="abort a run")
-    abort.add_argument("run_id")
+    for verb, (_, arguments, help_text) in REQUEST_VERBS.items():
+        request = verbs.add_parser(verb, help=help_text)
+        for argument in arguments:
+            request.add_argument(argument, **({"nargs": "?"} if argument == "name" else {}))
     plot = verbs.add_parser("plot", help="plot a run file (PNG)")
     plot.add_argument("file", type=Path)
     plot.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.png")
@@ -111,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     keys = verbs.add_parser("keys", help="make a CURVE key pair: NAME.key (public) and NAME.key_secret (0600)")
     keys.add_argument("name")
     keys.add_argument("--dir", type=Path, default=Path("."), help="where to write them (default: here)")
-    for client_verb in (run, status, abort, verbs.choices["runs"], watch):
+    for client_verb in (run, status, verbs.choices["runs"], watch, *(verbs.choices[verb] for verb in REQUEST_VERBS)):
         client_verb.add_argument("--endpoint", default=DEFAULT_CONTROL_ENDPOINT, metavar="URL", help="control endpoint of the daemon")
         client_verb.add_argument("--server-key", type=Path, metavar="FILE", help="the daemon's public key (CURVE)")
         client_verb.add_argument("--client-key", type=Path, metavar="FILE", help="this client's secret key file (CURVE)")
@@ -215,10 +218,38 @@ def cmd_watch(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_abort(args: argparse.Namespace) -> int:
+#: Verbs that make one control request and print its result as JSON: verb -> (method, arguments, help).
+REQUEST_VERBS = {
+    "abort": ("abort", ("run_id",), "abort a run (a queued one at once, a running one at its next block, instrument safe)"),
+    "pause": ("pause", ("run_id",), "pause a running run: the instrument holds as the protocol declares"),
+    "resume": ("resume", ("run_id",), "resume a paused run: the interrupted step goes on for what was left of it"),
+    "shutdown": ("shutdown", (), "stop the daemon as on SIGTERM: running runs end aborted with the instrument safe, queued runs stay queued"),
+    "instruments": ("instruments", (), "the daemon's instruments: kind, capabilities, limits, state, queue"),
+    "protocols": ("protocols", ("name",), "the protocols and their parameters (units, ranges, descriptions); or one by NAME"),
+}
+
+
+def cmd_request(args: argparse.Namespace) -> int:
+    method, arguments, _ = REQUEST_VERBS[args.verb]
+    params = {argument: getattr(args, argument) for argument in arguments if argument != "name"}
     with Client(args.endpoint, timeout_s=args.timeout, keys=_keys(args)) as client:
-        print(json.dumps(client.abort(args.run_id)))
+        result = client.call(method, **params)
+    if args.verb == "protocols" and args.name is not None:
+        chosen = [protocol for protocol in result if protocol["name"] == args.name]
+        if not chosen:
+            raise UsageError(f"no protocol {args.name!r}; the daemon has {', '.join(p['name'] for p in result)}")
+        result = chosen[0]
+    print(json.dumps(result))
     return EXIT_OK
+
+
+def _installed_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("echemd")
+    except PackageNotFoundError:  # pragma: no cover - running from an uninstalled tree
+        return "0+unknown"
 
 
 def _keys(args: argparse.Namespace):
@@ -336,7 +367,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK if run_demo(args.data_dir) else EXIT_FAILED
 
 
-VERBS = {"serve": cmd_serve, "demo": cmd_demo, "analyze": cmd_analyze, "keys": cmd_keys, "plot": cmd_plot, "export": cmd_export, "watch": cmd_watch, "run": cmd_run, "status": cmd_status, "runs": cmd_runs, "abort": cmd_abort}
+VERBS = {"serve": cmd_serve, "demo": cmd_demo, "analyze": cmd_analyze, "keys": cmd_keys, "plot": cmd_plot, "export": cmd_export, "watch": cmd_watch, "run": cmd_run, "status": cmd_status, "runs": cmd_runs,
+         **{verb: cmd_request for verb in REQUEST_VERBS}}
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

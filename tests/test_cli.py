@@ -154,3 +154,31 @@ def test_watch_shows_instruments_runs_and_events(served):
     assert done.returncode == 0, done.stderr
     assert "sim-pstat-1" in done.stdout and "ccd running" in done.stdout and "sim-smu-1" in done.stdout and "idle" in done.stdout
     assert "mV" in done.stdout  # the latest reading from the stream
+
+
+def test_request_verbs_pause_resume_list_and_shut_the_daemon_down(served):
+    process, control, data_dir = served("--sim-speed", "1")  # real time: the run is still going when paused
+    run_id = json.loads(echemd("run", "ccd", "--instrument", "sim-pstat-1", "-p", "diameter_mm=2", "--json", "--endpoint", control).stdout)["run_id"]
+    paused = echemd("pause", run_id, "--endpoint", control)
+    assert paused.returncode == 0 and json.loads(paused.stdout)["hold"] == "open_circuit"
+    with Client(control) as client:
+        deadline = time.monotonic() + 10
+        while client.status(run_id)["status"] != "paused":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    assert json.loads(echemd("resume", run_id, "--endpoint", control).stdout)["run_id"] == run_id
+    instruments = json.loads(echemd("instruments", "--endpoint", control).stdout)
+    assert [i["name"] for i in instruments][:2] == ["sim-pstat-1", "sim-pstat-2"] and instruments[0]["current_run"] == run_id
+    ccd = json.loads(echemd("protocols", "ccd", "--endpoint", control).stdout)
+    assert ccd["name"] == "ccd" and "plating_start_mA_cm2" in json.dumps(ccd)
+    unknown = echemd("protocols", "cdd", "--endpoint", control)
+    assert unknown.returncode == 2 and "no protocol 'cdd'" in unknown.stderr
+    assert json.loads(echemd("shutdown", "--endpoint", control).stdout) == {"shutting_down": True}
+    assert process.wait(timeout=30) == 0
+    with h5py.File(data_dir / f"{run_id}.h5", "r") as f:
+        assert f.attrs["status"] == "aborted" and f.attrs["error"] == "aborted: daemon shutdown"
+
+
+def test_version():
+    done = echemd("--version")
+    assert done.returncode == 0 and done.stdout.startswith("echemd ")
