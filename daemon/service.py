@@ -379,10 +379,9 @@ class Daemon:
             run = self.runs.get(request.run_id)
         path = self.data_dir / f"{request.run_id}.h5"
         if run is None and not path.exists():  # ended without a file (see submissions), or unknown
-            run = self._run_record(request.run_id)
-            return {"run_id": run["run_id"], "status": run["status"], "n_blocks": 0, "complete": True, "blocks": []}
+            return _no_blocks(request.run_id, self._run_record(request.run_id)["status"], complete=True)
         if run is not None and run.runfile is None:
-            return {"run_id": run.run_id, "status": run.status, "n_blocks": 0, "complete": run.status in FINAL_STATUSES, "blocks": []}
+            return _no_blocks(run.run_id, run.status, complete=run.status in FINAL_STATUSES)
         if run is not None:
             status = run.status  # read before the blocks: a final status means every block is on disk
             blocks, n_blocks = run.runfile.read_blocks(request.from_seq, max_samples)
@@ -395,21 +394,17 @@ class Daemon:
                 raise ApiError("unreadable", f"the run file {path} cannot be read: {exc}") from None
         next_seq = blocks[-1].seq + 1 if blocks else request.from_seq
         reply = {"run_id": request.run_id, "status": status, "n_blocks": n_blocks, "complete": status in FINAL_STATUSES and next_seq >= n_blocks}
-        if not request.binary:
-            reply["blocks"] = [
-                {"seq": b.seq, "offset": b.offset, "t0": b.t0, "units": dict(b.units), "columns": {k: v.tolist() for k, v in b.columns.items()}}
-                for b in blocks
-            ]
-            return reply
-        frames: list[bytes | memoryview] = []
-        reply["blocks"] = []
-        for b in blocks:
-            columns = {}
-            for name, values in b.columns.items():
-                columns[name] = len(frames)
-                frames.append(memoryview(np.ascontiguousarray(values, dtype="<f8")))
-            reply["blocks"].append({"seq": b.seq, "offset": b.offset, "t0": b.t0, "units": dict(b.units), "columns": columns})
-        return Framed(reply, frames)
+        frames: list[bytes | memoryview] = []  # binary: each column one frame, referred to by its index
+
+        def column(values: np.ndarray) -> list[float] | int:
+            if not request.binary:
+                return values.tolist()
+            frames.append(memoryview(np.ascontiguousarray(values, dtype="<f8")))
+            return len(frames) - 1
+
+        reply["blocks"] = [{"seq": b.seq, "offset": b.offset, "t0": b.t0, "units": dict(b.units),
+                            "columns": {name: column(values) for name, values in b.columns.items()}} for b in blocks]
+        return Framed(reply, frames) if request.binary else reply
 
     # --- helpers ----------------------------------------------------------------------------
     def _file_record(self, path: Path) -> dict[str, Any]:
@@ -446,6 +441,11 @@ class Daemon:
         if submission is None:
             raise ApiError("unknown_run", f"no run {run_id!r}")
         return _submission_record(submission, self.data_dir)
+
+
+def _no_blocks(run_id: str, status: str, complete: bool) -> dict[str, Any]:
+    """The fetch reply for a run without a run file (not started yet, or ended before it had one)."""
+    return {"run_id": run_id, "status": status, "n_blocks": 0, "complete": complete, "blocks": []}
 
 
 def _submission_record(submission: SubmissionRecord, data_dir: Path) -> dict[str, Any]:
