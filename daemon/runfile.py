@@ -453,14 +453,6 @@ def recover(path: Path, compress: bool = False, status: str = "interrupted", err
     return kept
 
 
-def compact(path: Path) -> None:
-    """Rewrite a closed run file with its data columns compressed: byte shuffle + deflate level 1,
-    about 4x smaller on electrochemical data (benchmarks/memory_filesize.py) and readable by any
-    HDF5 reader.  Run files are written uncompressed while the run goes on, because every flush
-    would rewrite the chunk being filled and leave the old copies as dead space in the file."""
-    rewrite_run_file(path, compress=True)
-
-
 #: Samples copied at a time when a run file is rewritten (bounded memory for runs of any length).
 COPY_SLICE = 1 << 20
 
@@ -468,8 +460,10 @@ COPY_SLICE = 1 << 20
 def rewrite_run_file(path: Path, compress: bool = False, finish: Callable[[h5py.File], None] | None = None, gap_free: bool = False,
                      reserve_bytes: int = DEFAULT_RESERVE_BYTES) -> bool:
     """Replace run file ``path`` by a copy (see file_transitions.rewrite; returns its answer):
-    data columns compressed if asked, cut to the samples every column holds if ``gap_free``,
-    then amended by ``finish``.  Raises OSError (ENOSPC) first when the copy would not leave the
+    data columns compressed if asked (byte shuffle + deflate level 1: about 4x smaller on
+    electrochemical data, readable by any HDF5 reader; running files are never compressed, since
+    every flush would rewrite the chunk being filled), cut to the samples every column holds if
+    ``gap_free``, then amended by ``finish``.  Raises OSError (ENOSPC) first when the copy would not leave the
     disk its reserve (see disk_space)."""
     ensure_free(path.parent, current_path(path).stat().st_size + WRITE_OVERHEAD_BYTES, reserve_bytes)
 
