@@ -177,7 +177,7 @@ class ControlServer:
                 continue
             if request[1] in DISK_METHODS:
                 self._in_flight += 1
-                self._io.submit(lambda head=[identity, *envelope], r=request: self._answered.put([*head, *self.execute(*r, client_key)]))
+                self._io.submit(lambda head=[identity, *envelope], r=request, key=client_key: self._answered.put([*head, *self.execute(*r, key)]))
             else:
                 self._send([identity, *envelope, *self.execute(*request, client_key)])
 
