@@ -93,7 +93,7 @@ class SymmetricCellConfig(StrictModel):
     temperature_C: float = Field(25.0, gt=-100, lt=300, description="cell temperature, degC")
     nucleation_overshoot_mV: float = Field(8.0, ge=0, description="extra plating overpotential at the start of plating at 1 mA/cm2, mV")
     nucleation_charge_mAh_cm2: float = Field(0.001, gt=0, description="plated charge over which the overshoot decays (1/e), mAh/cm2")
-    void_onset_mA_cm2: float = Field(gt=0, description="stripping current density above which voids grow, mA/cm2")
+    void_onset_mA_cm2: float = Field(gt=0, description="stripping current density above which voids grow (at whichever electrode strips), mA/cm2")
     void_growth_per_mAh_cm2: float = Field(0.5, ge=0, description="contact area lost per mAh/cm2 stripped per mA/cm2 above the onset")
     void_healing_per_mAh_cm2: float = Field(5.0, ge=0, description="rate (per mAh/cm2 plated) at which lost contact recovers")
     min_contact_fraction: float = Field(0.2, gt=0, le=1, description="contact area never falls below this fraction")
@@ -108,7 +108,15 @@ class SymmetricCellConfig(StrictModel):
     short_resistance_ohm: float = Field(2.0, gt=0, description="final resistance of a hard short, Ohm")
     soft_short_fraction: float = Field(0.3, gt=0, description="final soft-short resistance as a fraction of the cell's DC resistance")
     short_collapse_s: float = Field(15.0, gt=0, description="time constant of the short's resistance collapse, s")
+    reference_electrode: bool = Field(
+        False, description="a Li reference electrode in the electrolyte, wired to the potentiostat's reference lead: "
+        "the measured voltage is then the working electrode's against it (three-electrode); false: reference and counter leads "
+        "on the counter electrode (two-electrode, the measured voltage is the cell's)")
+    reference_position: float = Field(
+        0.5, gt=0, lt=1, description="fraction of the electrolyte's resistance between the working and the reference electrode")
     noise_V: float = Field(50e-6, ge=0, description="rms voltage measurement noise, V")
+    mains_pickup_V: float = Field(20e-6, ge=0, description="amplitude of the mains hum on the voltage reading (aliased by the sampling), V")
+    mains_Hz: float = Field(50.0, gt=0, description="mains frequency, Hz")
     drift_V_per_sqrt_h: float = Field(50e-6, ge=0, description="random-walk drift of the voltage reading, V/sqrt(h)")
     eis_noise: float = Field(0.002, ge=0, description="relative rms noise of impedance readings")
     seed: int = Field(0, ge=0, description="seed of the cell's random numbers (critical current, noise, drift)")

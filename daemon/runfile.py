@@ -82,9 +82,10 @@ class RunFile:
         settings: RunFileSettings,
         t0_unix_s: float | None = None,
         descriptions: Mapping[str, str] | None = None,
+        attributes: Mapping[str, Any] | None = None,
     ) -> None:
         """``columns``: name -> SI unit; ``descriptions``: name -> what a column holds, for those
-        that need saying.  ``t0_unix_s``: the run's time zero, Unix time (s), by default now.
+        that need saying; ``attributes``: the protocol's record of the run's setup (root attributes).  ``t0_unix_s``: the run's time zero, Unix time (s), by default now.
         Raises OSError when the file cannot be created (nothing is left behind), FileExistsError
         when it exists."""
         self.settings = settings
@@ -119,6 +120,7 @@ class RunFile:
                 "finished": "",
                 "status": "running",
                 "error": "",
+                **(attributes or {}),
             })
             data = f.create_group("data")
             for name, units in self.units.items():

@@ -164,6 +164,7 @@ class InstrumentWorker:
                 version=self.version,
                 settings=self.files,
                 t0_unix_s=t0_unix_s,
+                attributes=protocol.run_attributes(run.parameters),
             )
         except Exception as exc:  # nothing was applied: the run fails before it starts
             log.exception("run %s: cannot create its run file", run.run_id)

@@ -120,6 +120,11 @@ class Instrument(abc.ABC):
 class Potentiostat(Instrument):
     kind = "potentiostat"
     capabilities: PotentiostatCapabilities
+    #: How the cell is wired, where the driver can know it: 2 (reference and counter leads on the
+    #: counter electrode: the measured voltage is the cell's) or 3 (the reference lead on a
+    #: reference electrode: the working electrode's against it).  None: a real instrument measures
+    #: working sense against reference whatever is on the leads; the operator says which.
+    electrodes: int | None = None
 
     @abc.abstractmethod
     def galvanostatic(self, current_A: float, duration_s: float, sample_interval_s: float) -> Iterator[Block]:

@@ -51,8 +51,20 @@ class StopCondition(abc.ABC):
         """Feed the next samples (``time_s`` in run time, s); return a Stop or None."""
 
 
+class _Timed:
+    """A step that lasts ``duration_s`` (s), a sample every ``sample_interval_s`` (s)."""
+
+    duration_s: float
+    sample_interval_s: float
+
+    def remainder(self, samples_done: int):
+        """What is left of the step after ``samples_done`` samples (after a pause), or None."""
+        left = self.duration_s - samples_done * self.sample_interval_s
+        return replace(self, duration_s=left) if left >= self.sample_interval_s else None
+
+
 @dataclass(frozen=True)
-class Galvanostatic:
+class Galvanostatic(_Timed):
     """Hold a current (A) for a duration (s), sampling every ``sample_interval_s`` (s).
 
     ``keep_samples``: hand the step's samples back to the plan (all are recorded either way); a
@@ -70,11 +82,6 @@ class Galvanostatic:
         if not isinstance(instrument, Potentiostat):
             raise ProtocolRefused(f"{instrument.name} is a {instrument.kind}, a galvanostatic step needs a potentiostat")
         return instrument.galvanostatic(self.current_A, self.duration_s, self.sample_interval_s)
-
-    def remainder(self, samples_done: int) -> "Galvanostatic | None":
-        """What is left of the step after ``samples_done`` samples (after a pause), or None."""
-        left = self.duration_s - samples_done * self.sample_interval_s
-        return replace(self, duration_s=left) if left >= self.sample_interval_s else None
 
 
 @dataclass(frozen=True)
@@ -123,7 +130,24 @@ class Impedance:
         return replace(self, frequencies_Hz=self.frequencies_Hz[samples_done:]) if samples_done < len(self.frequencies_Hz) else None
 
 
-Step = Union[Galvanostatic, VoltageSweep, Impedance]
+@dataclass(frozen=True)
+class OpenCircuit(_Timed):
+    """Rest at open circuit (cell off, no current) for ``duration_s`` (s), recording the voltage every
+    ``sample_interval_s`` (s)."""
+
+    duration_s: float
+    sample_interval_s: float
+    label: str
+    stops: tuple[StopCondition, ...] = ()
+    keep_samples: bool = True
+
+    def acquire(self, instrument: Instrument) -> Iterator[Block]:
+        if not isinstance(instrument, Potentiostat):
+            raise ProtocolRefused(f"{instrument.name} is a {instrument.kind}, a rest at open circuit needs a potentiostat")
+        return instrument.open_circuit(self.duration_s, self.sample_interval_s)
+
+
+Step = Union[Galvanostatic, VoltageSweep, Impedance, OpenCircuit]
 
 
 @dataclass(frozen=True)
@@ -163,6 +187,8 @@ class ProtocolDefinition:
     pause_hold: str | None = "output_off"
     #: How many steps the plan will run at most, for progress (None: unknown).
     planned_steps: Callable[[Any], int] | None = None
+    #: What the run file records of a run's setup beyond its parameters (root attributes).
+    run_attributes: Callable[[Any], Mapping[str, Any]] = lambda params: {}
 
     def describe(self) -> dict:
         return {

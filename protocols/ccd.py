@@ -6,6 +6,11 @@ at a fixed current density, each half cycle passing the same areal capacity (or 
 time).  A dendrite that shorts the cell shows as a fall of the polarization (see shorts.py: every
 half cycle is watched); the CCD is the plating current density of the step in which the short began.
 
+Options labs use: conditioning cycles at a low current density before the staircase (they form a
+stable interface; a short there means the cell had no CCD to measure), and a rest at open circuit
+after every half cycle (the open-circuit voltage is recorded: it tells interface relaxation from
+a short, which pulls it to zero).
+
 Parameters are in lab units (mA/cm2, mAh/cm2, cm2 or mm); they are converted to SI once.
 """
 
@@ -13,16 +18,23 @@ from __future__ import annotations
 
 import math
 
+from collections.abc import Iterator
+from dataclasses import dataclass
+
 from pydantic import Field, model_validator
 
 from echemd.config.models import InstrumentLimits
 from echemd.drivers.base import Instrument
-from echemd.protocols.base import Event, Galvanostatic, Plan, ProtocolDefinition, Stop
-from echemd.protocols.plating_base import CHRONO_COLUMNS, PlatingParameters, check_plating, short_fields, short_message
+from echemd.protocols.base import Event, Galvanostatic, OpenCircuit, Plan, ProtocolDefinition, Stop
+from echemd.protocols.plating_base import (CHRONO_COLUMNS, PlatingParameters, check_plating, plating_attributes, short_fields,
+                                            short_message)
 from echemd.protocols.shorts import ShortMonitor, ShortWatch
 
 #: Per-step figures of a CCD result (``steps``: one list per key, a value per half cycle).
-STEP_KEYS = ("label", "phase", "current_density_mA_cm2", "duration_s", "charge_mAh_cm2", "polarization_mV", "asr_ohm_cm2")
+#: ``stage``: "conditioning" or "ccd"; ``ocv_after_mV``: open-circuit voltage at the end of the rest
+#: that followed the half cycle (None without rests).
+STEP_KEYS = ("label", "stage", "phase", "current_density_mA_cm2", "duration_s", "charge_mAh_cm2", "polarization_mV", "asr_ohm_cm2",
+             "ocv_after_mV")
 
 
 class CCDParameters(PlatingParameters):
@@ -33,6 +45,9 @@ class CCDParameters(PlatingParameters):
     half_cycle_s: float | None = Field(None, gt=0, description="duration of each half cycle, s (instead of a capacity)")
     max_plating_mA_cm2: float = Field(3.0, gt=0, description="last plating current density tried, mA/cm2")
     stop_on_short: bool = Field(True, description="end the run at the first short (else record it and go on)")
+    conditioning_cycles: int = Field(0, ge=0, le=1000, description="plating/stripping cycles at conditioning_mA_cm2 before the staircase")
+    conditioning_mA_cm2: float = Field(0.1, gt=0, description="current density of the conditioning cycles (both half cycles), mA/cm2")
+    rest_s: float = Field(0.0, ge=0, description="rest at open circuit after every half cycle, s (0: none); its voltage is recorded")
 
     @model_validator(mode="after")
     def _consistent(self) -> "CCDParameters":
@@ -40,6 +55,8 @@ class CCDParameters(PlatingParameters):
             raise ValueError("give capacity_mAh_cm2 or half_cycle_s, not both")
         if self.half_cycle_s is None and self.capacity_mAh_cm2 is None:
             raise ValueError("give capacity_mAh_cm2 or half_cycle_s")
+        if 0 < self.rest_s < self.sample_interval_s:
+            raise ValueError(f"rest_s ({self.rest_s:g} s) is shorter than one sample interval ({self.sample_interval_s:g} s)")
         if self.max_plating_mA_cm2 < self.plating_start_mA_cm2:
             raise ValueError(
                 f"max_plating_mA_cm2 ({self.max_plating_mA_cm2}) is below plating_start_mA_cm2 ({self.plating_start_mA_cm2})"
@@ -59,13 +76,45 @@ class CCDParameters(PlatingParameters):
         return self.capacity_mAh_cm2 / density_mA_cm2 * 3600.0
 
     def plating_densities_mA_cm2(self) -> list[float]:
-        """The plating current densities of every cycle, mA/cm2."""
+        """The plating current densities of every cycle of the staircase, mA/cm2."""
         count = math.floor((self.max_plating_mA_cm2 - self.plating_start_mA_cm2) / self.plating_increment_mA_cm2 + 1e-9) + 1
         return [round(self.plating_start_mA_cm2 + k * self.plating_increment_mA_cm2, 9) for k in range(count)]
 
+    def half_cycles(self) -> Iterator["HalfCycle"]:
+        """Every half cycle the run may make, in order: conditioning, then the staircase."""
+        for cycle in range(1, self.conditioning_cycles + 1):
+            for phase in ("plate", "strip"):
+                yield HalfCycle("conditioning", cycle, phase, self.conditioning_mA_cm2, None)
+        for cycle, plating in enumerate(self.plating_densities_mA_cm2(), start=1):
+            yield HalfCycle("ccd", cycle, "plate", plating, plating)
+            yield HalfCycle("ccd", cycle, "strip", self.stripping_mA_cm2, plating)
+
+    def planned_steps(self) -> int:
+        half_cycles = 2 * (self.conditioning_cycles + len(self.plating_densities_mA_cm2()))
+        return half_cycles * (2 if self.rest_s > 0 else 1)
+
+
+@dataclass(frozen=True)
+class HalfCycle:
+    """One half cycle of a CCD run: its stage ("conditioning" or "ccd"), cycle number in that stage,
+    phase ("plate" or "strip"), current density (mA/cm2) and the plating current density of its
+    staircase cycle (None while conditioning)."""
+
+    stage: str
+    cycle: int
+    phase: str
+    density_mA_cm2: float
+    plating_mA_cm2: float | None
+
+    @property
+    def label(self) -> str:
+        name = "conditioning" if self.stage == "conditioning" else "cycle"
+        return f"{name} {self.cycle}: {self.phase} {self.density_mA_cm2:g} mA/cm2"
+
 
 def check(params: CCDParameters, instrument: Instrument, limits: InstrumentLimits) -> None:
-    check_plating("ccd", params, max(params.max_plating_mA_cm2, params.stripping_mA_cm2), instrument, limits)
+    conditioning = params.conditioning_mA_cm2 if params.conditioning_cycles else 0.0
+    check_plating("ccd", params, max(params.max_plating_mA_cm2, params.stripping_mA_cm2, conditioning), instrument, limits)
 
 
 class CCDVerdict:
@@ -73,9 +122,10 @@ class CCDVerdict:
 
     A short found while plating belongs to that plating step; one first seen while stripping began
     in the plating step before it (plating grows dendrites; its collapse may finish only after the
-    current reversed).  A cell found shorted from its very first step has no CCD (``ccd_mA_cm2``
-    None, ``shorted_at_start`` true).  ``last_passed_mA_cm2`` is the last plating density whose
-    plating and stripping both ended without a short.
+    current reversed).  A cell found shorted from its very first step, or while conditioning, has
+    no CCD (``ccd_mA_cm2`` None; ``shorted_at_start`` or ``shorted_in_conditioning`` true).
+    ``last_passed_mA_cm2`` is the last plating density whose plating and stripping both ended
+    without a short.
     """
 
     def __init__(self, monitor: ShortMonitor) -> None:
@@ -86,34 +136,42 @@ class CCDVerdict:
         self.charge_mAh_cm2 = {"plate": 0.0, "strip": 0.0}
 
     def half_cycle(self, plating_mA_cm2: float | None, phase: str, stop: Stop | None, watch: ShortWatch | None = None,
-                   density_mA_cm2: float | None = None) -> bool:
+                   density_mA_cm2: float | None = None, stage: str = "ccd") -> bool:
         """Note a finished half cycle (``phase`` "plate" or "strip") of the cycle plating at
-        ``plating_mA_cm2``, at ``density_mA_cm2`` (its own current density), as its ``watch``
-        saw it; True when it holds the run's first short."""
+        ``plating_mA_cm2`` (None while conditioning), at ``density_mA_cm2`` (its own current
+        density), as its ``watch`` saw it; True when it holds the run's first short."""
         if watch is not None:
             record = watch.step_record()
             self.charge_mAh_cm2[phase] += record["charge_mAh_cm2"]
-            for key, value in {"label": watch.label, "phase": phase, "current_density_mA_cm2": density_mA_cm2, **record}.items():
+            noted = {"label": watch.label, "stage": stage, "phase": phase, "current_density_mA_cm2": density_mA_cm2, **record,
+                     "ocv_after_mV": None}
+            for key, value in noted.items():
                 self.steps[key].append(value)
         if self.short is None and stop is not None and stop.reason == "short":
             at_start = bool(stop.details["shorted_from_start"])
-            self.short = {"ccd_mA_cm2": None if at_start else plating_mA_cm2, **short_fields(stop), "short_phase": phase,
-                          "shorted_at_start": at_start}
+            conditioning = stage == "conditioning"
+            self.short = {"ccd_mA_cm2": None if at_start or conditioning else plating_mA_cm2, **short_fields(stop),
+                          "short_phase": phase, "shorted_at_start": at_start, "shorted_in_conditioning": conditioning}
             if watch is not None:  # how far into the step, and how much Li it had moved, when the short began
                 into_s = stop.details["onset_s"] - watch.started_s
                 self.short["short_time_into_step_s"] = into_s
                 self.short["short_capacity_mAh_cm2"] = (density_mA_cm2 or 0.0) * into_s / 3600
             return True
-        if self.short is None and phase == "strip":
+        if self.short is None and phase == "strip" and plating_mA_cm2 is not None:
             self.last_passed = plating_mA_cm2
         return False
+
+    def rest(self, ocv_V: float) -> None:
+        """Note the open-circuit voltage (V) at the end of the rest after the latest half cycle."""
+        if self.steps["ocv_after_mV"]:
+            self.steps["ocv_after_mV"][-1] = ocv_V * 1e3
 
     def result(self) -> dict:
         """ccd_mA_cm2, last_passed_mA_cm2, short_detected_at_s, drop_mV, short_rule, short_phase,
         shorted_at_start, suspect_short (evidence of a short no rule caught, or None) and the
         criterion's settings (``detection``)."""
         short = self.short or {"ccd_mA_cm2": None, **short_fields(None), "short_phase": None, "shorted_at_start": False,
-                               "short_time_into_step_s": None, "short_capacity_mAh_cm2": None}
+                               "shorted_in_conditioning": False, "short_time_into_step_s": None, "short_capacity_mAh_cm2": None}
         suspect = self.monitor.suspect() if self.short is None else None
         return {**short, "last_passed_mA_cm2": None if suspect else self.last_passed, "suspect_short": suspect,
                 "plated_mAh_cm2": self.charge_mAh_cm2["plate"], "stripped_mAh_cm2": self.charge_mAh_cm2["strip"],
@@ -121,38 +179,40 @@ class CCDVerdict:
 
 
 def plan(params: CCDParameters) -> Plan:
-    strip_mA_cm2 = params.stripping_mA_cm2
     monitor = params.monitor()
     verdict = CCDVerdict(monitor)
-    densities = params.plating_densities_mA_cm2()
-    for cycle, plate_mA_cm2 in enumerate(densities, start=1):
-        for phase, density in (("plate", plate_mA_cm2), ("strip", strip_mA_cm2)):
-            label = f"cycle {cycle}: {phase} {density:g} mA/cm2"
-            watch = monitor.watch(params.sample_interval_s, label) if verdict.short is None else None  # (after a short: not judged)
-            outcome = yield Galvanostatic(
-                current_A=params.current_A(density) * (-1.0 if phase == "plate" else 1.0),
-                duration_s=params.duration_s(density),
-                sample_interval_s=params.sample_interval_s,
-                label=label,
-                stops=params.stops(watch),
-                keep_samples=False,
-            )
-            stop = outcome.stop
-            if stop is not None and stop.reason == "voltage_limit":
-                yield Event("limit", f"|V| reached {abs(stop.details['voltage_V']):.3f} V ({label})")
-                return _result(verdict, "voltage_limit", cycle)
-            if verdict.half_cycle(plate_mA_cm2, phase, stop, watch, density):
-                yield Event("short", short_message(stop, label))
-                if params.stop_on_short:
-                    return _result(verdict, "short", cycle)
-    result = _result(verdict, "short" if verdict.short else "max_current", len(densities))
+    cycles = 0  # staircase cycles begun
+    for half in params.half_cycles():
+        cycles += half.stage == "ccd" and half.phase == "plate"
+        watch = monitor.watch(params.sample_interval_s, half.label) if verdict.short is None else None  # (after a short: not judged)
+        outcome = yield Galvanostatic(
+            current_A=params.current_A(half.density_mA_cm2) * (-1.0 if half.phase == "plate" else 1.0),
+            duration_s=params.duration_s(half.density_mA_cm2),
+            sample_interval_s=params.sample_interval_s,
+            label=half.label,
+            stops=params.stops(watch),
+            keep_samples=False,
+        )
+        stop = outcome.stop
+        if stop is not None and stop.reason == "voltage_limit":
+            yield Event("limit", f"|V| reached {abs(stop.details['voltage_V']):.3f} V ({half.label})")
+            return _result(verdict, "voltage_limit", cycles, params)
+        if verdict.half_cycle(half.plating_mA_cm2, half.phase, stop, watch, half.density_mA_cm2, half.stage):
+            yield Event("short", short_message(stop, half.label))
+            if params.stop_on_short or half.stage == "conditioning":
+                return _result(verdict, "short", cycles, params)
+        if params.rest_s > 0:
+            rest = yield OpenCircuit(params.rest_s, params.sample_interval_s, f"{half.label}: rest at open circuit")
+            if rest.n_samples:
+                verdict.rest(float(rest.columns["voltage_V"][-1]))
+    result = _result(verdict, "short" if verdict.short else "max_current", cycles, params)
     if result["suspect_short"] is not None:
         yield Event("suspect_short", result["suspect_short"]["reason"])
     return result
 
 
-def _result(verdict: CCDVerdict, stopped_by: str, cycles: int) -> dict:
-    return {**verdict.result(), "stopped_by": stopped_by, "cycles": cycles}
+def _result(verdict: CCDVerdict, stopped_by: str, cycles: int, params: CCDParameters) -> dict:
+    return {**verdict.result(), "stopped_by": stopped_by, "cycles": cycles, "electrodes": params.electrodes}
 
 
 CCD = ProtocolDefinition(
@@ -164,5 +224,6 @@ CCD = ProtocolDefinition(
     plan=plan,
     check=check,
     pause_hold='open_circuit',
-    planned_steps=lambda p: 2 * len(p.plating_densities_mA_cm2()),
+    planned_steps=CCDParameters.planned_steps,
+    run_attributes=plating_attributes,
 )

@@ -16,7 +16,8 @@ import math
 from pydantic import Field, model_validator
 
 from echemd.protocols.base import Event, Galvanostatic, Plan, ProtocolDefinition, Stop
-from echemd.protocols.plating_base import CHRONO_COLUMNS, PlatingParameters, check_plating, short_fields, short_message
+from echemd.protocols.plating_base import (CHRONO_COLUMNS, PlatingParameters, check_plating, plating_attributes, short_fields,
+                                            short_message)
 
 
 # --- ramp ---------------------------------------------------------------------------------------
@@ -71,6 +72,7 @@ CCD_RAMP = ProtocolDefinition(
     check=lambda p, instrument, limits: check_plating("ccd-ramp", p, p.end_mA_cm2, instrument, limits),
     pause_hold="open_circuit",
     planned_steps=lambda p: len(p.densities_mA_cm2()),
+    run_attributes=plating_attributes,
 )
 
 
@@ -108,6 +110,7 @@ PLATE_UNTIL_SHORT = ProtocolDefinition(
     check=lambda p, instrument, limits: check_plating("plate-until-short", p, p.current_mA_cm2, instrument, limits),
     pause_hold="open_circuit",
     planned_steps=lambda p: 1,
+    run_attributes=plating_attributes,
 )
 
 
@@ -158,4 +161,5 @@ CYCLING = ProtocolDefinition(
     check=lambda p, instrument, limits: check_plating("cycling", p, p.current_mA_cm2, instrument, limits),
     pause_hold="open_circuit",
     planned_steps=lambda p: 2 * p.cycles,
+    run_attributes=plating_attributes,
 )

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 
+from typing import Literal
+
 from pydantic import Field, model_validator
 
 from echemd.config.models import InstrumentLimits
@@ -17,7 +19,14 @@ from echemd.protocols.base import Column, ProtocolRefused, Stop, StopCondition
 from echemd.protocols.detection import VoltageLimit
 from echemd.protocols.shorts import ShortDetection, ShortMonitor, ShortWatch, smoothing_samples
 
-CHRONO_COLUMNS = (Column("time_s", "s"), Column("current_A", "A"), Column("voltage_V", "V"))
+CHRONO_COLUMNS = (
+    Column("time_s", "s"),
+    Column("current_A", "A"),
+    Column("voltage_V", "V", "working electrode against the reference lead: the counter electrode (two electrodes, the cell "
+                             "voltage) or a reference electrode (three electrodes); the run's electrodes attribute says which"),
+)
+#: What the voltage is, by electrode configuration (the run file's ``voltage_measured`` attribute).
+VOLTAGE_MEASURED = {2: "working vs counter electrode (cell voltage)", 3: "working vs reference electrode"}
 
 
 class PlatingParameters(ShortDetection):
@@ -28,6 +37,9 @@ class PlatingParameters(ShortDetection):
     diameter_mm: float | None = Field(None, gt=0, le=1_000, description="electrode diameter, mm (or give area_cm2)")
     sample_interval_s: float = Field(1.0, gt=0, description="time between samples, s")
     voltage_limit_V: float = Field(1.0, gt=0, description="|V| beyond which the run stops (safety), V")
+    electrodes: Literal[2, 3] = Field(
+        2, description="2: reference and counter leads on the counter electrode (the voltage is the cell's); 3: the reference "
+        "lead on a reference electrode (the voltage, the polarization and the short criterion are the working electrode's)")
 
     @model_validator(mode="after")
     def _one_electrode_size(self):
@@ -61,6 +73,10 @@ def check_plating(name: str, params: PlatingParameters, largest_mA_cm2: float, i
     """Refuse, before anything is applied, what the instrument or the lab's limits cannot run."""
     if not isinstance(instrument, Potentiostat):
         raise ProtocolRefused(f"{name} needs a potentiostat; {instrument.name} is a {instrument.kind}")
+    if instrument.electrodes is not None and instrument.electrodes != params.electrodes:
+        raise ProtocolRefused(
+            f"{instrument.name} is wired with {instrument.electrodes} electrodes, the run asks for electrodes = {params.electrodes}"
+        )
     largest_A = params.current_A(largest_mA_cm2)
     if largest_A > limits.max_abs_current_A:
         raise ProtocolRefused(
@@ -76,6 +92,11 @@ def check_plating(name: str, params: PlatingParameters, largest_mA_cm2: float, i
         instrument.check_galvanostatic(largest_A, params.sample_interval_s)
     except InstrumentRefused as exc:
         raise ProtocolRefused(str(exc)) from exc
+
+
+def plating_attributes(params: PlatingParameters) -> dict[str, object]:
+    """The run file's record of how the cell was wired (root attributes)."""
+    return {"electrodes": params.electrodes, "voltage_measured": VOLTAGE_MEASURED[params.electrodes]}
 
 
 def short_fields(stop: Stop | None) -> dict:

@@ -1,5 +1,7 @@
 """The CCD variants through the daemon on preset cells: ramp, plating until short, long-term cycling."""
 
+import h5py
+import numpy as np
 import pytest
 
 from echemd.daemon.client import RemoteError
@@ -45,3 +47,38 @@ def test_ccd_by_time_per_half_cycle_and_carrying_on_after_the_short(tmp_path):
     assert 0 < result["ccd_mA_cm2"] - cell.critical_A_cm2 * 1e3 <= 0.5
     with pytest.raises(RemoteError, match="give capacity_mAh_cm2 or half_cycle_s, not both"):
         run(tmp_path / "x", "Li6PS5Cl-flat", "ccd", half_cycle_s=1800, capacity_mAh_cm2=0.2)
+
+
+def test_ccd_with_conditioning_cycles_and_open_circuit_rests_records_both_and_keeps_its_verdict(tmp_path):
+    record, cell = run_on_cell(tmp_path, "ccd", {"preset": "Li6PS5Cl-flat", "seed": 3},
+                               conditioning_cycles=2, conditioning_mA_cm2=0.1, rest_s=30.0)
+    assert record["status"] == "completed", record["error"]
+    result = record["result"]
+    assert result["ccd_mA_cm2"] == 1.0 and result["stopped_by"] == "short" and result["shorted_in_conditioning"] is False
+    steps = result["steps"]
+    assert steps["stage"][:4] == ["conditioning"] * 4 and set(steps["stage"][4:]) == {"ccd"}
+    assert steps["label"][0] == "conditioning 1: plate 0.1 mA/cm2" and steps["label"][4] == "cycle 1: plate 0.5 mA/cm2"
+    assert steps["duration_s"][0] == pytest.approx(0.2 / 0.1 * 3600)
+    # every half cycle before the short was followed by a rest; a symmetric cell relaxes to ~0 V there
+    rested = steps["ocv_after_mV"][:-1]
+    assert len(rested) == len(steps["label"]) - 1 and all(abs(v) < 0.5 for v in rested) and steps["ocv_after_mV"][-1] is None
+    with h5py.File(record["file"], "r") as f:
+        current, time_s = f["data/current_A"][:], f["data/time_s"][:]
+        kinds, messages = f["events/kind"][:].astype(str), f["events/message"][:].astype(str)
+    rests = [m for k, m in zip(kinds, messages) if k == "step" and m.endswith("rest at open circuit")]
+    assert len(rests) == len(rested) and rests[0] == "conditioning 1: plate 0.1 mA/cm2: rest at open circuit"
+    assert np.count_nonzero(current == 0.0) == 30 * len(rests)  # 30 s at 1 s per rest, cell off
+    assert np.all(np.diff(time_s) > 0)
+
+
+def test_a_short_while_conditioning_means_no_ccd(tmp_path):
+    result, _ = run(tmp_path, "LLZO-bare", "ccd", conditioning_cycles=3, conditioning_mA_cm2=0.2, capacity_mAh_cm2=0.02,
+                    plating_start_mA_cm2=0.3, max_plating_mA_cm2=0.5, sample_interval_s=5.0)
+    assert result["shorted_in_conditioning"] is True and result["ccd_mA_cm2"] is None and result["stopped_by"] == "short"
+    assert result["last_passed_mA_cm2"] is None and result["cycles"] == 0
+    assert result["steps"]["stage"] == ["conditioning"] * len(result["steps"]["stage"])
+
+
+def test_a_rest_shorter_than_a_sample_is_refused(tmp_path):
+    with pytest.raises(RemoteError, match=r"rest_s \(0.5 s\) is shorter than one sample interval \(1 s\)"):
+        run(tmp_path, "Li6PS5Cl-flat", "ccd", rest_s=0.5)

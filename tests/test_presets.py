@@ -8,7 +8,7 @@ from echemd.drivers import InstrumentRefused
 from echemd.drivers.simulated import SimulatedSourcemeter, SymmetricCell
 from helpers import run_on_cell
 
-QUIET = dict(noise_V=0.0, drift_V_per_sqrt_h=0.0, eis_noise=0.0)
+QUIET = dict(noise_V=0.0, mains_pickup_V=0.0, drift_V_per_sqrt_h=0.0, eis_noise=0.0)
 
 
 def run_ccd(folder, preset, seed, **parameters):

@@ -13,7 +13,7 @@ from echemd.drivers.simulated.cell import FARADAY_C_MOL, GAS_CONSTANT_J_MOL_K
 
 LIMITS = {"max_abs_voltage_V": 5.0, "max_abs_current_A": 0.1}
 # (the mechanics below are written for a critical current of 1 mA/cm2, not the preset's)
-QUIET = dict(noise_V=0.0, drift_V_per_sqrt_h=0.0, nucleation_overshoot_mV=0.0, eis_noise=0.0, critical_current_mA_cm2=1.0)
+QUIET = dict(noise_V=0.0, mains_pickup_V=0.0, drift_V_per_sqrt_h=0.0, nucleation_overshoot_mV=0.0, eis_noise=0.0, critical_current_mA_cm2=1.0)
 THERMAL_V = GAS_CONSTANT_J_MOL_K * 298.15 / FARADAY_C_MOL
 
 
@@ -31,8 +31,9 @@ def record(acquisition):
 
 def test_steady_state_is_ohmic_plus_butler_volmer():
     # 1 mm thick, 2 mS/cm: 50 Ohm cm2 bulk; + 5 gb + 10 interface; j0 0.5 mA/cm2; plating 1 mA/cm2
+    # (below the void onset: the stripping counter electrode keeps its contact)
     cell = dict(area_cm2=0.1, thickness_um=1000, bulk_conductivity_mS_cm=2.0, grain_boundary_asr_ohm_cm2=5.0,
-                interface_asr_ohm_cm2=10.0, exchange_current_mA_cm2=0.5, **QUIET)
+                interface_asr_ohm_cm2=10.0, exchange_current_mA_cm2=0.5, void_onset_mA_cm2=2.0, **QUIET)
     data = record(potentiostat(**cell).galvanostatic(-0.1e-3, 20.0, 1.0))
     expected = -(1e-3 * 65.0 + 4 * THERMAL_V * math.asinh(1.0 / (2 * 0.5)))  # -65 mV - 90.6 mV
     assert data["voltage_V"][-1] == pytest.approx(expected, rel=1e-9)
@@ -53,7 +54,7 @@ def test_double_layer_relaxes_with_r_ct_times_c_dl():
 
 
 def test_nucleation_overshoot_appears_when_plating_starts_and_decays():
-    cell = SymmetricCell(SymmetricCellConfig(**{**QUIET, "nucleation_overshoot_mV": 10.0}))
+    cell = SymmetricCell(SymmetricCellConfig(**{**QUIET, "nucleation_overshoot_mV": 10.0, "void_onset_mA_cm2": 2.0}))
     area = cell.config.area_cm2
     cell.galvanostatic(0.5e-3 * area, np.arange(1.0, 100.0))  # stripping first: no overshoot
     v = cell.galvanostatic(-1e-3 * area, np.arange(1.0, 601.0))
@@ -72,6 +73,49 @@ def test_fast_stripping_opens_voids_and_plating_heals_them():
     assert fast[-1] > fast[10] + 5e-3  # polarization rises as contact is lost
     cell.galvanostatic(-0.5e-3 * area, np.arange(1.0, 3601.0))  # plating 0.5 mAh/cm2 heals
     assert cell.state.contact == pytest.approx(1 - 0.125 * math.exp(-5 * 0.5))
+
+
+def test_the_stripping_counter_electrode_voids_while_the_working_one_plates():
+    cell = SymmetricCell(SymmetricCellConfig(**QUIET))
+    area = cell.config.area_cm2
+    v = cell.galvanostatic(-1.0e-3 * area, np.arange(1.0, 1801.0))  # 0.5 mAh/cm2 at 1 mA/cm2: the counter strips
+    assert cell.state.contact == 1.0
+    assert cell.state.counter_contact == pytest.approx(1 - 0.5 * 0.5 * 0.5)  # growth 0.5 * overdrive 0.5 * 0.5 mAh/cm2
+    assert v[-1] < v[10] - 3e-3  # the cell polarizes further as the counter electrode loses contact
+    cell.galvanostatic(0.4e-3 * area, np.arange(1.0, 4501.0))  # 0.5 mAh/cm2 plated back onto it (below the onset)
+    assert cell.state.counter_contact == pytest.approx(1 - 0.125 * math.exp(-5 * 0.5))
+    assert cell.state.contact == 1.0
+
+
+def test_a_reference_electrode_sees_the_working_electrode_and_its_share_of_the_electrolyte():
+    # 1 mm, 2 mS/cm: 50 Ohm cm2 bulk, 5 gb, 10 interface (both sides); reference a quarter of the way across
+    values = dict(area_cm2=0.1, thickness_um=1000, bulk_conductivity_mS_cm=2.0, grain_boundary_asr_ohm_cm2=5.0,
+                  interface_asr_ohm_cm2=10.0, exchange_current_mA_cm2=0.5, **QUIET)
+    two = SymmetricCell(SymmetricCellConfig(**values))
+    three = SymmetricCell(SymmetricCellConfig(**values, reference_electrode=True, reference_position=0.25))
+    t = np.arange(1.0, 1801.0)
+    v2, v3 = two.galvanostatic(-1e-4, t), three.galvanostatic(-1e-4, t)  # plating 1 mA/cm2: the counter voids
+    one_electrode_ct = 2 * THERMAL_V * math.asinh(1.0 / (2 * 0.5))
+    assert v3[-1] == pytest.approx(-(1e-3 * (0.25 * 55.0 + 5.0) + one_electrode_ct), rel=1e-6)  # steady, blind to the counter
+    assert abs(v3[-1] - v3[10]) < 1e-6 and v2[-1] < v2[10] - 3e-3  # the cell voltage rises with the voiding counter
+    # impedance: the working electrode's arcs and the share of the electrolyte, at the low-frequency limit
+    z_dc = three.impedance_ohm(np.array([1e-5]))[0]
+    assert z_dc.real * 0.1 == pytest.approx(0.25 * 55.0 + 5.0 + THERMAL_V / 0.5e-3, rel=1e-3)
+
+
+def test_a_short_collapses_the_reading_against_the_reference_too():
+    cell = SymmetricCell(SymmetricCellConfig(critical_current_spread=0.0, reference_electrode=True, **QUIET))
+    v = cell.galvanostatic(-1.5e-3 * cell.config.area_cm2, np.arange(1.0, 601.0))
+    assert cell.short_since_s == pytest.approx(36.0, rel=1e-9)
+    assert abs(v[-1]) < 0.02 * abs(v[30])
+
+
+def test_the_reading_carries_the_mains_hum_aliased_by_the_sampling():
+    cell = SymmetricCell(SymmetricCellConfig(**{**QUIET, "mains_pickup_V": 20e-6}))
+    at_rest = cell.galvanostatic(0.0, np.arange(1, 2001) * 0.0013)  # 1.3 ms sampling of 50 Hz: a 1.54 Hz beat
+    assert np.ptp(at_rest) == pytest.approx(40e-6, rel=0.02)
+    whole_periods = SymmetricCell(SymmetricCellConfig(**{**QUIET, "mains_pickup_V": 20e-6})).galvanostatic(0.0, np.arange(1.0, 101.0))
+    assert np.ptp(whole_periods) < 1e-9  # sampling at whole mains periods sees it as a constant offset
 
 
 def test_no_short_below_the_critical_current_and_a_short_above():

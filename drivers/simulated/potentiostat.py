@@ -30,6 +30,7 @@ class SimulatedPotentiostat(SimulatedInstrument, Potentiostat):
         super().__init__(config.name, config.driver, clock or SimClock(config.clock))
         self.capabilities = CAPABILITIES
         self.cell = SymmetricCell(config.cell)
+        self.electrodes = 3 if config.cell.reference_electrode else 2
 
     def galvanostatic(self, current_A: float, duration_s: float, sample_interval_s: float) -> Iterator[Block]:
         self.check_galvanostatic(current_A, sample_interval_s)
