@@ -16,8 +16,6 @@ Parameters are in lab units (mA/cm2, mAh/cm2, cm2 or mm); they are converted to 
 
 from __future__ import annotations
 
-import math
-
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -26,23 +24,21 @@ from pydantic import Field, model_validator
 from echemd.config.models import InstrumentLimits
 from echemd.drivers.base import Instrument
 from echemd.protocols.base import Event, Galvanostatic, OpenCircuit, Plan, ProtocolDefinition, Stop
-from echemd.protocols.plating_base import (CHRONO_COLUMNS, PlatingParameters, check_plating, plating_attributes, short_fields,
-                                            short_message)
+from echemd.protocols.plating_base import (CHRONO_COLUMNS, HalfCycleParameters, check_plating, plating_attributes, short_fields,
+                                            short_message, staircase)
 from echemd.protocols.shorts import ShortMonitor, ShortWatch
 
 #: Per-step figures of a CCD result (``steps``: one list per key, a value per half cycle).
 #: ``stage``: "conditioning" or "ccd"; ``ocv_after_mV``: open-circuit voltage at the end of the rest
 #: that followed the half cycle (None without rests).
 STEP_KEYS = ("label", "stage", "phase", "current_density_mA_cm2", "duration_s", "charge_mAh_cm2", "polarization_mV", "asr_ohm_cm2",
-             "ocv_after_mV")
+             "rise_percent", "ocv_after_mV")
 
 
-class CCDParameters(PlatingParameters):
+class CCDParameters(HalfCycleParameters):
     plating_start_mA_cm2: float = Field(0.5, gt=0, description="plating current density of the first cycle, mA/cm2")
     plating_increment_mA_cm2: float = Field(0.5, gt=0, description="rise of the plating current density per cycle, mA/cm2")
     stripping_mA_cm2: float = Field(0.2, gt=0, description="stripping current density (every cycle), mA/cm2")
-    capacity_mAh_cm2: float | None = Field(0.2, gt=0, description="areal capacity of each half cycle, mAh/cm2 (or give half_cycle_s)")
-    half_cycle_s: float | None = Field(None, gt=0, description="duration of each half cycle, s (instead of a capacity)")
     max_plating_mA_cm2: float = Field(3.0, gt=0, description="last plating current density tried, mA/cm2")
     stop_on_short: bool = Field(True, description="end the run at the first short (else record it and go on)")
     conditioning_cycles: int = Field(0, ge=0, le=1000, description="plating/stripping cycles at conditioning_mA_cm2 before the staircase")
@@ -51,34 +47,18 @@ class CCDParameters(PlatingParameters):
 
     @model_validator(mode="after")
     def _consistent(self) -> "CCDParameters":
-        if self.half_cycle_s is not None and "capacity_mAh_cm2" in self.model_fields_set:
-            raise ValueError("give capacity_mAh_cm2 or half_cycle_s, not both")
-        if self.half_cycle_s is None and self.capacity_mAh_cm2 is None:
-            raise ValueError("give capacity_mAh_cm2 or half_cycle_s")
         if 0 < self.rest_s < self.sample_interval_s:
             raise ValueError(f"rest_s ({self.rest_s:g} s) is shorter than one sample interval ({self.sample_interval_s:g} s)")
         if self.max_plating_mA_cm2 < self.plating_start_mA_cm2:
             raise ValueError(
                 f"max_plating_mA_cm2 ({self.max_plating_mA_cm2}) is below plating_start_mA_cm2 ({self.plating_start_mA_cm2})"
             )
-        shortest_plating_s = self.duration_s(self.max_plating_mA_cm2)
-        if shortest_plating_s <= self.detection_time_s():
-            raise ValueError(
-                f"the plating step at max_plating_mA_cm2 lasts {shortest_plating_s:.4g} s, not longer than settle_s + "
-                f"the smoothing window + confirm_s = {self.detection_time_s():.4g} s: the detector would never see it"
-            )
+        self.check_detectable(self.max_plating_mA_cm2, "max_plating_mA_cm2")
         return self
-
-    def duration_s(self, density_mA_cm2: float) -> float:
-        """Duration of a half cycle at ``density_mA_cm2``, s."""
-        if self.half_cycle_s is not None:
-            return self.half_cycle_s
-        return self.capacity_mAh_cm2 / density_mA_cm2 * 3600.0
 
     def plating_densities_mA_cm2(self) -> list[float]:
         """The plating current densities of every cycle of the staircase, mA/cm2."""
-        count = math.floor((self.max_plating_mA_cm2 - self.plating_start_mA_cm2) / self.plating_increment_mA_cm2 + 1e-9) + 1
-        return [round(self.plating_start_mA_cm2 + k * self.plating_increment_mA_cm2, 9) for k in range(count)]
+        return staircase(self.plating_start_mA_cm2, self.plating_increment_mA_cm2, self.max_plating_mA_cm2)
 
     def half_cycles(self) -> Iterator["HalfCycle"]:
         """Every half cycle the run may make, in order: conditioning, then the staircase."""
@@ -117,6 +97,31 @@ def check(params: CCDParameters, instrument: Instrument, limits: InstrumentLimit
     check_plating("ccd", params, max(params.max_plating_mA_cm2, params.stripping_mA_cm2, conditioning), instrument, limits)
 
 
+class HalfCycleLog:
+    """Per-step figures of a run's half cycles (``steps``, see STEP_KEYS) and the charge plated and stripped."""
+
+    def __init__(self) -> None:
+        self.steps: dict[str, list] = {key: [] for key in STEP_KEYS}
+        self.charge_mAh_cm2 = {"plate": 0.0, "strip": 0.0}
+
+    def add(self, watch: ShortWatch, stage: str, phase: str, density_mA_cm2: float | None) -> dict:
+        """Note a finished half cycle as its ``watch`` saw it; returns its figures."""
+        noted = {"label": watch.label, "stage": stage, "phase": phase, "current_density_mA_cm2": density_mA_cm2,
+                 **watch.step_record(), "ocv_after_mV": None}
+        self.charge_mAh_cm2[phase] += noted["charge_mAh_cm2"]
+        for key in STEP_KEYS:
+            self.steps[key].append(noted[key])
+        return noted
+
+    def rest(self, ocv_V: float) -> None:
+        """Note the open-circuit voltage (V) at the end of the rest after the latest half cycle."""
+        if self.steps["ocv_after_mV"]:
+            self.steps["ocv_after_mV"][-1] = ocv_V * 1e3
+
+    def result(self) -> dict:
+        return {"plated_mAh_cm2": self.charge_mAh_cm2["plate"], "stripped_mAh_cm2": self.charge_mAh_cm2["strip"], "steps": self.steps}
+
+
 class CCDVerdict:
     """The CCD result, built as the half cycles end: one code path for the live plan and `analyze ccd`.
 
@@ -132,8 +137,7 @@ class CCDVerdict:
         self.monitor = monitor
         self.last_passed: float | None = None
         self.short: dict | None = None
-        self.steps: dict[str, list] = {key: [] for key in STEP_KEYS}
-        self.charge_mAh_cm2 = {"plate": 0.0, "strip": 0.0}
+        self.log = HalfCycleLog()
 
     def half_cycle(self, plating_mA_cm2: float | None, phase: str, stop: Stop | None, watch: ShortWatch | None = None,
                    density_mA_cm2: float | None = None, stage: str = "ccd") -> bool:
@@ -141,12 +145,7 @@ class CCDVerdict:
         ``plating_mA_cm2`` (None while conditioning), at ``density_mA_cm2`` (its own current
         density), as its ``watch`` saw it; True when it holds the run's first short."""
         if watch is not None:
-            record = watch.step_record()
-            self.charge_mAh_cm2[phase] += record["charge_mAh_cm2"]
-            noted = {"label": watch.label, "stage": stage, "phase": phase, "current_density_mA_cm2": density_mA_cm2, **record,
-                     "ocv_after_mV": None}
-            for key, value in noted.items():
-                self.steps[key].append(value)
+            self.log.add(watch, stage, phase, density_mA_cm2)
         if self.short is None and stop is not None and stop.reason == "short":
             at_start = bool(stop.details["shorted_from_start"])
             conditioning = stage == "conditioning"
@@ -161,11 +160,6 @@ class CCDVerdict:
             self.last_passed = plating_mA_cm2
         return False
 
-    def rest(self, ocv_V: float) -> None:
-        """Note the open-circuit voltage (V) at the end of the rest after the latest half cycle."""
-        if self.steps["ocv_after_mV"]:
-            self.steps["ocv_after_mV"][-1] = ocv_V * 1e3
-
     def result(self) -> dict:
         """ccd_mA_cm2, last_passed_mA_cm2, short_detected_at_s, drop_mV, short_rule, short_phase,
         shorted_at_start, suspect_short (evidence of a short no rule caught, or None) and the
@@ -174,8 +168,7 @@ class CCDVerdict:
                                "shorted_in_conditioning": False, "short_time_into_step_s": None, "short_capacity_mAh_cm2": None}
         suspect = self.monitor.suspect() if self.short is None else None
         return {**short, "last_passed_mA_cm2": None if suspect else self.last_passed, "suspect_short": suspect,
-                "plated_mAh_cm2": self.charge_mAh_cm2["plate"], "stripped_mAh_cm2": self.charge_mAh_cm2["strip"],
-                "steps": self.steps, "detection": self.monitor.criterion.model_dump()}
+                **self.log.result(), "detection": self.monitor.criterion.model_dump()}
 
 
 def plan(params: CCDParameters) -> Plan:
@@ -204,7 +197,7 @@ def plan(params: CCDParameters) -> Plan:
         if params.rest_s > 0:
             rest = yield OpenCircuit(params.rest_s, params.sample_interval_s, f"{half.label}: rest at open circuit")
             if rest.n_samples:
-                verdict.rest(float(rest.columns["voltage_V"][-1]))
+                verdict.log.rest(float(rest.columns["voltage_V"][-1]))
     result = _result(verdict, "short" if verdict.short else "max_current", cycles, params)
     if result["suspect_short"] is not None:
         yield Event("suspect_short", result["suspect_short"]["reason"])

@@ -69,6 +69,42 @@ class PlatingParameters(ShortDetection):
         return self.settle_s + smoothing_samples(self.smoothing_s, self.sample_interval_s) * self.sample_interval_s + self.confirm_s
 
 
+class HalfCycleParameters(PlatingParameters):
+    """Plating parameters of protocols whose half cycles pass an areal capacity, or last a time."""
+
+    capacity_mAh_cm2: float | None = Field(0.2, gt=0, description="areal capacity of each half cycle, mAh/cm2 (or give half_cycle_s)")
+    half_cycle_s: float | None = Field(None, gt=0, description="duration of each half cycle, s (instead of a capacity)")
+
+    @model_validator(mode="after")
+    def _one_half_cycle_size(self):
+        if self.half_cycle_s is not None and "capacity_mAh_cm2" in self.model_fields_set:
+            raise ValueError("give capacity_mAh_cm2 or half_cycle_s, not both")
+        if self.half_cycle_s is None and self.capacity_mAh_cm2 is None:
+            raise ValueError("give capacity_mAh_cm2 or half_cycle_s")
+        return self
+
+    def duration_s(self, density_mA_cm2: float) -> float:
+        """Duration of a half cycle at ``density_mA_cm2``, s."""
+        if self.half_cycle_s is not None:
+            return self.half_cycle_s
+        return self.capacity_mAh_cm2 / density_mA_cm2 * 3600.0
+
+    def check_detectable(self, fastest_mA_cm2: float, name: str) -> None:
+        """Raise ValueError when the half cycle at ``fastest_mA_cm2`` (``name``d) is too short for the detector."""
+        shortest_s = self.duration_s(fastest_mA_cm2)
+        if shortest_s <= self.detection_time_s():
+            raise ValueError(
+                f"the half cycle at {name} lasts {shortest_s:.4g} s, not longer than settle_s + "
+                f"the smoothing window + confirm_s = {self.detection_time_s():.4g} s: the detector would never see it"
+            )
+
+
+def staircase(start: float, increment: float, end: float) -> list[float]:
+    """Current densities from ``start`` by ``increment`` up to ``end`` (included where it falls on a step), mA/cm2."""
+    count = math.floor((end - start) / increment + 1e-9) + 1
+    return [round(start + k * increment, 9) for k in range(count)]
+
+
 def check_plating(name: str, params: PlatingParameters, largest_mA_cm2: float, instrument: Instrument, limits: InstrumentLimits) -> None:
     """Refuse, before anything is applied, what the instrument or the lab's limits cannot run."""
     if not isinstance(instrument, Potentiostat):

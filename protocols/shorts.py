@@ -258,13 +258,17 @@ class ShortWatch(StopCondition):
         return self._t0 - self.sample_interval_s if self._t0 is not None else math.nan
 
     def step_record(self) -> dict:
-        """What the step was, as far as it went: duration (s), charge passed (mAh/cm2), and the
-        smoothed polarization (mV) and ASR (Ohm cm2) at its last sample."""
+        """What the step was, as far as it went: duration (s), charge passed (mAh/cm2), the smoothed
+        polarization (mV) and ASR (Ohm cm2) at its last sample, and how much the polarization rose
+        (%) from the end of the settle time to the last sample (None when it never settled)."""
+        settled_mV = self.summary.polarization_mV if self.summary is not None else None
+        last_mV = self._last_p * 1e3
         return {
             "duration_s": self._last_t - self.started_s,
             "charge_mAh_cm2": self._charge_As / self.area_cm2 / 3.6,
-            "polarization_mV": self._last_p * 1e3,
+            "polarization_mV": last_mV,
             "asr_ohm_cm2": _finite(self._last_p / self._last_density) if self._last_density > 0 else None,
+            "rise_percent": _finite((last_mV / settled_mV - 1) * 100) if settled_mV else None,
         }
 
     def _arm(self, t: np.ndarray, t_window: np.ndarray, p: np.ndarray, asr: np.ndarray, density: np.ndarray, threshold_V: float) -> int:

@@ -82,3 +82,31 @@ def test_a_short_while_conditioning_means_no_ccd(tmp_path):
 def test_a_rest_shorter_than_a_sample_is_refused(tmp_path):
     with pytest.raises(RemoteError, match=r"rest_s \(0.5 s\) is shorter than one sample interval \(1 s\)"):
         run(tmp_path, "Li6PS5Cl-flat", "ccd", rest_s=0.5)
+
+
+@pytest.mark.parametrize("onset", [0.3, 0.5])
+def test_csc_finds_where_stripping_starts_to_void_the_working_electrode(tmp_path, onset):
+    # voids grow above the onset (local stripping current density), strongly enough to show within a half cycle
+    cell = {"preset": "Li6PS5Cl-flat", "seed": 1, "void_onset_mA_cm2": onset, "void_growth_per_mAh_cm2": 5.0}
+    record, model = run_on_cell(tmp_path, "csc", cell)
+    assert record["status"] == "completed", record["error"]
+    result = record["result"]
+    assert result["stopped_by"] == "voiding" and result["voiding_rise_percent"] > 10
+    assert onset < result["critical_stripping_mA_cm2"] <= onset + 0.4  # never below the onset: no voids there
+    assert result["last_passed_stripping_mA_cm2"] == pytest.approx(result["critical_stripping_mA_cm2"] - 0.1)
+    steps = result["steps"]
+    strips = [(d, rise) for phase, d, rise in zip(steps["phase"], steps["current_density_mA_cm2"], steps["rise_percent"]) if phase == "strip"]
+    assert all(abs(rise) < 0.5 for d, rise in strips if d <= onset)  # flat below the onset
+    rises = [rise for d, rise in strips if d > onset]
+    assert rises == sorted(rises) and rises[-1] > 10  # and rising faster step by step above it
+    assert model.state.contact < 1.0 and result["short_rule"] is None
+
+
+def test_csc_of_a_cell_that_does_not_void_reaches_its_last_step_and_a_limit_without_a_rise_is_no_csc(tmp_path):
+    result, _ = run(tmp_path / "a", "Li6PS5Cl-flat", "csc", max_stripping_mA_cm2=0.5)  # the flat preset's onset
+    assert result["stopped_by"] == "max_current" and result["critical_stripping_mA_cm2"] is None
+    assert result["last_passed_stripping_mA_cm2"] == 0.5 and result["cycles"] == 5
+    # ~14 mV per 0.1 mA/cm2 stripped: 0.1 V is reached at 0.8 mA/cm2 by the cell's resistance, not by voids
+    limited, _ = run(tmp_path / "b", "Li6PS5Cl-flat", "csc", voltage_limit_V=0.1)
+    assert limited["stopped_by"] == "voltage_limit" and limited["critical_stripping_mA_cm2"] is None
+    assert limited["last_passed_stripping_mA_cm2"] == 0.7 and limited["steps"]["current_density_mA_cm2"][-1] == 0.8

@@ -259,13 +259,29 @@ class SymmetricCell:
 
     def _contact(self, start: float, stripping_mA_cm2: float, charge: np.ndarray) -> np.ndarray:
         """Contact fraction of an electrode stripped at ``stripping_mA_cm2`` (negative: Li plated on
-        it) after each ``charge`` (mAh/cm2) passed, from ``start``."""
+        it) after each ``charge`` (mAh/cm2) passed, from ``start``.
+
+        Voids grow with the *local* overdrive: da/dQ = -g (s / a - s_on) while s / a > s_on, so
+        voiding runs away once it starts (less contact, a higher local current density, faster
+        voiding) down to the minimum contact.  Solved exactly: Q(a) = (F(a0) - F(a)) / g with
+        F(x) = -x / s_on - s / s_on^2 ln(s - s_on x), inverted by bisection."""
         c = self.config
         if stripping_mA_cm2 < 0:
             return 1 - (1 - start) * np.exp(-c.void_healing_per_mAh_cm2 * charge)
-        if stripping_mA_cm2 > c.void_onset_mA_cm2:
-            return np.maximum(c.min_contact_fraction, start - c.void_growth_per_mAh_cm2 * (stripping_mA_cm2 - c.void_onset_mA_cm2) * charge)
-        return np.full_like(charge, start)
+        s, onset, g = stripping_mA_cm2, c.void_onset_mA_cm2, c.void_growth_per_mAh_cm2
+        if s <= onset * start or g == 0 or start <= c.min_contact_fraction:
+            return np.full_like(charge, start)
+
+        def needed(a: np.ndarray | float) -> np.ndarray | float:  # charge (mAh/cm2) that takes the contact from start to a
+            f = lambda x: -x / onset - s / onset**2 * np.log(s - onset * x)  # noqa: E731
+            return (f(start) - f(a)) / g
+
+        lo, hi = np.full_like(charge, c.min_contact_fraction), np.full_like(charge, start)
+        for _ in range(60):  # to ~1e-18 of the contact range
+            mid = 0.5 * (lo + hi)
+            beyond = needed(mid) > charge  # mid is reached only after more charge: the contact is above it
+            lo, hi = np.where(beyond, mid, lo), np.where(beyond, hi, mid)
+        return np.where(needed(c.min_contact_fraction) <= charge, c.min_contact_fraction, 0.5 * (lo + hi))
 
     def _nucleation_V(self, j: float, plated_mAh_cm2: np.ndarray) -> np.ndarray:
         c = self.config
