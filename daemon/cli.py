@@ -97,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--symmetric", action=argparse.BooleanOptionalAction, default=True,
                          help="eis: both electrodes alike, so an electrode arc holds two interfaces (default: yes)")
     analyze.add_argument("--circuit", default=None, help="eis: equivalent circuit in impedance.py syntax (default R0-p(R1,CPE1)-p(R2,CPE2))")
+    analyze.add_argument("--spectrum", type=int, metavar="N",
+                         help="eis: which spectrum (from 1) of a file holding several (a CCD with spectra between its half cycles)")
     analyze.add_argument("--plating-sign", choices=("negative", "positive"),
                          help="ccd: the current sign that plates Li on the working electrode (default: found from the data)")
     _add_detection_options(analyze)
@@ -345,11 +347,12 @@ def cmd_analyze(args: argparse.Namespace) -> int:
                 raise UsageError(f"{args.file}: give the electrode area with --area-cm2")
             detection = _detection(args, table.metadata.get("parameters", {}))
             sign = {"negative": -1, "positive": 1, None: None}[args.plating_sign]
-            result = analysis.analyze_ccd(*table.require("time_s", "current_A", "voltage_V"), area_cm2=area, detection=detection,
+            current_A, time_s, voltage_V = table.measured("current_A", "time_s", "voltage_V")
+            result = analysis.analyze_ccd(time_s, current_A, voltage_V, area_cm2=area, detection=detection,
                                           plating_sign=sign)
         elif args.kind == "eis":
             thickness_mm = args.thickness_mm if args.thickness_mm is not None else table.metadata.get("parameters", {}).get("thickness_mm")
-            result = analysis.analyze_eis(*table.require("frequency_Hz", "z_real_ohm", "z_imag_ohm"), circuit=args.circuit, area_cm2=area,
+            result = analysis.analyze_eis(*table.spectrum(args.spectrum), circuit=args.circuit, area_cm2=area,
                                           thickness_cm=thickness_mm / 10 if thickness_mm else None, symmetric=args.symmetric)
         else:
             bias, current = table.require("bias_V", "current_A")

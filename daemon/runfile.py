@@ -24,7 +24,7 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -83,15 +83,18 @@ class RunFile:
         t0_unix_s: float | None = None,
         descriptions: Mapping[str, str] | None = None,
         attributes: Mapping[str, Any] | None = None,
+        sparse: Collection[str] = (),
     ) -> None:
         """``columns``: name -> SI unit; ``descriptions``: name -> what a column holds, for those
-        that need saying; ``attributes``: the protocol's record of the run's setup (root attributes).  ``t0_unix_s``: the run's time zero, Unix time (s), by default now.
+        that need saying; ``attributes``: the protocol's record of the run's setup (root attributes);
+        ``sparse``: columns a block may lack (its step does not measure them): NaN for its samples.  ``t0_unix_s``: the run's time zero, Unix time (s), by default now.
         Raises OSError when the file cannot be created (nothing is left behind), FileExistsError
         when it exists."""
         self.settings = settings
         self.path = Path(path)
         self.run_id = run_id
         self.units = dict(columns)
+        self.sparse = frozenset(sparse)
         self.t0 = time.time() if t0_unix_s is None else t0_unix_s
         self.flush_interval_s = settings.flush_interval_s
         self._lock = threading.Lock()
@@ -150,11 +153,11 @@ class RunFile:
 
     def append(self, columns: Mapping[str, np.ndarray]) -> DataBlock:
         """Queue one block (every column of the run) for writing; return it as the stream will carry it."""
-        missing = set(self.units) - set(columns)
+        missing = set(self.units) - set(columns) - self.sparse
         if missing:
             raise ValueError(f"block lacks columns {sorted(missing)}")
-        block_columns = {k: np.asarray(columns[k], dtype="<f8") for k in self.units}
-        n = len(block_columns["time_s"])
+        n = len(columns["time_s"])
+        block_columns = {k: np.asarray(columns[k], dtype="<f8") if k in columns else np.full(n, np.nan) for k in self.units}
         with self._lock:
             self._check_writable()
             block = DataBlock(self.run_id, self._blocks, self._n, self.t0, block_columns, self.units)

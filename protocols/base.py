@@ -189,6 +189,20 @@ class ProtocolDefinition:
     planned_steps: Callable[[Any], int] | None = None
     #: What the run file records of a run's setup beyond its parameters (root attributes).
     run_attributes: Callable[[Any], Mapping[str, Any]] = lambda params: {}
+    #: Columns some runs record besides ``columns`` (e.g. impedance spectra between the half cycles
+    #: of a CCD).  A run with extra columns records each sample in every column, NaN in those its
+    #: step does not measure.
+    extra_columns: Callable[[Any], tuple[Column, ...]] = lambda params: ()
+
+    def columns_for(self, params: Any) -> tuple[Column, ...]:
+        """The columns a run of ``params`` records."""
+        return self.columns + tuple(self.extra_columns(params))
+
+    def sparse_columns(self, params: Any) -> frozenset[str]:
+        """The columns of a run of ``params`` that some of its samples leave NaN (not measured by their step)."""
+        if not self.extra_columns(params):
+            return frozenset()
+        return frozenset(column.name for column in self.columns_for(params) if column.name != "time_s")
 
     def describe(self) -> dict:
         return {

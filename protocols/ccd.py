@@ -16,14 +16,16 @@ Parameters are in lab units (mA/cm2, mAh/cm2, cm2 or mm); they are converted to 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
 from echemd.config.models import InstrumentLimits
 from echemd.drivers.base import Instrument
-from echemd.protocols.base import Event, Galvanostatic, OpenCircuit, Plan, ProtocolDefinition, Stop
+from echemd.protocols.base import Event, Galvanostatic, OpenCircuit, Plan, ProtocolDefinition, Stop, StepOutcome
+from echemd.protocols.impedance_sweep import IMPEDANCE_COLUMNS, ImpedanceSweep, landmarks
 from echemd.protocols.plating_base import (CHRONO_COLUMNS, HalfCycleParameters, check_plating, plating_attributes, short_fields,
                                             short_message, staircase)
 from echemd.protocols.shorts import ShortMonitor, ShortWatch
@@ -44,6 +46,10 @@ class CCDParameters(HalfCycleParameters):
     conditioning_cycles: int = Field(0, ge=0, le=1000, description="plating/stripping cycles at conditioning_mA_cm2 before the staircase")
     conditioning_mA_cm2: float = Field(0.1, gt=0, description="current density of the conditioning cycles (both half cycles), mA/cm2")
     rest_s: float = Field(0.0, ge=0, description="rest at open circuit after every half cycle, s (0: none); its voltage is recorded")
+    eis_at: list[Literal["start", "plating", "stripping", "end"]] = Field(
+        default_factory=list, description="when to measure an impedance spectrum (at open circuit, after the rest): before the first half "
+        "cycle, after every plating or stripping half cycle, at the end (after a short too); recorded in the same run file")
+    eis: ImpedanceSweep = Field(default_factory=lambda: ImpedanceSweep(end_Hz=1.0), description="the spectra's frequency sweep")
 
     @model_validator(mode="after")
     def _consistent(self) -> "CCDParameters":
@@ -70,8 +76,10 @@ class CCDParameters(HalfCycleParameters):
             yield HalfCycle("ccd", cycle, "strip", self.stripping_mA_cm2, plating)
 
     def planned_steps(self) -> int:
-        half_cycles = 2 * (self.conditioning_cycles + len(self.plating_densities_mA_cm2()))
-        return half_cycles * (2 if self.rest_s > 0 else 1)
+        cycles = self.conditioning_cycles + len(self.plating_densities_mA_cm2())
+        per_half_cycle = 1 + (self.rest_s > 0)
+        spectra = ("start" in self.eis_at) + ("end" in self.eis_at) + cycles * (("plating" in self.eis_at) + ("stripping" in self.eis_at))
+        return 2 * cycles * per_half_cycle + spectra
 
 
 @dataclass(frozen=True)
@@ -95,6 +103,8 @@ class HalfCycle:
 def check(params: CCDParameters, instrument: Instrument, limits: InstrumentLimits) -> None:
     conditioning = params.conditioning_mA_cm2 if params.conditioning_cycles else 0.0
     check_plating("ccd", params, max(params.max_plating_mA_cm2, params.stripping_mA_cm2, conditioning), instrument, limits)
+    if params.eis_at:
+        params.eis.check("ccd", instrument, limits)
 
 
 class HalfCycleLog:
@@ -174,10 +184,28 @@ class CCDVerdict:
 def plan(params: CCDParameters) -> Plan:
     monitor = params.monitor()
     verdict = CCDVerdict(monitor)
-    cycles = 0  # staircase cycles begun
+    spectra: list[dict] = []
+    if "start" in params.eis_at:
+        spectra.append((yield from _spectrum(params, "start", "before the first half cycle")))
+    stopped_by, cycles = yield from _half_cycles(params, verdict, spectra)
+    if "end" in params.eis_at:
+        spectra.append((yield from _spectrum(params, "end", "at the end")))
+    result = {**verdict.result(), "stopped_by": stopped_by, "cycles": cycles, "electrodes": params.electrodes}
+    if params.eis_at:
+        result["impedance"] = spectra
+    if result["suspect_short"] is not None:
+        yield Event("suspect_short", result["suspect_short"]["reason"])
+    return result
+
+
+def _half_cycles(params: CCDParameters, verdict: CCDVerdict, spectra: list[dict]) -> Generator[Any, StepOutcome, tuple[str, int]]:
+    """Run the half cycles (each followed by its rest and spectrum, where asked) until the last or a
+    stop; returns why it stopped and the staircase cycles begun."""
+    cycles = 0
+    after = {"plate": "plating" in params.eis_at, "strip": "stripping" in params.eis_at}
     for half in params.half_cycles():
         cycles += half.stage == "ccd" and half.phase == "plate"
-        watch = monitor.watch(params.sample_interval_s, half.label) if verdict.short is None else None  # (after a short: not judged)
+        watch = verdict.monitor.watch(params.sample_interval_s, half.label) if verdict.short is None else None  # (after a short: not judged)
         outcome = yield Galvanostatic(
             current_A=params.current_A(half.density_mA_cm2) * (-1.0 if half.phase == "plate" else 1.0),
             duration_s=params.duration_s(half.density_mA_cm2),
@@ -189,23 +217,26 @@ def plan(params: CCDParameters) -> Plan:
         stop = outcome.stop
         if stop is not None and stop.reason == "voltage_limit":
             yield Event("limit", f"|V| reached {abs(stop.details['voltage_V']):.3f} V ({half.label})")
-            return _result(verdict, "voltage_limit", cycles, params)
+            return "voltage_limit", cycles
         if verdict.half_cycle(half.plating_mA_cm2, half.phase, stop, watch, half.density_mA_cm2, half.stage):
             yield Event("short", short_message(stop, half.label))
             if params.stop_on_short or half.stage == "conditioning":
-                return _result(verdict, "short", cycles, params)
+                return "short", cycles
         if params.rest_s > 0:
             rest = yield OpenCircuit(params.rest_s, params.sample_interval_s, f"{half.label}: rest at open circuit")
             if rest.n_samples:
                 verdict.log.rest(float(rest.columns["voltage_V"][-1]))
-    result = _result(verdict, "short" if verdict.short else "max_current", cycles, params)
-    if result["suspect_short"] is not None:
-        yield Event("suspect_short", result["suspect_short"]["reason"])
-    return result
+        if after[half.phase]:
+            spectra.append((yield from _spectrum(params, half.phase, f"after {half.label}")))
+    return ("short" if verdict.short else "max_current"), cycles
 
 
-def _result(verdict: CCDVerdict, stopped_by: str, cycles: int, params: CCDParameters) -> dict:
-    return {**verdict.result(), "stopped_by": stopped_by, "cycles": cycles, "electrodes": params.electrodes}
+def _spectrum(params: CCDParameters, at: str, where: str) -> Generator[Any, StepOutcome, dict]:
+    """Measure an impedance spectrum at open circuit; returns its landmarks, labelled."""
+    label = f"EIS {where}"
+    outcome = yield params.eis.step(label)
+    return {"at": at, "label": label, "time_s": float(outcome.columns["time_s"][0]) if outcome.n_samples else None,
+            **(landmarks(outcome.columns, params.electrode_area_cm2) if outcome.n_samples else {"points": 0})}
 
 
 CCD = ProtocolDefinition(
@@ -219,4 +250,5 @@ CCD = ProtocolDefinition(
     pause_hold='open_circuit',
     planned_steps=CCDParameters.planned_steps,
     run_attributes=plating_attributes,
+    extra_columns=lambda p: IMPEDANCE_COLUMNS if p.eis_at else (),
 )

@@ -4,7 +4,9 @@ CSV: one header line of column names carrying their SI units (``time_s,current_A
 one row per sample.  DTA: Gamry's EXPLAIN layout in cp1252 with CRLF line ends, Gamry's own table
 and column names and units (CURVE with Pt, T, Vf, Im for time-domain runs; ZCURVE with Pt, Time,
 Freq, Zreal, Zimag, Zsig, Zmod, Zphz for EIS), a TAG by kind (CHRONOP for galvanostatic plating,
-CV for bias sweeps, EISPOT for impedance) and the run's identity and parameters in the notes.
+CV for bias sweeps, EISPOT for impedance) and the run's identity and parameters in the notes.  A
+run holding both (a CCD with spectra between its half cycles) gives its time-domain rows as CURVE
+and its spectra as ZCURVE, ZCURVE2, ... in the order measured.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+
+from echemd.protocols.readers import spectrum_spans
 
 TAGS = {"eis": "EISPOT", "cafm-sweep": "CV", "memristor": "CV"}  # everything else: galvanostatic plating
 
@@ -54,7 +58,11 @@ def export_dta(run_file: str | Path, out: str | Path) -> Path:
     ]
     if area:
         lines.append(f"AREA\tQUANT\t{area:.5E}\t&Area (cm^2)")
-    lines += _eis_table(columns) if "frequency_Hz" in columns else _curve_table(columns)
+    if "current_A" in columns:  # (in a run with spectra too, the rows that are not theirs)
+        rows = ~np.isfinite(columns["frequency_Hz"]) if "frequency_Hz" in columns else slice(None)
+        lines += _curve_table({name: values[rows] for name, values in columns.items()})
+    for k, span in enumerate(spectrum_spans(columns["frequency_Hz"]) if "frequency_Hz" in columns else []):
+        lines += _eis_table({name: values[span] for name, values in columns.items()}, "ZCURVE" if k == 0 else f"ZCURVE{k + 1}")
     text = "\r\n".join(lines) + "\r\n"
     Path(out).write_bytes(text.encode("cp1252"))
     return Path(out)
@@ -69,11 +77,11 @@ def _curve_table(columns: dict[str, np.ndarray]) -> list[str]:
     return [f"CURVE\tTABLE\t{len(t)}", "\tPt\tT\tVf\tIm\tOver", "\t#\ts\tV vs. Ref.\tA\tbits", *rows]
 
 
-def _eis_table(columns: dict[str, np.ndarray]) -> list[str]:
+def _eis_table(columns: dict[str, np.ndarray], name: str = "ZCURVE") -> list[str]:
     t, f, zr, zi = (columns[n] for n in ("time_s", "frequency_Hz", "z_real_ohm", "z_imag_ohm"))
     modulus, phase = np.hypot(zr, zi), np.degrees(np.arctan2(zi, zr))
     rows = [f"\t{k}\t{t[k]:.9g}\t{f[k]:.9g}\t{zr[k]:.9g}\t{zi[k]:.9g}\t1\t{modulus[k]:.9g}\t{phase[k]:.9g}" for k in range(len(t))]
-    return [f"ZCURVE\tTABLE\t{len(t)}", "\tPt\tTime\tFreq\tZreal\tZimag\tZsig\tZmod\tZphz", "\t#\ts\tHz\tohm\tohm\tV\tohm\t\u00b0", *rows]
+    return [f"{name}\tTABLE\t{len(t)}", "\tPt\tTime\tFreq\tZreal\tZimag\tZsig\tZmod\tZphz", "\t#\ts\tHz\tohm\tohm\tV\tohm\t\u00b0", *rows]
 
 
 def export(run_file: str | Path, fmt: str, out: str | Path | None = None) -> Path:

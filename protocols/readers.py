@@ -37,6 +37,35 @@ class Table:
             raise UnreadableFile(f"{self.source}: no {', '.join(missing)} column (has: {', '.join(self.columns)})")
         return tuple(self.columns[n] for n in names)
 
+    def measured(self, *names: str) -> tuple[np.ndarray, ...]:
+        """Like :meth:`require`, only the rows where the first named column was measured (finite): a
+        run that records both kinds of data (a CCD with impedance spectra between its half cycles)
+        leaves each step's columns NaN in the other steps' rows."""
+        columns = self.require(*names)
+        rows = np.isfinite(columns[0])
+        return tuple(column[rows] for column in columns)
+
+    def spectrum(self, number: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Frequency (Hz), Z' and Z'' (Ohm) of the file's impedance spectrum, or of its ``number``-th
+        (from 1) where it holds several (runs of rows with a frequency, apart from other steps' rows)."""
+        frequency, z_real, z_imag = self.require("frequency_Hz", "z_real_ohm", "z_imag_ohm")
+        spans = spectrum_spans(frequency)
+        if not spans:
+            raise UnreadableFile(f"{self.source}: no impedance readings")
+        if number is None and len(spans) > 1:
+            raise UnreadableFile(f"{self.source} holds {len(spans)} impedance spectra: choose one with --spectrum 1..{len(spans)}")
+        if number is not None and not 1 <= number <= len(spans):
+            raise UnreadableFile(f"{self.source} holds {len(spans)} impedance spectra: --spectrum {number} is not one of 1..{len(spans)}")
+        span = spans[(number or 1) - 1]
+        return frequency[span], z_real[span], z_imag[span]
+
+
+def spectrum_spans(frequency_Hz: np.ndarray) -> list[slice]:
+    """The rows of each impedance spectrum in a frequency column: runs of finite values (other steps' rows are NaN)."""
+    measured = np.isfinite(np.asarray(frequency_Hz, dtype=np.float64)).astype(np.int8)
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], measured, [0]])))
+    return [slice(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2])]
+
 
 # --- Gamry EXPLAIN (.DTA) -------------------------------------------------------------------------
 @dataclass
