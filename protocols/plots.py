@@ -1,6 +1,7 @@
 """Plots of run files (matplotlib, headless): what a scientist looks at first.
 
-- plating runs (ccd and its variants): voltage and current vs time, step boundaries, the short;
+- plating runs (ccd and its variants): voltage and current density vs time, step boundaries, the
+  short; for ccd and csc a third panel with every half cycle's polarization and ASR;
 - c-AFM (cafm-sweep, memristor): I-V on linear and log|I| axes, triggering biases marked;
 - EIS: Nyquist (equal axes) and Bode with the fit, and the Kramers-Kronig residuals.
 """
@@ -14,10 +15,21 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-PLATING = ("ccd", "ccd-ramp", "plate-until-short", "cycling")
+PLATING = ("ccd", "csc", "ccd-ramp", "plate-until-short", "cycling")
 
 
 def plot_run(run_file: str | Path, out: str | Path) -> Path:
+    """Write the run's figure to ``out`` (PNG, or any format matplotlib knows by the suffix)."""
+    import matplotlib.pyplot as plt
+
+    figure = run_figure(run_file)
+    figure.savefig(out, dpi=110)
+    plt.close(figure)
+    return Path(out)
+
+
+def run_figure(run_file: str | Path):
+    """The run's figure (a matplotlib Figure, headless); raises ValueError for a protocol with no plot."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -27,10 +39,11 @@ def plot_run(run_file: str | Path, out: str | Path) -> Path:
         protocol = str(f.attrs["protocol"])
         run_id = str(f.attrs["run_id"])
         data = {name: f["data"][name][:] for name in f["data"]}
+        parameters = json.loads(f.attrs.get("parameters", "{}"))
         result = json.loads(f["result"].attrs.get("json", "null")) or {}
         events = [(t, k.decode(), m.decode()) for t, k, m in zip(f["events/time_s"][:], f["events/kind"][:], f["events/message"][:])]
     if protocol in PLATING:
-        figure = _plating(plt, data, result, events)
+        figure = _plating(plt, data, result, events, _area_cm2(parameters))
     elif "bias_V" in data:
         figure = _cafm(plt, data, result)
     elif "frequency_Hz" in data:
@@ -39,18 +52,30 @@ def plot_run(run_file: str | Path, out: str | Path) -> Path:
         raise ValueError(f"{run_file}: no plot for protocol {protocol!r}")
     figure.suptitle(f"{protocol}  {run_id}", fontsize=10)
     figure.tight_layout()
-    figure.savefig(out, dpi=110)
-    plt.close(figure)
-    return Path(out)
+    return figure
 
 
-def _plating(plt, data, result, events):
+def _area_cm2(parameters: dict) -> float | None:
+    if parameters.get("area_cm2"):
+        return float(parameters["area_cm2"])
+    return float(np.pi * (parameters["diameter_mm"] / 20) ** 2) if parameters.get("diameter_mm") else None
+
+
+def _plating(plt, data, result, events, area_cm2):
     t_h = data["time_s"] / 3600
-    figure, (top, bottom) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
+    steps = result.get("steps")
+    rows = 3 if steps else 2
+    figure = plt.figure(figsize=(9, 3 * rows))
+    top = figure.add_subplot(rows, 1, 1)
+    bottom = figure.add_subplot(rows, 1, 2, sharex=top)
     top.plot(t_h, data["voltage_V"] * 1e3, lw=0.8, color="tab:blue")
     top.set_ylabel("voltage (mV)")
-    bottom.plot(t_h, data["current_A"] * 1e3, lw=0.8, color="tab:orange")
-    bottom.set_ylabel("current (mA)")
+    if area_cm2:
+        bottom.plot(t_h, data["current_A"] * 1e3 / area_cm2, lw=0.8, color="tab:orange")
+        bottom.set_ylabel("current density (mA/cm2)")
+    else:
+        bottom.plot(t_h, data["current_A"] * 1e3, lw=0.8, color="tab:orange")
+        bottom.set_ylabel("current (mA)")
     bottom.set_xlabel("time (h)")
     for t, kind, _ in events:
         if kind == "step":
@@ -64,7 +89,32 @@ def _plating(plt, data, result, events):
         top.annotate(label, (short / 3600, top.get_ylim()[0]), color="tab:red", xytext=(-4, 6), textcoords="offset points", ha="right")
     top.grid(alpha=0.3)
     bottom.grid(alpha=0.3)
+    if steps:
+        _per_step(figure.add_subplot(rows, 1, 3), steps, result)
     return figure
+
+
+def _per_step(axis, steps: dict, result: dict) -> None:
+    """Every half cycle's smoothed polarization (mV; plating filled, stripping open) and ASR (Ohm cm2)
+    at its end, the half cycle holding the short in red."""
+    from matplotlib.ticker import MaxNLocator
+
+    number = np.arange(1, len(steps["label"]) + 1)
+    polarization = np.array([np.nan if p is None else p for p in steps["polarization_mV"]], dtype=float)
+    asr = np.array([np.nan if a is None else a for a in steps["asr_ohm_cm2"]], dtype=float)
+    plating = np.array([phase == "plate" for phase in steps["phase"]])
+    axis.plot(number[plating], polarization[plating], "o", color="tab:blue", label="polarization, plating")
+    axis.plot(number[~plating], polarization[~plating], "o", mfc="none", color="tab:blue", label="polarization, stripping")
+    axis.set_xlabel("half cycle")
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axis.set_ylabel("polarization (mV)")
+    ratio = axis.twinx()
+    ratio.plot(number, asr, "s", ms=3, color="tab:green", label="ASR")
+    ratio.set_ylabel("ASR (Ohm cm2)")
+    if result.get("stopped_by") == "short" and len(number):
+        axis.axvline(number[-1], color="tab:red", lw=1.2, label="short")
+    axis.legend(fontsize=8, loc="upper left")
+    axis.grid(alpha=0.3)
 
 
 def _cafm(plt, data, result):

@@ -1,6 +1,7 @@
 """Plots and exports of real run files; exports read back by independent readers."""
 
 import csv
+import json
 import subprocess
 import sys
 
@@ -12,6 +13,7 @@ import pytest
 from echemd.config import load_default_config
 from echemd.daemon.client import Client
 from echemd.daemon.service import Daemon
+from echemd.protocols.plots import run_figure
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -33,6 +35,30 @@ def run_files(tmp_path_factory):
 
 def echemd(*args):
     return subprocess.run([sys.executable, "-m", "echemd.daemon.cli", *map(str, args)], capture_output=True, text=True, timeout=120)
+
+
+def test_the_ccd_figure_shows_current_density_and_every_half_cycles_polarization_and_asr(run_files):
+    import matplotlib.pyplot as plt
+
+    with h5py.File(run_files["ccd"], "r") as f:
+        result = json.loads(f["result"].attrs["json"])
+        current_A = f["data/current_A"][:]
+    figure = run_figure(run_files["ccd"])
+    try:
+        voltage, current, per_step = figure.axes[:3]
+        assert current.get_ylabel() == "current density (mA/cm2)"
+        area = np.pi * 0.1**2  # the 2 mm disc
+        np.testing.assert_allclose(current.lines[0].get_ydata(), current_A * 1e3 / area)
+        plating, stripping = per_step.lines[:2]
+        steps = result["steps"]
+        phases = np.array(steps["phase"])
+        np.testing.assert_allclose(plating.get_ydata(), np.array(steps["polarization_mV"])[phases == "plate"])
+        np.testing.assert_allclose(stripping.get_ydata(), np.array(steps["polarization_mV"])[phases == "strip"])
+        asr_axis = figure.axes[3]
+        np.testing.assert_allclose(asr_axis.lines[0].get_ydata(), steps["asr_ohm_cm2"])
+        assert result["stopped_by"] == "short" and per_step.lines[-1].get_xdata()[0] == len(steps["label"])  # the short's half cycle
+    finally:
+        plt.close(figure)
 
 
 @pytest.mark.parametrize("kind", ["ccd", "eis", "cafm-sweep"])
