@@ -30,7 +30,7 @@ PARAMETERS = {"diameter_mm": 2.0}
 def bare_plan(config) -> tuple[float, float]:
     """(wall s, simulated s) of a CCD plan run by the engine on the simulated potentiostat, nothing recorded."""
     instrument = open_instrument(config.instrument("sim-pstat-1"))
-    engine = Engine(instrument, record=lambda columns: None, note=lambda time_s, kind, message: None)
+    engine = Engine(instrument, emit=lambda event: None)
     start = time.perf_counter()
     engine.run(CCD.plan(CCD.parameters(**PARAMETERS)))
     return time.perf_counter() - start, instrument.time_s

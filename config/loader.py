@@ -9,6 +9,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from echemd.config.models import DaemonConfig
+from echemd.daemon.errors import EchemdError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -18,7 +19,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 DEFAULT_CONFIG_NAME = "<embedded default.toml>"
 
 
-class ConfigError(ValueError):
+class ConfigError(EchemdError):
     """The configuration cannot be used; the message names the file, the key and what is expected."""
 
 

@@ -17,12 +17,14 @@ import zmq
 
 from echemd.config import ConfigError, load_config
 from echemd.daemon.client import DEFAULT_CONTROL_ENDPOINT, Client, RemoteError
+from echemd.daemon.errors import EchemdError
+from echemd.daemon.vocabulary import ACTIVE_STATUSES, RunStatus
 from echemd.drivers.base import DriverUnavailable
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
-class UsageError(Exception):
+class UsageError(EchemdError):
     """Bad usage or input: reported on stderr with exit code 2."""
 
 
@@ -178,7 +180,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if record["error"]:
         final["error"] = record["error"]
     print(json.dumps(final) if args.json else json.dumps(final, indent=2))
-    return EXIT_OK if record["status"] == "completed" else EXIT_FAILED
+    return EXIT_OK if record["status"] == RunStatus.COMPLETED else EXIT_FAILED
 
 
 def _wait_with_progress(client: Client, run_id: str) -> dict[str, Any]:
@@ -193,7 +195,7 @@ def _wait_with_progress(client: Client, run_id: str) -> dict[str, Any]:
         while True:
             record = client.status(run_id)
             progress.update(task, completed=record["progress"] or 0.0, description=f"{record['protocol']} {record['status']}: {record['step']}")
-            if record["status"] not in ("queued", "running", "paused"):
+            if record["status"] not in ACTIVE_STATUSES:
                 return record
             time.sleep(0.2)
 
@@ -337,7 +339,7 @@ def _detection(args: argparse.Namespace, recorded: dict):
 
 def cmd_analyze(args: argparse.Namespace) -> int:
     from echemd.protocols import analysis
-    from echemd.protocols.readers import UnreadableFile, read_table
+    from echemd.protocols.readers import read_table
 
     try:
         table = read_table(args.file, args.kind)
@@ -357,7 +359,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         else:
             bias, current = table.require("bias_V", "current_A")
             result = analysis.analyze_cafm(bias, current)
-    except (UnreadableFile, ValueError) as exc:  # FitError is a ValueError
+    except (EchemdError, ValueError) as exc:  # an unreadable file, a fit that cannot be made, bad numbers
         raise UsageError(str(exc)) from exc
     print(json.dumps(result))
     return EXIT_OK

@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 import zmq
 
-from echemd.daemon.run import FINAL_STATUSES
+from echemd.daemon.errors import EchemdError
+from echemd.daemon.vocabulary import FINAL_STATUSES
 from echemd.daemon.security import ClientKeys
 from echemd.daemon.stream import HEARTBEAT_TOPIC, DataBlock, decode, run_topic
 
@@ -29,7 +30,7 @@ log = logging.getLogger(__name__)
 DEFAULT_CONTROL_ENDPOINT = "tcp://127.0.0.1:5710"
 
 
-class RemoteError(RuntimeError):
+class RemoteError(EchemdError):
     """The daemon answered with an error; ``code`` and ``details`` are as in docs/protocol.md."""
 
     def __init__(self, code: str, message: str, details: Any = None) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from echemd.config import load_default_config
 from echemd.daemon.client import Client
 from echemd.daemon.service import Daemon
+from echemd.daemon.vocabulary import RunStatus
 
 CCD_PARAMETERS = {"diameter_mm": 2.0, "plating_start_mA_cm2": 0.5, "plating_increment_mA_cm2": 0.5,
                   "stripping_mA_cm2": 0.2, "capacity_mAh_cm2": 0.2, "max_plating_mA_cm2": 3.0}
@@ -51,7 +52,7 @@ def run_demo(data_dir: Path, out=print) -> bool:
             ok = True
             for title, run_id in runs.items():
                 record = client.wait(run_id, timeout_s=600)
-                ok &= record["status"] == "completed"
+                ok &= record["status"] == RunStatus.COMPLETED
                 out(f"{title}: {record['status']}")
                 out("  " + describe(record["protocol"], record["result"] or {}))
                 plot = Path(record["file"]).with_suffix(".png")

@@ -1,70 +1,83 @@
 """Drives a protocol's plan on an instrument, in the spirit of bluesky's RunEngine.
 
 The engine sends each step to the instrument, rebases the instrument's clock to the run's start,
-hands every block to ``record`` as it arrives, checks it against the instrument's limits
-(independently of the protocol), feeds the step's stop conditions, and checks for an abort between
-blocks.  What ``record`` and ``note`` do with the data (run file, stream) is the caller's business;
-leaving the instrument safe is too (the engine closes each acquisition, which ends that output).
+emits every block as it arrives (and every step, note and hold) as a typed event (run_events.py),
+checks each block against the instrument's limits (independently of the protocol), feeds the
+step's stop conditions, and checks its run's controls for an abort or a pause between blocks.
+What becomes of the events (run file, stream) is the recorder's business; leaving the instrument
+safe is its owner's (the engine closes each acquisition, which ends that output).
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
 
 from echemd.config.models import RunLimits
+from echemd.daemon.errors import EchemdError
+from echemd.daemon.run_events import HoldChanged, Note, RunEvent, Samples, StepStarted
 from echemd.daemon.safety import SafetyMonitor
+from echemd.daemon.vocabulary import EventKind, HoldMode
 from echemd.drivers.base import Instrument
-from echemd.protocols.base import Event, Plan, Step, StepOutcome, Stop
+from echemd.protocols.base import Event, Plan, Step, StepOutcome, Stop, check_kind
 
 #: A hold lasts until resumed: its acquisition is asked for this long, s.
 HOLD_FOREVER_S = 1e9
 HOLD_POLL_S = 0.05
 
 
-class RunAborted(Exception):
+class RunAborted(EchemdError):
     """Raised inside a run when an abort was requested."""
 
 
-class RunFailed(Exception):
+class RunFailed(EchemdError):
     """Raised inside a run when the engine ends it (e.g. a safety limit)."""
+
+
+class RunControl(Protocol):
+    """What a run's owner asks of its engine, read between blocks (a daemon Run is one)."""
+
+    abort_requested: threading.Event
+    pause_requested: threading.Event
+
+
+@dataclass
+class Controls:
+    """A RunControl of its own, for an engine driven outside the daemon."""
+
+    abort_requested: threading.Event = field(default_factory=threading.Event)
+    pause_requested: threading.Event = field(default_factory=threading.Event)
 
 
 class Engine:
     def __init__(
         self,
         instrument: Instrument,
-        record: Callable[[dict[str, np.ndarray]], None],
-        note: Callable[[float, str, str], None],
+        emit: Callable[[RunEvent], None],
+        control: RunControl | None = None,
         limits: RunLimits | None = None,
-        aborted: Callable[[], bool] = lambda: False,
-        paused: Callable[[], bool] = lambda: False,
-        hold: str | None = "output_off",
-        on_hold: Callable[[bool], None] = lambda holding: None,
-        request_pause: Callable[[], None] | None = None,
-        on_step: Callable[[str], None] = lambda label: None,
+        hold: HoldMode | None = HoldMode.OUTPUT_OFF,
         clock_zero_s: float | None = None,
         turn: AbstractContextManager | None = None,
     ) -> None:
-        """``clock_zero_s``: the instrument time (s) of the run's time zero, by default its time now.
-        ``turn``: held while a block is processed; the daemon's engines share one lock, so that with
-        dozens of channels they take turns in order instead of racing for the interpreter (which
-        starves some of them, and the control thread, for seconds)."""
+        """``emit``: where the run's events go (a Recorder's emit).  ``control``: the run's abort and
+        pause requests.  ``hold``: what the instrument does while paused (None: the run cannot
+        pause).  ``clock_zero_s``: the instrument time (s) of the run's time zero, by default its
+        time now.  ``turn``: held while a block is processed; the daemon's engines share one lock,
+        so that with dozens of channels they take turns in order instead of racing for the
+        interpreter (which starves some of them, and the control thread, for seconds)."""
         self.turn = turn if turn is not None else nullcontext()
         self.instrument = instrument
-        self.record = record
-        self.note = note
+        self.emit = emit
+        self.control = control if control is not None else Controls()
         self.safety = SafetyMonitor(limits) if limits is not None else None
-        self.aborted = aborted
-        self.paused = paused
-        self.hold = hold
-        self.on_hold = on_hold
-        self.request_pause = request_pause
-        self.on_step = on_step
+        self.hold = HoldMode(hold) if hold is not None else None
         self.clock_zero_s = instrument.time_s if clock_zero_s is None else clock_zero_s
         self.last_time_s = 0.0  # run time of the latest sample, s
         self._overload = 0  # the instrument's overload bit field at the latest sample
@@ -77,7 +90,7 @@ class Engine:
                 if self.aborted():
                     raise RunAborted()
                 if isinstance(message, Event):
-                    self.event(message.kind, message.message)
+                    self.event(EventKind(message.kind), message.message)
                     message = plan.send(None)
                 else:
                     message = plan.send(self.step(message))
@@ -88,8 +101,7 @@ class Engine:
 
     def step(self, step: Step) -> StepOutcome:
         """Run one step to its end (or its stop condition); a pause holds the instrument, then the rest runs."""
-        self.event("step", step.label)
-        self.on_step(step.label)
+        self.emit(StepStarted(self.last_time_s, step.label))
         self._overload = 0
         taken = _Taken(step.keep_samples)
         part: Step | None = step
@@ -104,6 +116,7 @@ class Engine:
 
     def _acquire(self, part: Step, step: Step, taken: "_Taken") -> tuple[Stop | None, bool]:
         """Acquire ``part`` of ``step``; returns (stop, paused)."""
+        check_kind(part, self.instrument)
         acquisition = part.acquire(self.instrument)
         try:
             for block in acquisition:
@@ -112,7 +125,7 @@ class Engine:
                     taken.add(columns)
                     stop = _first_stop(step.stops, columns)
                 if stop is not None:
-                    self.event("stop", f"{step.label}: {stop.reason} at {stop.time_s:.6g} s")
+                    self.event(EventKind.STOP, f"{step.label}: {stop.reason} at {stop.time_s:.6g} s")
                     return stop, False
                 if self.aborted():
                     raise RunAborted()
@@ -126,17 +139,16 @@ class Engine:
         """Rebase, record and safety-check one block; a limit fails the run, or pauses it where asked."""
         columns = dict(block.columns)
         columns["time_s"] = columns["time_s"] - self.clock_zero_s
-        self.record(columns)
+        self.emit(Samples(columns))
         if block.overload is not None:
             self._note_overloads(columns["time_s"], block.overload)
         self.last_time_s = float(columns["time_s"][-1])
         violation = self.safety.check(columns, cumulative=not holding) if self.safety else None
         if violation:
-            self.event("limit", violation)
-            can_pause = self.hold is not None and self.request_pause is not None and not holding
-            if not (can_pause and self.safety.limits.on_violation == "pause"):
+            self.event(EventKind.LIMIT, violation)
+            if not (self.hold is not None and not holding and self.safety.limits.on_violation == "pause"):
                 raise RunFailed(f"safety limit: {violation}")
-            self.request_pause()
+            self.control.pause_requested.set()
         return columns
 
     def _note_overloads(self, time_s: np.ndarray, flags: np.ndarray) -> None:
@@ -146,18 +158,18 @@ class Engine:
         changes = np.flatnonzero(np.diff(flags, prepend=self._overload))
         for k in changes:
             value = int(flags[k])
-            self.event("overload", f"instrument overload flags 0x{value:04X} from {time_s[k]:.6g} s" if value
+            self.event(EventKind.OVERLOAD, f"instrument overload flags 0x{value:04X} from {time_s[k]:.6g} s" if value
                        else f"instrument overload cleared at {time_s[k]:.6g} s")
         self._overload = int(flags[-1]) if len(flags) else self._overload
 
     def _hold(self, step: Step) -> None:
         """Hold the instrument as the protocol declared until resumed (or aborted); hold data is recorded."""
-        self.event("pause", f"{step.label}: paused, {self.hold.replace('_', ' ')}")
-        self.on_hold(True)
+        self.event(EventKind.PAUSE, f"{step.label}: paused, {self.hold.value.replace('_', ' ')}")
+        self.emit(HoldChanged(True))
         interval = getattr(step, "sample_interval_s", 1.0)
-        if self.hold == "open_circuit":
+        if self.hold == HoldMode.OPEN_CIRCUIT:
             holding = self.instrument.open_circuit(HOLD_FOREVER_S, interval)
-        elif self.hold == "hold_current":
+        elif self.hold == HoldMode.HOLD_CURRENT:
             holding = self.instrument.galvanostatic(step.current_A, HOLD_FOREVER_S, interval)
         else:
             self.instrument.safe_state()
@@ -176,11 +188,18 @@ class Engine:
                 close()
         if self.aborted():
             raise RunAborted()
-        self.on_hold(False)
-        self.event("resume", f"{step.label}: resumed")
+        self.emit(HoldChanged(False))
+        self.event(EventKind.RESUME, f"{step.label}: resumed")
 
-    def event(self, kind: str, message: str) -> None:
-        self.note(self.last_time_s, kind, message)
+    def aborted(self) -> bool:
+        return self.control.abort_requested.is_set()
+
+    def paused(self) -> bool:
+        return self.control.pause_requested.is_set()
+
+    def event(self, kind: EventKind, message: str) -> None:
+        """Log ``message`` at the latest sample's run time."""
+        self.emit(Note(self.last_time_s, kind, message))
 
 
 class _Taken:

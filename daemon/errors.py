@@ -1,11 +1,19 @@
-"""Errors the control API reports: a stable ``code``, a human message and optional details."""
+"""echemd's root exception, and the errors the control API reports (a stable ``code``, a human
+message and optional details).  This module imports nothing of echemd: every layer raises
+subclasses of :class:`EchemdError`."""
 
 from __future__ import annotations
 
 from typing import Any
 
 
-class ApiError(Exception):
+class EchemdError(Exception):
+    """Root of every error echemd raises on purpose (refusals, unreadable files, faults, API errors):
+    ``except EchemdError`` catches what echemd says went wrong and nothing else.  Not a ValueError:
+    a bug in echemd (a ValueError from numpy, say) is not mistaken for bad input."""
+
+
+class ApiError(EchemdError):
     """An error reply: ``{"code": ..., "message": ..., "details": ...}``.
 
     Codes: bad_request (not a valid request envelope), unknown_method, invalid_params (the

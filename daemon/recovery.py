@@ -14,7 +14,7 @@ import logging
 from pathlib import Path
 
 from echemd.daemon.file_transitions import clean_folder
-from echemd.daemon.run import FINAL_STATUSES
+from echemd.daemon.vocabulary import FINAL_STATUSES, RunStatus
 from echemd.daemon.runfile import RunFileSettings, read_attrs, recover
 from echemd.daemon.submissions import Submissions
 
@@ -33,7 +33,7 @@ def left_running(data_dir: Path, submissions: Submissions) -> list[Path]:
         except (OSError, KeyError, ValueError, RuntimeError) as exc:
             log.error("cannot read %s: %s", path, exc)
             continue
-        if status == "running":
+        if status == RunStatus.RUNNING:
             running.append(path)
         else:
             submissions.remove(path.stem)

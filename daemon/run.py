@@ -11,9 +11,9 @@ from pydantic import BaseModel
 
 from echemd.config.models import RunLimits
 from echemd.daemon.runfile import RunFile, utc_now
+from echemd.daemon.vocabulary import RunStatus
 from echemd.protocols.base import ProtocolDefinition
 
-FINAL_STATUSES = frozenset({"completed", "aborted", "failed", "interrupted"})
 
 
 @dataclass
@@ -23,7 +23,7 @@ class Run:
     instrument: str
     parameters: BaseModel
     file: Path
-    status: str = "queued"
+    status: RunStatus = RunStatus.QUEUED
     submitted: str = field(default_factory=utc_now)
     started: str = ""
     finished: str = ""
@@ -46,13 +46,13 @@ class Run:
     @property
     def progress(self) -> float | None:
         """Fraction of the planned steps started (1 once completed); None when the protocol cannot say."""
-        if self.status == "completed":
+        if self.status == RunStatus.COMPLETED:
             return 1.0
         planned = self.protocol.planned_steps(self.parameters) if self.protocol.planned_steps else None
         return min(1.0, self.steps_started / planned) if planned else None
 
-    def finish(self, status: str, result: dict[str, Any] | None = None, error: str = "") -> None:
-        self.status, self.result, self.error, self.finished = status, result, error, utc_now()
+    def finish(self, status: RunStatus, result: dict[str, Any] | None = None, error: str = "") -> None:
+        self.status, self.result, self.error, self.finished = RunStatus(status), result, error, utc_now()
         self.done.set()
 
     def record(self) -> dict[str, Any]:
@@ -63,7 +63,7 @@ class Run:
             "instrument": self.instrument,
             "parameters": self.parameters.model_dump(mode="json"),
             "limits": self.limits.model_dump(exclude_none=True) if self.limits else {},
-            "status": self.status,
+            "status": self.status.value,
             "submitted": self.submitted,
             "started": self.started,
             "finished": self.finished,

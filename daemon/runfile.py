@@ -36,6 +36,7 @@ from echemd.daemon import file_transitions
 from echemd.daemon.disk_space import DEFAULT_RESERVE_BYTES, ensure_free
 from echemd.daemon.file_transitions import current_path
 from echemd.daemon.stream import DataBlock
+from echemd.daemon.vocabulary import FILE_STATUSES, RunStatus
 
 CHUNK = 4096
 #: Most samples a run file holds in memory before its worker writes them itself (~6 MB for 3 columns).
@@ -45,7 +46,6 @@ MIN_WRITER_PERIOD_S = 0.005
 EVENT_CHUNK = 64
 KIND_DTYPE = "S32"
 MESSAGE_DTYPE = "S1024"  # UTF-8, truncated: the full text is in the daemon's log
-STATUSES = ("running", "completed", "aborted", "failed", "interrupted")
 #: Room a new run file takes (its structure, first chunks), and HDF5's metadata beside a write, bytes.
 NEW_FILE_BYTES, WRITE_OVERHEAD_BYTES = 256 * 1024, 64 * 1024
 log = logging.getLogger(__name__)
@@ -121,7 +121,7 @@ class RunFile:
                 "started": utc_now(),
                 "t0_unix_s": self.t0,
                 "finished": "",
-                "status": "running",
+                "status": RunStatus.RUNNING.value,
                 "error": "",
                 **(attributes or {}),
             })
@@ -271,8 +271,9 @@ class RunFile:
 
         Raises OSError when the file could not be completed (a full disk); it then holds every
         sample flushed before, and says ``running`` until recovery marks it."""
-        if status not in STATUSES:
-            raise ValueError(f"unknown status {status!r}")
+        if status not in FILE_STATUSES:
+            raise ValueError(f"a run file cannot end {status!r}")
+        status = RunStatus(status).value  # (a plain str for HDF5)
         _WRITER.discard(self)
         with self._lock:
             if self._file is None:
@@ -450,7 +451,7 @@ def recover(path: Path, compress: bool = False, status: str = "interrupted", err
         keep = keep[keep < n] if n else keep[:0]
         offsets.resize((len(keep),))
         offsets[:] = keep
-        target.attrs["status"] = status
+        target.attrs["status"] = RunStatus(status).value
         target.attrs["finished"] = finished
         target.attrs["error"] = error or f"the daemon stopped mid-run; recovered {n} samples at {utc_now()}"
 

@@ -24,7 +24,8 @@ from echemd.daemon.file_transitions import complete_replacement, current_path, p
 from echemd.daemon.folder_lock import FolderLock
 from echemd.daemon.publisher import Publisher
 from echemd.daemon.recovery import left_running, recover_file
-from echemd.daemon.run import FINAL_STATUSES, Run
+from echemd.daemon.run import Run
+from echemd.daemon.vocabulary import FINAL_STATUSES, RunStatus
 from echemd.daemon.runfile import RunFileSettings, finish_pending_ends, read_attrs, read_blocks, utc_now
 from echemd.daemon.security import CurveServer
 from echemd.daemon.submissions import SubmissionRecord, Submissions
@@ -167,16 +168,16 @@ class Daemon:
         (or end them as aborted when ``cancel``); returns their ids."""
         requeued = []
         for record in self.submissions.records():
-            if record.status != "queued" or record.run_id in self.recovering:
+            if record.status != RunStatus.QUEUED or record.run_id in self.recovering:
                 continue
             if cancel:
-                self.submissions.ended(record.run_id, "aborted", "cancelled at daemon start (--cancel-queued)", utc_now(), in_file=False)
+                self.submissions.ended(record.run_id, RunStatus.ABORTED, "cancelled at daemon start (--cancel-queued)", utc_now(), in_file=False)
                 continue
             try:
                 run = self._new_run(record.protocol, record.instrument, record.parameters, record.limits, record.run_id, record.submitted)
             except ApiError as exc:  # the configuration changed under it: the run cannot go on
                 log.error("run %s cannot be queued again: %s", record.run_id, exc.message)
-                self.submissions.ended(record.run_id, "failed", f"cannot be queued again after a restart: {exc.message}", utc_now(), in_file=False)
+                self.submissions.ended(record.run_id, RunStatus.FAILED, f"cannot be queued again after a restart: {exc.message}", utc_now(), in_file=False)
                 continue
             with self._lock:
                 self.runs[run.run_id] = run
@@ -333,7 +334,7 @@ class Daemon:
         run = self._run(_parse(RunParams, params).run_id)
         if run.protocol.pause_hold is None:
             raise ApiError("refused", f"{run.protocol.name} runs cannot be paused")
-        if run.status not in ("running", "paused"):
+        if run.status not in (RunStatus.RUNNING, RunStatus.PAUSED):
             raise ApiError("refused", f"run {run.run_id} is {run.status}: only a running run can be paused")
         run.pause_requested.set()
         return {"run_id": run.run_id, "status": run.status, "hold": run.protocol.pause_hold}
@@ -388,7 +389,7 @@ class Daemon:
         else:
             try:
                 with h5py.File(current_path(path), "r", libver="latest", swmr=True) as f:
-                    status = "recovering" if request.run_id in self.recovering else str(f.attrs["status"])
+                    status = RunStatus.RECOVERING if request.run_id in self.recovering else RunStatus(f.attrs["status"])
                     blocks, n_blocks = read_blocks(f, request.from_seq, max_samples)
             except (OSError, KeyError, ValueError, RuntimeError) as exc:
                 raise ApiError("unreadable", f"the run file {path} cannot be read: {exc}") from None
@@ -415,7 +416,7 @@ class Daemon:
             return _file_record(path, recovering=path.stem in self.recovering)
         except (OSError, KeyError, ValueError, RuntimeError) as exc:
             log.warning("cannot read %s: %s", path, exc)
-            return {"run_id": path.stem, "status": "unreadable", "file": str(path), "started": "", "finished": "", "n_samples": 0,
+            return {"run_id": path.stem, "status": RunStatus.UNREADABLE.value, "file": str(path), "started": "", "finished": "", "n_samples": 0,
                     "result": None, "error": f"the run file cannot be read: {exc}"}
 
     def _runs(self) -> list[Run]:
@@ -472,7 +473,7 @@ def _file_record(path: Path, recovering: bool = False) -> dict[str, Any]:
         "run_id": attrs["run_id"],
         "protocol": attrs["protocol"],
         "instrument": attrs["instrument"],
-        "status": "recovering" if recovering else attrs["status"],
+        "status": RunStatus.RECOVERING.value if recovering else str(attrs["status"]),
         "started": attrs["started"],
         "finished": attrs["finished"],
         "file": str(path),

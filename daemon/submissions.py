@@ -23,6 +23,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from echemd.daemon.vocabulary import RunStatus
+
 log = logging.getLogger(__name__)
 
 FOLDER = "submitted"
@@ -38,7 +40,7 @@ class SubmissionRecord(BaseModel):
     limits: dict[str, Any] | None = None
     submitted: str
     order: int  # position among every submission (queue order; moves renumber)
-    status: str = "queued"
+    status: RunStatus = RunStatus.QUEUED
     finished: str = ""
     error: str = ""
 
@@ -90,7 +92,7 @@ class Submissions:
                     self._write(record)
                     self._records[record.run_id] = record
 
-    def ended(self, run_id: str, status: str, error: str, finished: str, in_file: bool) -> None:
+    def ended(self, run_id: str, status: RunStatus, error: str, finished: str, in_file: bool) -> None:
         """A run ended: forget it when its file says how (``in_file``), else write down how."""
         with self._lock:
             record = self._records.get(run_id)

@@ -15,9 +15,11 @@ import time
 from echemd.config.models import InstrumentLimits
 from echemd.daemon.engine import Engine, RunAborted
 from echemd.daemon.publisher import Publisher
+from echemd.daemon.recorder import Recorder, publish_status
 from echemd.daemon.run import Run
 from echemd.daemon.runfile import RunFile, RunFileSettings, utc_now
 from echemd.daemon.submissions import Submissions
+from echemd.daemon.vocabulary import EventKind, RunStatus
 from echemd.drivers.base import DriverError, Instrument
 
 log = logging.getLogger(__name__)
@@ -57,7 +59,7 @@ class InstrumentWorker:
     def state(self) -> str:
         current = self.current
         if current is not None and not current.done.is_set():  # (an ended run is ended for the instrument too)
-            return "running"
+            return "running"  # (an instrument state, not a run status)
         return "idle" if self.connected else "offline"
 
     def _connect(self) -> str:
@@ -105,7 +107,7 @@ class InstrumentWorker:
         with self._cv:
             if run in self._queue:
                 self._queue.remove(run)
-                self._end(run, "aborted", error="aborted before it started")
+                self._end(run, RunStatus.ABORTED, error="aborted before it started")
                 return
         run.abort_requested.set()
 
@@ -139,7 +141,7 @@ class InstrumentWorker:
             except BaseException:  # pragma: no cover - _execute ends the run whatever happens; the queue goes on
                 log.exception("worker %s: unexpected error", self.instrument.name)
                 if not run.done.is_set():
-                    self._end(run, "failed", error="the instrument's worker failed unexpectedly (see the daemon log)")
+                    self._end(run, RunStatus.FAILED, error="the instrument's worker failed unexpectedly (see the daemon log)")
             finally:
                 self.current = None
 
@@ -147,7 +149,7 @@ class InstrumentWorker:
         protocol = run.protocol
         unreachable = "" if self.connected else self._connect()
         if unreachable:
-            self._end(run, "failed", error=unreachable)
+            self._end(run, RunStatus.FAILED, error=unreachable)
             return
         # the run's time zero: the instrument's clock and the wall clock read together, so that
         # t0_unix_s + time_s is each sample's wall-clock time
@@ -169,38 +171,21 @@ class InstrumentWorker:
             )
         except Exception as exc:  # nothing was applied: the run fails before it starts
             log.exception("run %s: cannot create its run file", run.run_id)
-            self._end(run, "failed", error=f"cannot create the run file {run.file}: {type(exc).__name__}: {exc}")
+            self._end(run, RunStatus.FAILED, error=f"cannot create the run file {run.file}: {type(exc).__name__}: {exc}")
             return
         run.runfile = runfile
-        run.status, run.started = "running", utc_now()
-        self._status(run)
-
-        def note(time_s: float, kind: str, message: str) -> None:
-            seq = runfile.add_event(time_s, kind, message)
-            self.publisher.notice(run.run_id, "event", {"seq": seq, "time_s": time_s, "kind": kind, "message": message})
-
-        engine = Engine(
-            self.instrument,
-            record=lambda columns: self.publisher.data(runfile.append(columns)),
-            note=note,
-            limits=self.limits.tightened(run.limits),
-            aborted=run.abort_requested.is_set,
-            paused=run.pause_requested.is_set,
-            hold=protocol.pause_hold,
-            on_hold=lambda holding: self._hold_status(run, holding),
-            request_pause=run.pause_requested.set,
-            on_step=lambda label: self._step_started(run, label),
-            clock_zero_s=clock_zero_s,
-            turn=self.turn,
-        )
-        status, result, error, instrument_fault = "failed", None, "", False
+        run.status, run.started = RunStatus.RUNNING, utc_now()
+        publish_status(self.publisher, run)
+        engine = Engine(self.instrument, Recorder(run, runfile, self.publisher).emit, control=run,
+                        limits=self.limits.tightened(run.limits), hold=protocol.pause_hold, clock_zero_s=clock_zero_s, turn=self.turn)
+        status, result, error, instrument_fault = RunStatus.FAILED, None, "", False
         try:
             result = engine.run(protocol.plan(run.parameters))
-            status = "completed"
+            status = RunStatus.COMPLETED
         except RunAborted:
-            status, error = "aborted", run.abort_reason
+            status, error = RunStatus.ABORTED, run.abort_reason
         except BaseException as exc:  # KeyboardInterrupt or SystemExit raised in a driver too: the worker goes on
-            status, error = "failed", f"{type(exc).__name__}: {exc}"
+            status, error = RunStatus.FAILED, f"{type(exc).__name__}: {exc}"
             instrument_fault = isinstance(exc, (DriverError, TimeoutError))
             log.exception("run %s failed", run.run_id)
         finally:
@@ -209,10 +194,10 @@ class InstrumentWorker:
                 self.instrument.safe_state()
             except Exception as exc:
                 log.exception("%s: safe state failed", self.instrument.name)
-                status, error, reachable = "failed", error or f"safe state failed: {exc}", False
-            if status != "completed":
+                status, error, reachable = RunStatus.FAILED, error or f"safe state failed: {exc}", False
+            if status != RunStatus.COMPLETED:
                 try:
-                    engine.event("abort" if status == "aborted" else "error", error)
+                    engine.event(EventKind.ABORT if status == RunStatus.ABORTED else EventKind.ERROR, error)
                 except Exception as exc:  # e.g. the file is what failed: the run's error says it all
                     log.warning("run %s: cannot record its %s event: %s", run.run_id, status, exc)
             in_file = True
@@ -220,30 +205,16 @@ class InstrumentWorker:
                 runfile.close(status, result, error)
             except Exception as exc:
                 log.exception("run %s: cannot close its run file", run.run_id)
-                status, error, in_file = "failed", error or f"cannot close the run file: {exc}", False
+                status, error, in_file = RunStatus.FAILED, error or f"cannot close the run file: {exc}", False
             if instrument_fault or not reachable:  # a fresh connection for what comes next: offline only if that fails
                 self._disconnect()
                 self._connect()
             self._end(run, status, result, error, in_file)
             log.info("run %s %s (%d samples) %s", run.run_id, status, run.n_samples, error)
 
-    def _end(self, run: Run, status: str, result: dict | None = None, error: str = "", in_file: bool = False) -> None:
+    def _end(self, run: Run, status: RunStatus, result: dict | None = None, error: str = "", in_file: bool = False) -> None:
         """The run ended: tell its record (``in_file``: its run file says how), its waiters, its subscribers."""
         run.finish(status, result, error)
         if self.submissions is not None:
             self.submissions.ended(run.run_id, status, error, run.finished, in_file)
-        self._status(run)
-
-    @staticmethod
-    def _step_started(run: Run, label: str) -> None:
-        run.steps_started += 1
-        run.step_label = label
-
-    def _hold_status(self, run: Run, holding: bool) -> None:
-        run.status = "paused" if holding else "running"
-        self._status(run)
-
-    def _status(self, run: Run) -> None:
-        header = {"seq": run.status_seq, "status": run.status, "n_samples": run.n_samples, "error": run.error}
-        run.status_seq += 1
-        self.publisher.notice(run.run_id, "status", header)
+        publish_status(self.publisher, run)

@@ -19,13 +19,15 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from echemd.daemon.errors import EchemdError
+
 
 #: |Z| expected when nothing better is known, Ohm (Gamry's own EIS scripts start from 100 Ohm;
 #: a 2 mm Li|Li6PS5Cl|Li cell is 300-3,000 Ohm).
 DEFAULT_IMPEDANCE_GUESS_OHM = 1000.0
 
 
-class DriverError(RuntimeError):
+class DriverError(EchemdError):
     """The instrument failed or could not be reached (timeout, I/O error, instrument error queue)."""
 
 
@@ -33,7 +35,7 @@ class DriverUnavailable(DriverError):
     """The driver cannot work on this machine (missing OS support or package); raised at daemon start."""
 
 
-class InstrumentRefused(ValueError):
+class InstrumentRefused(EchemdError):
     """A request exceeds what the instrument can do; raised before anything is applied."""
 
 

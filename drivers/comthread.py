@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 #: How long the idle thread pumps events before looking for new calls, s.
 PUMP_INTERVAL_S = 0.02
 
+from echemd.daemon.errors import EchemdError
+
 
 def forward_interrupt() -> None:
     """Deliver a Ctrl+C caught on the COM thread to the main thread (as SIGINT)."""
@@ -42,11 +44,11 @@ class ComBackend(Protocol):
         """Called from any thread when a call is queued: end a pump early if the backend can."""
 
 
-class ComHung(TimeoutError):
+class ComHung(EchemdError, TimeoutError):
     """A COM call did not return in time; the thread is given up."""
 
 
-class ComThreadEnded(RuntimeError):
+class ComThreadEnded(EchemdError):
     """The COM thread ended (Ctrl+C while it pumped): no call can run on it any more."""
 
 

@@ -13,6 +13,7 @@ import math
 
 import numpy as np
 
+from echemd.daemon.errors import EchemdError
 from echemd.protocols.ccd import CCDVerdict
 from echemd.protocols.detection import find_triggering_bias
 from echemd.protocols.shorts import ShortDetection, ShortMonitor
@@ -32,7 +33,7 @@ def constant_current_steps(current_A: np.ndarray) -> list[slice]:
     return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
 
 
-class PlatingDirectionUnknown(ValueError):
+class PlatingDirectionUnknown(EchemdError):
     """The record does not show which current sign plates Li on the working electrode."""
 
 

@@ -11,16 +11,18 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Union
+from typing import Any, ClassVar, Union
 
 import numpy as np
 from pydantic import BaseModel
 
 from echemd.config.models import InstrumentLimits
+from echemd.daemon.errors import EchemdError
+from echemd.daemon.vocabulary import EventKind, HoldMode
 from echemd.drivers.base import DEFAULT_IMPEDANCE_GUESS_OHM, Block, Instrument, Potentiostat, Sourcemeter
 
 
-class ProtocolRefused(ValueError):
+class ProtocolRefused(EchemdError):
     """The parameters ask for more than the instrument or its configured limits allow."""
 
 
@@ -71,6 +73,7 @@ class Galvanostatic(_Timed):
     plan that only needs the stop should say False, so a long step costs no memory.
     """
 
+    needs: ClassVar[type[Instrument]] = Potentiostat
     current_A: float
     duration_s: float
     sample_interval_s: float
@@ -79,8 +82,6 @@ class Galvanostatic(_Timed):
     keep_samples: bool = True
 
     def acquire(self, instrument: Instrument) -> Iterator[Block]:
-        if not isinstance(instrument, Potentiostat):
-            raise ProtocolRefused(f"{instrument.name} is a {instrument.kind}, a galvanostatic step needs a potentiostat")
         return instrument.galvanostatic(self.current_A, self.duration_s, self.sample_interval_s)
 
 
@@ -88,6 +89,7 @@ class Galvanostatic(_Timed):
 class VoltageSweep:
     """Source each bias (V) in turn for ``dwell_s`` (s) with a current compliance (A), measuring current."""
 
+    needs: ClassVar[type[Instrument]] = Sourcemeter
     biases_V: np.ndarray
     compliance_A: float
     dwell_s: float
@@ -96,8 +98,6 @@ class VoltageSweep:
     keep_samples: bool = True
 
     def acquire(self, instrument: Instrument) -> Iterator[Block]:
-        if not isinstance(instrument, Sourcemeter):
-            raise ProtocolRefused(f"{instrument.name} is a {instrument.kind}, a voltage sweep needs a sourcemeter")
         return instrument.voltage_sweep(self.biases_V, self.compliance_A, self.dwell_s)
 
     def remainder(self, samples_done: int) -> "VoltageSweep | None":
@@ -113,6 +113,7 @@ class Impedance:
     """Potentiostatic EIS: one reading per frequency (Hz), AC amplitude (V rms), DC bias (V) or
     None for the open-circuit voltage, and the |Z| expected (Ohm: the starting current range)."""
 
+    needs: ClassVar[type[Instrument]] = Potentiostat
     frequencies_Hz: np.ndarray
     amplitude_V: float
     dc_voltage_V: float | None
@@ -122,8 +123,6 @@ class Impedance:
     impedance_guess_ohm: float = DEFAULT_IMPEDANCE_GUESS_OHM
 
     def acquire(self, instrument: Instrument) -> Iterator[Block]:
-        if not isinstance(instrument, Potentiostat):
-            raise ProtocolRefused(f"{instrument.name} is a {instrument.kind}, EIS needs a potentiostat")
         return instrument.eis(self.frequencies_Hz, self.amplitude_V, self.dc_voltage_V, self.impedance_guess_ohm)
 
     def remainder(self, samples_done: int) -> "Impedance | None":
@@ -135,6 +134,7 @@ class OpenCircuit(_Timed):
     """Rest at open circuit (cell off, no current) for ``duration_s`` (s), recording the voltage every
     ``sample_interval_s`` (s)."""
 
+    needs: ClassVar[type[Instrument]] = Potentiostat
     duration_s: float
     sample_interval_s: float
     label: str
@@ -142,19 +142,24 @@ class OpenCircuit(_Timed):
     keep_samples: bool = True
 
     def acquire(self, instrument: Instrument) -> Iterator[Block]:
-        if not isinstance(instrument, Potentiostat):
-            raise ProtocolRefused(f"{instrument.name} is a {instrument.kind}, a rest at open circuit needs a potentiostat")
         return instrument.open_circuit(self.duration_s, self.sample_interval_s)
 
 
 Step = Union[Galvanostatic, VoltageSweep, Impedance, OpenCircuit]
 
 
+def check_kind(step: Step, instrument: Instrument) -> None:
+    """The one check that an instrument can take a step (the kind it ``needs``); the daemon refuses
+    a protocol of the wrong kind at submission already (ProtocolDefinition.instrument_kind)."""
+    if not isinstance(instrument, step.needs):
+        raise ProtocolRefused(f"{instrument.name} is a {instrument.kind}; a {type(step).__name__} step needs a {step.needs.kind}")
+
+
 @dataclass(frozen=True)
 class Event:
-    """A note for the run's event log (e.g. ``kind="short"``)."""
+    """A note for the run's event log (e.g. ``kind=EventKind.SHORT``)."""
 
-    kind: str
+    kind: EventKind
     message: str
 
 
@@ -182,9 +187,8 @@ class ProtocolDefinition:
     columns: tuple[Column, ...]
     plan: Callable[[Any], Plan]
     check: Callable[[Any, Instrument, InstrumentLimits], None]
-    #: What the instrument does while a run is paused: "output_off", "open_circuit" or
-    #: "hold_current"; None: the protocol cannot be paused.
-    pause_hold: str | None = "output_off"
+    #: What the instrument does while a run is paused; None: the protocol cannot be paused.
+    pause_hold: HoldMode | None = HoldMode.OUTPUT_OFF
     #: How many steps the plan will run at most, for progress (None: unknown).
     planned_steps: Callable[[Any], int] | None = None
     #: What the run file records of a run's setup beyond its parameters (root attributes).
@@ -210,6 +214,6 @@ class ProtocolDefinition:
             "title": self.title,
             "instrument_kind": self.instrument_kind,
             "columns": {column.name: column.units for column in self.columns},
-            "pause_hold": self.pause_hold,
+            "pause_hold": self.pause_hold.value if self.pause_hold is not None else None,
             "parameters_schema": self.parameters.model_json_schema(),
         }

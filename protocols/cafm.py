@@ -18,7 +18,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from echemd.config.models import InstrumentLimits
-from echemd.drivers.base import Instrument, Sourcemeter
+from echemd.drivers.base import Instrument
 from echemd.protocols.base import Column, Plan, ProtocolDefinition, ProtocolRefused, VoltageSweep
 from echemd.protocols.analysis import analyze_cafm
 
@@ -61,8 +61,6 @@ class CAFMSweepParameters(BaseModel):
 
 def check_sweep(name: str, largest_V: float, compliance_A: float, dwell_s: float, instrument: Instrument, limits: InstrumentLimits) -> None:
     """Refuse, before the tip is touched, a sweep beyond the lab's limits or faster than the instrument."""
-    if not isinstance(instrument, Sourcemeter):
-        raise ProtocolRefused(f"{name} needs a sourcemeter; {instrument.name} is a {instrument.kind}")
     if largest_V > limits.max_abs_voltage_V:
         raise ProtocolRefused(f"{instrument.name}: a {largest_V:g} V bias exceeds the configured limit max_abs_voltage_V = {limits.max_abs_voltage_V:g} V")
     if compliance_A > limits.max_abs_current_A:

@@ -24,6 +24,7 @@ from pydantic import Field, model_validator
 
 from echemd.config.models import InstrumentLimits
 from echemd.drivers.base import Instrument
+from echemd.daemon.vocabulary import EventKind, HoldMode
 from echemd.protocols.base import Event, Galvanostatic, OpenCircuit, Plan, ProtocolDefinition, Stop, StepOutcome
 from echemd.protocols.impedance_sweep import IMPEDANCE_COLUMNS, ImpedanceSweep, landmarks
 from echemd.protocols.plating_base import (CHRONO_COLUMNS, HalfCycleParameters, check_plating, plating_attributes, short_fields,
@@ -194,7 +195,7 @@ def plan(params: CCDParameters) -> Plan:
     if params.eis_at:
         result["impedance"] = spectra
     if result["suspect_short"] is not None:
-        yield Event("suspect_short", result["suspect_short"]["reason"])
+        yield Event(EventKind.SUSPECT_SHORT, result["suspect_short"]["reason"])
     return result
 
 
@@ -216,10 +217,10 @@ def _half_cycles(params: CCDParameters, verdict: CCDVerdict, spectra: list[dict]
         )
         stop = outcome.stop
         if stop is not None and stop.reason == "voltage_limit":
-            yield Event("limit", f"|V| reached {abs(stop.details['voltage_V']):.3f} V ({half.label})")
+            yield Event(EventKind.LIMIT, f"|V| reached {abs(stop.details['voltage_V']):.3f} V ({half.label})")
             return "voltage_limit", cycles
         if verdict.half_cycle(half.plating_mA_cm2, half.phase, stop, watch, half.density_mA_cm2, half.stage):
-            yield Event("short", short_message(stop, half.label))
+            yield Event(EventKind.SHORT, short_message(stop, half.label))
             if params.stop_on_short or half.stage == "conditioning":
                 return "short", cycles
         if params.rest_s > 0:
@@ -247,7 +248,7 @@ CCD = ProtocolDefinition(
     columns=CHRONO_COLUMNS,
     plan=plan,
     check=check,
-    pause_hold='open_circuit',
+    pause_hold=HoldMode.OPEN_CIRCUIT,
     planned_steps=CCDParameters.planned_steps,
     run_attributes=plating_attributes,
     extra_columns=lambda p: IMPEDANCE_COLUMNS if p.eis_at else (),

@@ -21,6 +21,7 @@ from pydantic import Field, model_validator
 
 from echemd.config.models import InstrumentLimits
 from echemd.drivers.base import Instrument
+from echemd.daemon.vocabulary import EventKind, HoldMode
 from echemd.protocols.base import Event, Galvanostatic, Plan, ProtocolDefinition
 from echemd.protocols.ccd import HalfCycleLog
 from echemd.protocols.plating_base import (CHRONO_COLUMNS, HalfCycleParameters, check_plating, plating_attributes, short_fields,
@@ -81,11 +82,11 @@ def plan(params: CSCParameters) -> Plan:
             figures = log.add(watch, "csc", phase, density)
             stop = outcome.stop
             if stop is not None and stop.reason == "short":
-                yield Event("short", short_message(stop, label))
+                yield Event(EventKind.SHORT, short_message(stop, label))
                 return result("short", cycle, stop)
             limit = stop is not None and stop.reason == "voltage_limit"
             if limit:
-                yield Event("limit", f"|V| reached {abs(stop.details['voltage_V']):.3f} V ({label})")
+                yield Event(EventKind.LIMIT, f"|V| reached {abs(stop.details['voltage_V']):.3f} V ({label})")
             if phase == "plate":
                 if limit:
                     return result("voltage_limit", cycle)
@@ -94,7 +95,7 @@ def plan(params: CSCParameters) -> Plan:
             voiding = rise is not None and rise > params.void_rise_percent
             if voiding and found["critical_stripping_mA_cm2"] is None:
                 found.update(critical_stripping_mA_cm2=stripping, voiding_rise_percent=rise)
-                yield Event("voiding", f"{label}: polarization rose {rise:.3g} % (threshold {params.void_rise_percent:g} %)")
+                yield Event(EventKind.VOIDING, f"{label}: polarization rose {rise:.3g} % (threshold {params.void_rise_percent:g} %)")
             if limit:
                 return result("voiding" if voiding else "voltage_limit", cycle)
             if voiding and params.stop_on_voiding:
@@ -112,7 +113,7 @@ CSC = ProtocolDefinition(
     columns=CHRONO_COLUMNS,
     plan=plan,
     check=check,
-    pause_hold="open_circuit",
+    pause_hold=HoldMode.OPEN_CIRCUIT,
     planned_steps=lambda p: 2 * len(p.stripping_densities_mA_cm2()),
     run_attributes=plating_attributes,
 )

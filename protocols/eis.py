@@ -17,6 +17,7 @@ from pydantic import Field
 
 from echemd.config.models import InstrumentLimits
 from echemd.drivers.base import Instrument
+from echemd.daemon.errors import EchemdError
 from echemd.protocols.analysis import analyze_eis
 from echemd.protocols.base import Column, Plan, ProtocolDefinition
 from echemd.protocols.impedance_sweep import IMPEDANCE_COLUMNS, ImpedanceSweep, landmarks
@@ -43,7 +44,7 @@ def plan(params: EISParameters) -> Plan:
             result.update(analyze_eis(spectrum.columns["frequency_Hz"], z.real, z.imag, params.circuit, params.area_cm2,
                                       params.thickness_mm / 10 if params.thickness_mm else None, params.symmetric))
         except Exception as exc:  # noqa: BLE001 - an analysis problem never fails a measured run: every point is recorded
-            result["fit_error"] = f"{type(exc).__name__}: {exc}" if not isinstance(exc, ValueError) else str(exc)
+            result["fit_error"] = str(exc) if isinstance(exc, (ValueError, EchemdError)) else f"{type(exc).__name__}: {exc}"
     return result
 
 

@@ -37,6 +37,8 @@ import numpy as np
 from impedance.models.circuits import CustomCircuit
 from impedance.models.circuits.elements import circuit_elements
 
+from echemd.daemon.errors import EchemdError
+
 #: Default circuit of a symmetric solid-state cell: bulk (series), two arcs (grain boundary /
 #: interphase, and electrode interface), each a resistor in parallel with a CPE.
 DEFAULT_CIRCUIT = "R0-p(R1,CPE1)-p(R2,CPE2)"
@@ -59,7 +61,7 @@ ELEMENT = re.compile(r"^([A-Za-z]+)_?\d*$")
 INTERFACE_LABELS = frozenset({"grain boundary or interphase", "interphase", "electrode interface", "electrochemical reaction"})
 
 
-class FitError(ValueError):
+class FitError(EchemdError):
     """The circuit cannot be fitted to the data (bad circuit string, too few points, no convergence)."""
 
 

@@ -10,7 +10,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from echemd.config.models import InstrumentLimits
-from echemd.drivers.base import DEFAULT_IMPEDANCE_GUESS_OHM, Instrument, InstrumentRefused, Potentiostat
+from echemd.drivers.base import DEFAULT_IMPEDANCE_GUESS_OHM, Instrument, InstrumentRefused
 from echemd.protocols.base import Column, Impedance, ProtocolRefused
 
 #: The columns of an impedance spectrum (besides ``time_s``).
@@ -46,8 +46,6 @@ class ImpedanceSweep(BaseModel):
 
     def check(self, name: str, instrument: Instrument, limits: InstrumentLimits, dc_bias_V: float | None = None) -> None:
         """Refuse (ProtocolRefused), before anything is applied, a sweep the instrument or the lab's limits cannot run."""
-        if not isinstance(instrument, Potentiostat):
-            raise ProtocolRefused(f"{name} needs a potentiostat; {instrument.name} is a {instrument.kind}")
         if abs(dc_bias_V or 0.0) + self.amplitude_mV_rms * 1e-3 * math.sqrt(2) > limits.max_abs_voltage_V:
             raise ProtocolRefused(f"{instrument.name}: DC bias plus AC peak exceeds the configured limit max_abs_voltage_V = {limits.max_abs_voltage_V:g} V")
         try:

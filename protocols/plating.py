@@ -15,6 +15,7 @@ import math
 
 from pydantic import Field, model_validator
 
+from echemd.daemon.vocabulary import EventKind, HoldMode
 from echemd.protocols.base import Event, Galvanostatic, Plan, ProtocolDefinition, Stop
 from echemd.protocols.plating_base import (CHRONO_COLUMNS, PlatingParameters, check_plating, plating_attributes, short_fields,
                                             short_message)
@@ -52,10 +53,10 @@ def ramp_plan(params: RampParameters) -> Plan:
                                    label=f"ramp: plate {density:g} mA/cm2", stops=params.stops(watch), keep_samples=False)
         stop = step.stop
         if stop is not None and stop.reason == "voltage_limit":
-            yield Event("limit", f"|V| reached {abs(stop.details['voltage_V']):.3f} V at {density:g} mA/cm2")
+            yield Event(EventKind.LIMIT, f"|V| reached {abs(stop.details['voltage_V']):.3f} V at {density:g} mA/cm2")
             return _ramp_result(None, None, "voltage_limit", density)
         if stop is not None:
-            yield Event("short", short_message(stop, f"{density:g} mA/cm2"))
+            yield Event(EventKind.SHORT, short_message(stop, f"{density:g} mA/cm2"))
             ccd = None if stop.details["shorted_from_start"] else density
             return _ramp_result(ccd, stop, "short", density)
     return _ramp_result(None, None, "max_current", params.end_mA_cm2)
@@ -70,7 +71,7 @@ CCD_RAMP = ProtocolDefinition(
     name="ccd-ramp", title="Critical current density by a linear plating current ramp", instrument_kind="potentiostat",
     parameters=RampParameters, columns=CHRONO_COLUMNS, plan=ramp_plan,
     check=lambda p, instrument, limits: check_plating("ccd-ramp", p, p.end_mA_cm2, instrument, limits),
-    pause_hold="open_circuit",
+    pause_hold=HoldMode.OPEN_CIRCUIT,
     planned_steps=lambda p: len(p.densities_mA_cm2()),
     run_attributes=plating_attributes,
 )
@@ -90,16 +91,16 @@ def plate_plan(params: PlateUntilShortParameters) -> Plan:
     stop = step.stop
     elapsed_s = step.n_samples * params.sample_interval_s
     if stop is not None and stop.reason == "short":
-        yield Event("short", short_message(stop, label))
+        yield Event(EventKind.SHORT, short_message(stop, label))
         hours = stop.time_s / 3600
         at_start = bool(stop.details["shorted_from_start"])
         return {**short_fields(stop), "time_to_short_h": None if at_start else hours, "shorted_at_start": at_start,
                 "charge_to_short_mAh_cm2": None if at_start else hours * params.current_mA_cm2, "stopped_by": "short"}
     if stop is not None:
-        yield Event("limit", f"|V| reached {abs(stop.details['voltage_V']):.3f} V")
+        yield Event(EventKind.LIMIT, f"|V| reached {abs(stop.details['voltage_V']):.3f} V")
     suspect = monitor.suspect()
     if suspect is not None:
-        yield Event("suspect_short", suspect["reason"])
+        yield Event(EventKind.SUSPECT_SHORT, suspect["reason"])
     return {**short_fields(None), "time_to_short_h": None, "charge_to_short_mAh_cm2": None, "shorted_at_start": False,
             "stopped_by": "voltage_limit" if stop is not None else "time_limit", "plated_h": elapsed_s / 3600, "suspect_short": suspect}
 
@@ -108,7 +109,7 @@ PLATE_UNTIL_SHORT = ProtocolDefinition(
     name="plate-until-short", title="Galvanostatic plating until a short", instrument_kind="potentiostat",
     parameters=PlateUntilShortParameters, columns=CHRONO_COLUMNS, plan=plate_plan,
     check=lambda p, instrument, limits: check_plating("plate-until-short", p, p.current_mA_cm2, instrument, limits),
-    pause_hold="open_circuit",
+    pause_hold=HoldMode.OPEN_CIRCUIT,
     planned_steps=lambda p: 1,
     run_attributes=plating_attributes,
 )
@@ -143,14 +144,14 @@ def cycling_plan(params: CyclingParameters) -> Plan:
             if stop is not None:
                 short = stop.reason == "short"
                 if short:
-                    yield Event("short", short_message(stop, label))
+                    yield Event(EventKind.SHORT, short_message(stop, label))
                 else:
-                    yield Event("limit", f"|V| reached {abs(stop.details['voltage_V']):.3f} V ({label})")
+                    yield Event(EventKind.LIMIT, f"|V| reached {abs(stop.details['voltage_V']):.3f} V ({label})")
                 return {"cycles_completed": cycle - 1, **short_fields(stop), "short_cycle": cycle if short else None,
                         "stopped_by": "short" if short else "voltage_limit", "hours": stop.time_s / 3600, "suspect_short": None}
     suspect = monitor.suspect()
     if suspect is not None:
-        yield Event("suspect_short", suspect["reason"])
+        yield Event(EventKind.SUSPECT_SHORT, suspect["reason"])
     return {"cycles_completed": params.cycles, **short_fields(None), "short_cycle": None, "stopped_by": "cycles",
             "hours": params.cycles * 2 * params.half_cycle_s / 3600, "suspect_short": suspect}
 
@@ -159,7 +160,7 @@ CYCLING = ProtocolDefinition(
     name="cycling", title="Long-term plating/stripping at a fixed current with short detection", instrument_kind="potentiostat",
     parameters=CyclingParameters, columns=CHRONO_COLUMNS, plan=cycling_plan,
     check=lambda p, instrument, limits: check_plating("cycling", p, p.current_mA_cm2, instrument, limits),
-    pause_hold="open_circuit",
+    pause_hold=HoldMode.OPEN_CIRCUIT,
     planned_steps=lambda p: 2 * p.cycles,
     run_attributes=plating_attributes,
 )

@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from echemd.config.models import InstrumentLimits
-from echemd.drivers.base import Instrument, InstrumentRefused, Potentiostat
+from echemd.drivers.base import Instrument, InstrumentRefused
 from echemd.protocols.base import Column, ProtocolRefused, Stop, StopCondition
 from echemd.protocols.detection import VoltageLimit
 from echemd.protocols.shorts import ShortDetection, ShortMonitor, ShortWatch, smoothing_samples
@@ -107,8 +107,6 @@ def staircase(start: float, increment: float, end: float) -> list[float]:
 
 def check_plating(name: str, params: PlatingParameters, largest_mA_cm2: float, instrument: Instrument, limits: InstrumentLimits) -> None:
     """Refuse, before anything is applied, what the instrument or the lab's limits cannot run."""
-    if not isinstance(instrument, Potentiostat):
-        raise ProtocolRefused(f"{name} needs a potentiostat; {instrument.name} is a {instrument.kind}")
     if instrument.electrodes is not None and instrument.electrodes != params.electrodes:
         raise ProtocolRefused(
             f"{instrument.name} is wired with {instrument.electrodes} electrodes, the run asks for electrodes = {params.electrodes}"

@@ -17,10 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
+from echemd.daemon.errors import EchemdError
+
 NUMBER = re.compile(r"^[-+]?(\d+([.,]\d*)?|[.,]\d+)([eE][-+]?\d+)?$")
 
 
-class UnreadableFile(ValueError):
+class UnreadableFile(EchemdError):
     """The file is missing, of an unknown kind, or lacks what the analysis needs."""
 
 

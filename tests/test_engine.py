@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from echemd.config import InstrumentLimits, load_default_config
-from echemd.daemon.engine import Engine, RunAborted, RunFailed
+from echemd.daemon.engine import Controls, Engine, RunAborted, RunFailed
+from echemd.daemon.run_events import HoldChanged, Note, Samples, StepStarted
 from echemd.drivers.registry import open_instrument
 from echemd.protocols import CCD
 
@@ -15,9 +16,18 @@ def pstat():
 
 
 def engine_for(instrument, **kwargs):
+    """An engine whose events are kept: the blocks' columns, and (time, kind, message) of each step and note."""
     recorded, notes = [], []
-    engine = Engine(instrument, record=recorded.append, note=lambda t, kind, message: notes.append((t, kind, message)), **kwargs)
-    return engine, recorded, notes
+
+    def emit(event):
+        if isinstance(event, Samples):
+            recorded.append(event.columns)
+        elif isinstance(event, (Note, StepStarted)):
+            notes.append((event.time_s, event.kind if isinstance(event, Note) else "step", event.message if isinstance(event, Note) else event.label))
+        else:
+            assert isinstance(event, HoldChanged)
+
+    return Engine(instrument, emit, **kwargs), recorded, notes
 
 
 def test_blocks_are_in_run_time_and_contiguous_across_runs(pstat):
@@ -40,8 +50,15 @@ def test_a_sample_beyond_the_instruments_limits_fails_the_run_with_the_output_of
 
 
 def test_an_abort_ends_the_run_between_blocks(pstat):
-    blocks = []
-    engine = Engine(pstat, record=blocks.append, note=lambda *_: None, aborted=lambda: len(blocks) >= 3)
+    blocks, control = [], Controls()
+
+    def emit(event):
+        if isinstance(event, Samples):
+            blocks.append(event)
+            if len(blocks) == 3:
+                control.abort_requested.set()
+
+    engine = Engine(pstat, emit, control=control)
     with pytest.raises(RunAborted):
         engine.run(CCD.plan(CCD.parameters(diameter_mm=2.0)))
     assert len(blocks) == 3 and pstat.output_on is False

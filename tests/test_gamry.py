@@ -281,6 +281,7 @@ def test_the_instruments_overload_flags_become_events_at_the_samples_where_they_
 
 def test_overload_events_do_not_depend_on_how_samples_are_split_into_blocks():
     from echemd.daemon.engine import Engine
+    from echemd.daemon.run_events import Note
     from echemd.drivers.base import Block
 
     flags = np.array([0, 0, 2, 2, 2, 0, 0, 1, 1, 3, 0])
@@ -288,9 +289,7 @@ def test_overload_events_do_not_depend_on_how_samples_are_split_into_blocks():
     found = []
     for cuts in ([], [1], [2, 3], [5, 9], list(range(1, 11))):
         events = []
-        engine = Engine.__new__(Engine)  # only what _take needs
-        engine.clock_zero_s, engine._overload, engine.safety = 0.0, 0, None
-        engine.record, engine.event = lambda columns: None, lambda kind, message: events.append(message)
+        engine = Engine(None, lambda event: events.append(event.message) if isinstance(event, Note) else None, clock_zero_s=0.0)
         for time_s, piece in zip(np.split(t, cuts), np.split(flags, cuts)):
             engine._take(Block({"time_s": time_s}, overload=piece))
         found.append(events)
