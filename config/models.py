@@ -7,7 +7,7 @@ forbids unknown keys, so a typo in a TOML file fails at start instead of being i
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -166,9 +166,60 @@ class TipJunctionConfig(StrictModel):
         return _apply_preset(JUNCTION_PRESETS, data)
 
 
+METADATA_KEY = r"^[A-Za-z][A-Za-z0-9_]{0,63}$"
+MetadataValue = Union[str, bool, int, float]
+
+
+class RunMetadata(BaseModel):
+    """What a lab records about a run besides its parameters: the sample, who ran it, the cell.
+
+    The named fields are the ones every lab has (units in their names); any other key (letters,
+    digits, underscores; up to 64 characters) may hold a string, number or boolean of the lab's
+    own.  Stored in the run file (``metadata`` attribute, JSON), reported by ``status`` and
+    ``runs``, searchable (``echemd runs --sample ...``).  Numbers must be finite.
+    """
+
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+
+    sample: str | None = Field(None, max_length=200, description="sample id, e.g. LPSCl-07")
+    operator: str | None = Field(None, max_length=200, description="who ran it")
+    notes: str | None = Field(None, max_length=4000, description="free text")
+    cell: str | None = Field(None, max_length=200, description="cell id or assembly, e.g. Swagelok-3")
+    electrolyte: str | None = Field(None, max_length=200, description="solid electrolyte, e.g. Li6PS5Cl")
+    thickness_um: float | None = Field(None, gt=0, description="electrolyte thickness, um")
+    area_cm2: float | None = Field(None, gt=0, description="electrode area, cm2 (for the record; protocols take their own)")
+    stack_pressure_MPa: float | None = Field(None, ge=0, description="stack pressure, MPa")
+    temperature_C: float | None = Field(None, gt=-273.15, description="cell temperature, degC")
+    pretreatment: str | None = Field(None, max_length=1000, description="e.g. 'annealed 2 h at 400 C in Ar'")
+
+    @model_validator(mode="after")
+    def _lab_keys(self) -> "RunMetadata":
+        import math
+        import re
+
+        for key, value in (self.model_extra or {}).items():
+            if not re.match(METADATA_KEY, key):
+                raise ValueError(f"metadata key {key!r}: letters, digits and underscores, starting with a letter, up to 64")
+            if not isinstance(value, (str, bool, int, float)):
+                raise ValueError(f"metadata {key!r}: a string, number or boolean, not {type(value).__name__}")
+            if isinstance(value, str) and len(value) > 1000:
+                raise ValueError(f"metadata {key!r}: longer than 1000 characters")
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"metadata {key!r}: not a finite number")
+        return self
+
+    def given(self) -> dict[str, MetadataValue]:
+        """The values set (named and the lab's own), JSON-ready."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+
 class _InstrumentBase(StrictModel):
     name: InstrumentName
     limits: InstrumentLimits
+    metadata: RunMetadata = Field(default_factory=RunMetadata, description="metadata every run on this instrument starts from "
+                                  "(the cell it holds, say); a run's own values override these")
+    defaults: dict[str, Any] = Field(default_factory=dict, description="protocol parameters a run on this instrument takes when it "
+                                     "does not give them (e.g. diameter_mm = 2), for the protocols that have them")
 
 
 class SimulatedPotentiostatConfig(_InstrumentBase):

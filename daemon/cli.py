@@ -10,6 +10,7 @@ import signal
 import sys
 import threading
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -82,13 +83,23 @@ def build_parser() -> argparse.ArgumentParser:
     run = verbs.add_parser("run", help="submit a run")
     run.add_argument("protocol")
     run.add_argument("--instrument", required=True, metavar="NAME")
-    run.add_argument("-p", "--param", dest="params", type=parameter, action="append", default=[], metavar="KEY=VALUE")
+    run.add_argument("-p", "--param", dest="params", type=parameter, action="append", default=[], metavar="KEY=VALUE",
+                     help="a protocol parameter (value read as JSON, else a string); repeat for each")
+    run.add_argument("-m", "--meta", dest="meta", type=parameter, action="append", default=[], metavar="KEY=VALUE",
+                     help="run metadata: sample, operator, notes, cell, electrolyte, thickness_um, area_cm2, stack_pressure_MPa, "
+                          "temperature_C, pretreatment, or a key of the lab's own; repeat for each")
     run.add_argument("--wait", action="store_true", help="wait for the run to end")
     run.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
     status = verbs.add_parser("status", help="daemon status, or one run's")
     status.add_argument("run_id", nargs="?")
-    verbs.add_parser("runs", help="every run the daemon knows, oldest first")
+    runs = verbs.add_parser("runs", help="every run the daemon knows, oldest first (a table; --json for the records)")
+    runs.add_argument("--sample", help="only runs whose metadata names this sample")
+    runs.add_argument("--protocol", help="only runs of this protocol")
+    runs.add_argument("--instrument", metavar="NAME", help="only runs on this instrument")
+    runs.add_argument("--status", help="only runs in this status (completed, failed, ...)")
+    runs.add_argument("--since", type=since_time, metavar="DATE", help="only runs started (or submitted) since, e.g. 2026-11-01 or 2026-11-01T14:00")
+    runs.add_argument("--json", action="store_true", help="print the matching run records as one JSON list")
     watch = verbs.add_parser("watch", help="live view of a daemon: instruments, runs, latest readings, events")
     watch.add_argument("--once", action="store_true", help="print one frame and exit")
     analyze = verbs.add_parser("analyze", help="analyse a recorded file (echemd HDF5, Gamry DTA or CSV); prints JSON")
@@ -169,9 +180,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _once_each(pairs: list[tuple[str, Any]], option: str) -> dict[str, Any]:
+    """KEY=VALUE pairs as a dict; a key given twice is a usage error (which one was meant?)."""
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise UsageError(f"{option} {key} given twice ({found[key]!r} and {value!r}): give it once")
+        found[key] = value
+    return found
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    parameters, metadata = _once_each(args.params, "-p"), _once_each(args.meta, "--meta")
     with Client(args.endpoint, timeout_s=args.timeout, keys=_keys(args)) as client:
-        run_id = client.submit(args.protocol, args.instrument, **dict(args.params))
+        run_id = client.submit(args.protocol, args.instrument, metadata=metadata or None, **parameters)
         if not args.wait:
             print(json.dumps({"run_id": run_id}) if args.json else run_id)
             return EXIT_OK
@@ -206,10 +228,57 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def since_time(text: str) -> datetime:
+    """An ISO date or date-time (UTC unless it says otherwise)."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date such as 2026-11-01 or 2026-11-01T14:00, got {text!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+#: Result keys that say what a run found, by the protocols that report them (the first present is shown).
+HEADLINES = ("ccd_mA_cm2", "critical_stripping_mA_cm2", "time_to_short_h", "cycles_completed", "triggering_bias_V",
+             "on_off_ratio", "low_frequency_real_ohm")
+
+
+def _matches(record: dict[str, Any], args: argparse.Namespace) -> bool:
+    metadata = record.get("metadata") or {}
+    if args.sample is not None and metadata.get("sample") != args.sample:
+        return False
+    if any(wanted is not None and record.get(key) != wanted for key, wanted in
+           (("protocol", args.protocol), ("instrument", args.instrument), ("status", args.status))):
+        return False
+    if args.since is not None:
+        when = record.get("started") or record.get("submitted") or ""
+        return bool(when) and datetime.fromisoformat(when) >= args.since
+    return True
+
+
+def _headline(record: dict[str, Any]) -> str:
+    result = record.get("result") or {}
+    for key in HEADLINES:
+        if key in result:
+            value = result[key]
+            shown = "none" if value is None else (f"{value:g}" if isinstance(value, (int, float)) else "...")
+            return f"{key}={shown}" + (f" ({result['stopped_by']})" if result.get("stopped_by") else "")
+    return record.get("error", "")[:40]
+
+
 def cmd_runs(args: argparse.Namespace) -> int:
     with Client(args.endpoint, timeout_s=args.timeout, keys=_keys(args)) as client:
-        for record in client.runs():
-            print(f"{record['run_id']}  {record['status']:<11} {record['instrument']:<12} {record['n_samples']:>8} samples  {record['file']}")
+        records = [record for record in client.runs() if _matches(record, args)]
+    if args.json:
+        print(json.dumps(records))
+        return EXIT_OK
+    rows = [("RUN", "STATUS", "PROTOCOL", "INSTRUMENT", "SAMPLE", "STARTED (UTC)", "SAMPLES", "RESULT")]
+    for record in records:
+        started = (record.get("started") or "")[:16].replace("T", " ")
+        rows.append((record["run_id"], record["status"], record.get("protocol", ""), record.get("instrument", ""),
+                     str((record.get("metadata") or {}).get("sample", "")), started, str(record.get("n_samples", 0)), _headline(record)))
+    widths = [max(len(row[k]) for row in rows) for k in range(len(rows[0]) - 1)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) if k != 6 else cell.rjust(width) for k, (cell, width) in enumerate(zip(row, widths))) + "  " + row[-1])
     return EXIT_OK
 
 

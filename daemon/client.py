@@ -107,14 +107,19 @@ class Client:
     def protocols(self) -> list[dict[str, Any]]:
         return self.call("protocols")
 
-    def submit(self, protocol: str, instrument: str, limits: dict[str, Any] | None = None, **parameters: Any) -> str:
-        """Queue a run; returns its run_id.  ``limits``: the run's own safety limits (RunLimits fields).
+    def submit(self, protocol: str, instrument: str, limits: dict[str, Any] | None = None, metadata: dict[str, Any] | None = None,
+               **parameters: Any) -> str:
+        """Queue a run; returns its run_id.  ``limits``: the run's own safety limits (RunLimits fields);
+        ``metadata``: what the lab records of it (sample, operator, notes, cell, electrolyte, ...:
+        see RunMetadata in the configuration docs), on top of the instrument's configured metadata.
 
         Raises RemoteError (e.g. invalid_parameters, refused).
         """
         request: dict[str, Any] = {"protocol": protocol, "instrument": instrument, "parameters": parameters}
         if limits:
             request["limits"] = limits
+        if metadata:
+            request["metadata"] = metadata
         return self.call("submit", **request)["run_id"]
 
     def status(self, run_id: str | None = None) -> dict[str, Any]:

@@ -35,6 +35,7 @@ class Run:
     done: threading.Event = field(default_factory=threading.Event)
     runfile: RunFile | None = None
     limits: RunLimits | None = None  # the run's own safety limits, on top of the instrument's
+    metadata: dict[str, Any] = field(default_factory=dict)  # RunMetadata values given (JSON-ready)
     status_seq: int = 0  # next sequence number of the run's status topic
     steps_started: int = 0
     step_label: str = ""
@@ -62,6 +63,7 @@ class Run:
             "protocol": self.protocol.name,
             "instrument": self.instrument,
             "parameters": self.parameters.model_dump(mode="json"),
+            "metadata": self.metadata,
             "limits": self.limits.model_dump(exclude_none=True) if self.limits else {},
             "status": self.status.value,
             "submitted": self.submitted,

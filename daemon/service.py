@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 import secrets
@@ -17,7 +18,7 @@ import numpy as np
 import zmq
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from echemd.config.models import DaemonConfig, RunLimits
+from echemd.config.models import DaemonConfig, RunLimits, RunMetadata
 from echemd.daemon.control import ControlServer, Framed
 from echemd.daemon.errors import ApiError
 from echemd.daemon.file_transitions import complete_replacement, current_path, pending_replacements
@@ -32,6 +33,7 @@ from echemd.daemon.submissions import SubmissionRecord, Submissions
 from echemd.daemon.worker import InstrumentWorker
 from echemd.drivers.registry import make_instrument
 from echemd.protocols import PROTOCOLS, ProtocolRefused
+from echemd.protocols.base import with_defaults
 
 log = logging.getLogger(__name__)
 RUN_ID_PATTERN = r"^[A-Za-z0-9_-]{1,128}$"
@@ -60,6 +62,7 @@ class SubmitParams(_Params):
     instrument: str
     parameters: dict[str, Any] = {}
     limits: RunLimits | None = None
+    metadata: dict[str, Any] = {}
 
 
 class RunParams(_Params):
@@ -174,7 +177,8 @@ class Daemon:
                 self.submissions.ended(record.run_id, RunStatus.ABORTED, "cancelled at daemon start (--cancel-queued)", utc_now(), in_file=False)
                 continue
             try:
-                run = self._new_run(record.protocol, record.instrument, record.parameters, record.limits, record.run_id, record.submitted)
+                run = self._new_run(record.protocol, record.instrument, record.parameters, record.limits, record.run_id, record.submitted,
+                                    record.metadata)
             except ApiError as exc:  # the configuration changed under it: the run cannot go on
                 log.error("run %s cannot be queued again: %s", record.run_id, exc.message)
                 self.submissions.ended(record.run_id, RunStatus.FAILED, f"cannot be queued again after a restart: {exc.message}", utc_now(), in_file=False)
@@ -251,11 +255,11 @@ class Daemon:
         request = _parse(SubmitParams, params)
         if self.stopped.is_set():
             raise ApiError("shutting_down", "the daemon is shutting down")
-        run = self._new_run(request.protocol, request.instrument, request.parameters, request.limits)
+        run = self._new_run(request.protocol, request.instrument, request.parameters, request.limits, metadata=request.metadata)
         try:
             self.submissions.add(
                 run_id=run.run_id, protocol=run.protocol.name, instrument=run.instrument, parameters=run.parameters.model_dump(mode="json"),
-                limits=run.limits.model_dump(exclude_none=True) if run.limits else None, submitted=run.submitted,
+                limits=run.limits.model_dump(exclude_none=True) if run.limits else None, submitted=run.submitted, metadata=run.metadata,
             )
         except OSError as exc:
             raise ApiError("storage", f"the run cannot be written down in {self.submissions.folder}: {exc}") from None
@@ -270,8 +274,11 @@ class Daemon:
         return {"run_id": run.run_id, "status": run.status, "file": str(run.file)}
 
     def _new_run(self, protocol_name: str, instrument: str, raw_parameters: dict[str, Any], limits: RunLimits | dict[str, Any] | None,
-                 run_id: str | None = None, submitted: str | None = None) -> Run:
-        """A run checked against its protocol, its instrument and their limits (ApiError if refused)."""
+                 run_id: str | None = None, submitted: str | None = None, metadata: dict[str, Any] | None = None) -> Run:
+        """A run checked against its protocol, its instrument and their limits (ApiError if refused).
+
+        The instrument's configured ``defaults`` fill the parameters the run does not give (not one
+        whose alternative it gives: area_cm2 for diameter_mm), its ``metadata`` the metadata."""
         protocol = PROTOCOLS.get(protocol_name)
         if protocol is None:
             raise ApiError("unknown_protocol", f"unknown protocol {protocol_name!r}", {"protocols": sorted(PROTOCOLS)})
@@ -280,17 +287,22 @@ class Daemon:
             raise ApiError("unknown_instrument", f"unknown instrument {instrument!r}", {"instruments": sorted(self.workers)})
         if worker.instrument.kind != protocol.instrument_kind:
             raise ApiError("refused", f"{protocol.name} needs a {protocol.instrument_kind}; {instrument} is a {worker.instrument.kind}")
+        config = self.config.instrument(instrument)
         try:
-            parameters = protocol.parameters.model_validate(raw_parameters)
+            parameters = protocol.parameters.model_validate(with_defaults(protocol.parameters, raw_parameters, config.defaults))
             limits = RunLimits.model_validate(limits) if isinstance(limits, dict) else limits
         except ValidationError as exc:
             raise ApiError("invalid_parameters", f"invalid parameters for {protocol.name}: {_summary(exc)}", _details(exc)) from None
+        try:
+            run_metadata = RunMetadata.model_validate({**config.metadata.given(), **(metadata or {})}).given()
+        except ValidationError as exc:
+            raise ApiError("invalid_params", f"invalid metadata: {_summary(exc)}", _details(exc)) from None
         try:  # the instrument's limits, tightened by the run's own: nothing beyond either is ever applied
             protocol.check(parameters, worker.instrument, worker.limits.tightened(limits))
         except ProtocolRefused as exc:
             raise ApiError("refused", str(exc)) from None
         run_id = run_id or f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{protocol.name}-{secrets.token_hex(3)}"
-        run = Run(run_id, protocol, worker.instrument.name, parameters, self.data_dir / f"{run_id}.h5", limits=limits)
+        run = Run(run_id, protocol, worker.instrument.name, parameters, self.data_dir / f"{run_id}.h5", limits=limits, metadata=run_metadata)
         if submitted:
             run.submitted = submitted
         return run
@@ -456,6 +468,7 @@ def _submission_record(submission: SubmissionRecord, data_dir: Path) -> dict[str
         "protocol": submission.protocol,
         "instrument": submission.instrument,
         "parameters": submission.parameters,
+        "metadata": submission.metadata,
         "status": submission.status,
         "submitted": submission.submitted,
         "started": "",
@@ -473,6 +486,8 @@ def _file_record(path: Path, recovering: bool = False) -> dict[str, Any]:
         "run_id": attrs["run_id"],
         "protocol": attrs["protocol"],
         "instrument": attrs["instrument"],
+        "parameters": json.loads(attrs.get("parameters", "{}")),
+        "metadata": json.loads(attrs.get("metadata", "{}")),
         "status": RunStatus.RECOVERING.value if recovering else str(attrs["status"]),
         "started": attrs["started"],
         "finished": attrs["finished"],

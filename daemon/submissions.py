@@ -38,6 +38,7 @@ class SubmissionRecord(BaseModel):
     instrument: str
     parameters: dict[str, Any]
     limits: dict[str, Any] | None = None
+    metadata: dict[str, Any] = {}
     submitted: str
     order: int  # position among every submission (queue order; moves renumber)
     status: RunStatus = RunStatus.QUEUED

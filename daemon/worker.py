@@ -8,6 +8,7 @@ abort, an exception, daemon shutdown), puts the instrument in its safe state and
 from __future__ import annotations
 
 import collections
+import json
 import logging
 import threading
 import time
@@ -167,7 +168,7 @@ class InstrumentWorker:
                 version=self.version,
                 settings=self.files,
                 t0_unix_s=t0_unix_s,
-                attributes=protocol.run_attributes(run.parameters),
+                attributes={**protocol.run_attributes(run.parameters), "metadata": json.dumps(run.metadata)},
             )
         except Exception as exc:  # nothing was applied: the run fails before it starts
             log.exception("run %s: cannot create its run file", run.run_id)

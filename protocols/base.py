@@ -176,6 +176,22 @@ class StepOutcome:
 Plan = Generator[Union[Step, Event], StepOutcome, dict]
 
 
+def with_defaults(model: type[BaseModel], given: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """``given`` parameters completed by ``defaults`` (an instrument's): only the fields ``model``
+    has, and not one of a group of alternatives (``model.ALTERNATIVES``: sets of field names of
+    which a run gives one, e.g. area_cm2 or diameter_mm) from which ``given`` already names one."""
+    taken = set(given)
+    alternatives = getattr(model, "ALTERNATIVES", ())
+    filled = dict(given)
+    for key, value in defaults.items():
+        if key in taken or key not in model.model_fields:
+            continue
+        if any(key in group and taken & group for group in alternatives):
+            continue
+        filled[key] = value
+    return filled
+
+
 @dataclass(frozen=True)
 class ProtocolDefinition:
     """A protocol as the daemon sees it."""

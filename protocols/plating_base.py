@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -32,6 +32,8 @@ VOLTAGE_MEASURED = {2: "working vs counter electrode (cell voltage)", 3: "workin
 class PlatingParameters(ShortDetection):
     """The electrode, sampling and safety limit of a plating protocol, and the short criterion's parameters
     (its model configuration too: extra keys and non-finite numbers are refused)."""
+
+    ALTERNATIVES: ClassVar[tuple[frozenset[str], ...]] = (frozenset({"area_cm2", "diameter_mm"}),)
 
     area_cm2: float | None = Field(None, gt=0, le=10_000, description="electrode area, cm2 (or give diameter_mm)")
     diameter_mm: float | None = Field(None, gt=0, le=1_000, description="electrode diameter, mm (or give area_cm2)")
@@ -71,6 +73,8 @@ class PlatingParameters(ShortDetection):
 
 class HalfCycleParameters(PlatingParameters):
     """Plating parameters of protocols whose half cycles pass an areal capacity, or last a time."""
+
+    ALTERNATIVES: ClassVar[tuple[frozenset[str], ...]] = PlatingParameters.ALTERNATIVES + (frozenset({"capacity_mAh_cm2", "half_cycle_s"}),)
 
     capacity_mAh_cm2: float | None = Field(0.2, gt=0, description="areal capacity of each half cycle, mAh/cm2 (or give half_cycle_s)")
     half_cycle_s: float | None = Field(None, gt=0, description="duration of each half cycle, s (instead of a capacity)")
