@@ -21,6 +21,7 @@ from echemd.daemon.client import DEFAULT_CONTROL_ENDPOINT, Client, RemoteError
 from echemd.daemon.errors import EchemdError
 from echemd.daemon.vocabulary import ACTIVE_STATUSES, RunStatus
 from echemd.drivers.base import DriverUnavailable
+from echemd.config import parameter_sets
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -81,8 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--data-dir", type=Path, default=Path("echemd-demo"), metavar="DIR", help="where the run files go (default: ./echemd-demo)")
 
     run = verbs.add_parser("run", help="submit a run")
-    run.add_argument("protocol")
-    run.add_argument("--instrument", required=True, metavar="NAME")
+    run.add_argument("protocol", nargs="?", help="the protocol (or from --params or --like)")
+    run.add_argument("--instrument", metavar="NAME", help="the instrument (or that of the --like run)")
+    run.add_argument("--params", dest="parameter_set", metavar="FILE|NAME",
+                     help="parameters from a TOML or JSON file, or a shipped set (" + ", ".join(parameter_sets.shipped()) + "); -p overrides")
+    run.add_argument("--like", metavar="RUN_ID", help="the protocol, instrument and parameters of an earlier run; --params and -p override")
     run.add_argument("-p", "--param", dest="params", type=parameter, action="append", default=[], metavar="KEY=VALUE",
                      help="a protocol parameter (value read as JSON, else a string); repeat for each")
     run.add_argument("-m", "--meta", dest="meta", type=parameter, action="append", default=[], metavar="KEY=VALUE",
@@ -190,10 +194,41 @@ def _once_each(pairs: list[tuple[str, Any]], option: str) -> dict[str, Any]:
     return found
 
 
+def _run_request(args: argparse.Namespace, client: Client) -> tuple[str, str, dict[str, Any]]:
+    """Protocol, instrument and parameters of ``run``: an earlier run's (--like), then a parameter
+    set's (--params), then -p; a protocol named twice must be the same."""
+    protocols: dict[str, str] = {}
+    instrument, parameters = args.instrument, {}
+    if args.like:
+        earlier = client.status(args.like)
+        protocols["--like " + args.like] = earlier["protocol"]
+        instrument = instrument or earlier["instrument"]
+        parameters.update({key: value for key, value in earlier["parameters"].items() if value is not None})
+    if args.parameter_set:
+        try:
+            named, values = parameter_sets.load(args.parameter_set)
+        except parameter_sets.ParameterSetError as exc:
+            raise UsageError(str(exc)) from None
+        if named:
+            protocols["--params " + args.parameter_set] = named
+        parameters.update(values)
+    parameters.update(_once_each(args.params, "-p"))
+    if args.protocol:
+        protocols["the command line"] = args.protocol
+    if len(set(protocols.values())) > 1:
+        raise UsageError("the protocol differs: " + ", ".join(f"{name} from {where}" for where, name in protocols.items()))
+    if not protocols:
+        raise UsageError("name the protocol (echemd run ccd ...), or give --params with one or --like RUN_ID")
+    if not instrument:
+        raise UsageError("name the instrument with --instrument NAME (or --like RUN_ID)")
+    return next(iter(protocols.values())), instrument, parameters
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    parameters, metadata = _once_each(args.params, "-p"), _once_each(args.meta, "--meta")
+    metadata = _once_each(args.meta, "--meta")
     with Client(args.endpoint, timeout_s=args.timeout, keys=_keys(args)) as client:
-        run_id = client.submit(args.protocol, args.instrument, metadata=metadata or None, **parameters)
+        protocol, instrument, parameters = _run_request(args, client)
+        run_id = client.submit(protocol, instrument, metadata=metadata or None, **parameters)
         if not args.wait:
             print(json.dumps({"run_id": run_id}) if args.json else run_id)
             return EXIT_OK

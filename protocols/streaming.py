@@ -11,7 +11,15 @@ Times are in seconds and must increase from block to block.
 from __future__ import annotations
 
 import numpy as np
-from scipy.ndimage import median_filter, minimum_filter1d, uniform_filter1d
+
+
+def _filter(name: str):
+    """scipy.ndimage's running filter for a statistic (imported on first use: it takes ~0.3 s, and
+    a CLI call that never analyses should not pay it)."""
+    from scipy import ndimage
+
+    function = {"median": ndimage.median_filter, "mean": ndimage.uniform_filter1d, "min": ndimage.minimum_filter1d}[name]
+    return lambda x, w, o: function(x, size=w, mode="nearest", origin=o)
 
 
 class TrailingWindow:
@@ -21,15 +29,13 @@ class TrailingWindow:
     is full; the first ``window - 1`` samples of the record have none.
     """
 
-    FILTERS = {"median": lambda x, w, o: median_filter(x, size=w, mode="nearest", origin=o),
-               "mean": lambda x, w, o: uniform_filter1d(x, size=w, mode="nearest", origin=o),
-               "min": lambda x, w, o: minimum_filter1d(x, size=w, mode="nearest", origin=o)}
-
     def __init__(self, window: int, statistic: str = "median") -> None:
         if window < 1 or window % 2 == 0:
             raise ValueError(f"the window must be an odd number >= 1, got {window}")
         self.window = window
-        self._filter = self.FILTERS[statistic]
+        if statistic not in ("median", "mean", "min"):
+            raise ValueError(f"unknown statistic {statistic!r}")
+        self._filter = _filter(statistic)
         self._tail: tuple[np.ndarray, ...] | None = None
 
     def update(self, t: np.ndarray, *values: np.ndarray) -> tuple[np.ndarray, ...]:

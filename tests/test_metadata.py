@@ -88,3 +88,55 @@ def test_the_cli_records_metadata_and_finds_runs_by_sample_protocol_and_date(ser
     assert done.returncode == 2 and "-p diameter_mm given twice (2 and 3)" in done.stderr and "Traceback" not in done.stderr
     done = echemd("runs", "--since", "yesterday", "--endpoint", control)
     assert done.returncode == 2 and "expected a date such as 2026-11-01" in done.stderr
+
+
+def test_every_shipped_parameter_set_is_accepted_by_its_protocol_on_the_simulated_lab(tmp_path):
+    from echemd.config import parameter_sets
+
+    instrument = {"ccd": "sim-pstat-1", "ccd-ramp": "sim-pstat-1", "plate-until-short": "sim-pstat-1", "cafm-sweep": "sim-smu-1",
+                  "memristor": "sim-smu-1"}
+    daemon = Daemon(lab_config(tmp_path))
+    try:
+        with Client(daemon.control.endpoint) as client:
+            for name in parameter_sets.shipped():
+                protocol, parameters = parameter_sets.load(name)
+                run_id = client.submit(protocol, instrument[protocol], **parameters)
+                record = client.status(run_id)
+                assert {key: record["parameters"][key] for key in parameters} == parameters, name
+                client.abort(run_id)
+    finally:
+        daemon.close()
+
+
+def test_run_takes_parameter_files_shipped_sets_and_an_earlier_runs_parameters(served, tmp_path):  # noqa: F811
+    _, control, _ = served()
+    mine = tmp_path / "mine.json"
+    mine.write_text(json.dumps({"protocol": "ccd", "diameter_mm": 2.0, "max_plating_mA_cm2": 0.5, "capacity_mAh_cm2": 0.05}))
+    done = echemd("run", "--params", mine, "--instrument", "sim-pstat-1", "-p", "stripping_mA_cm2=0.1", "--wait", "--json",
+                  "--endpoint", control)
+    assert done.returncode == 0, done.stderr
+    first = json.loads(done.stdout)["run_id"]
+    record = json.loads(echemd("status", first, "--endpoint", control).stdout)
+    assert record["protocol"] == "ccd" and record["instrument"] == "sim-pstat-1"
+    assert {k: record["parameters"][k] for k in ("diameter_mm", "max_plating_mA_cm2", "capacity_mAh_cm2", "stripping_mA_cm2")} == \
+        {"diameter_mm": 2.0, "max_plating_mA_cm2": 0.5, "capacity_mAh_cm2": 0.05, "stripping_mA_cm2": 0.1}
+    # the same again, on the other potentiostat, one parameter changed
+    done = echemd("run", "--like", first, "--instrument", "sim-pstat-2", "-p", "capacity_mAh_cm2=0.1", "--wait", "--json", "--endpoint", control)
+    assert done.returncode == 0, done.stderr
+    again = json.loads(echemd("status", json.loads(done.stdout)["run_id"], "--endpoint", control).stdout)
+    assert again["instrument"] == "sim-pstat-2" and again["parameters"] == {**record["parameters"], "capacity_mAh_cm2": 0.1}
+    # a shipped set, by name
+    done = echemd("run", "--params", "ccd-li6ps5cl", "--instrument", "sim-pstat-1", "-p", "max_plating_mA_cm2=0.5", "--endpoint", control)
+    assert done.returncode == 0, done.stderr
+    shipped = json.loads(echemd("status", done.stdout.strip(), "--endpoint", control).stdout)
+    assert shipped["parameters"]["stripping_mA_cm2"] == 0.2 and shipped["parameters"]["drop_threshold_mV"] == 2.0
+    # what cannot be: each a clear exit 2
+    bad = tmp_path / "bad.toml"
+    bad.write_text("diameter_mm = \n")
+    for args, message in [(("--params", "no-such-set"), "no such file, nor a shipped parameter set (shipped: cafm-llzo-grain-boundary"),
+                          (("--params", bad), "not valid TOML"),
+                          (("eis", "--params", "ccd-li6ps5cl"), "the protocol differs: ccd from --params ccd-li6ps5cl, eis from the command line"),
+                          (("--instrument", "sim-pstat-1"), "name the protocol"),
+                          (("ccd",), "name the instrument")]:
+        done = echemd("run", *args, "--endpoint", control)
+        assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr, (args, done.stderr)
