@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import math
+import os
 import signal
 import sys
 import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import zmq
@@ -19,11 +22,15 @@ import zmq
 from echemd.config import ConfigError, load_config
 from echemd.daemon.client import DEFAULT_CONTROL_ENDPOINT, Client, RemoteError
 from echemd.daemon.errors import EchemdError
-from echemd.daemon.vocabulary import ACTIVE_STATUSES, RunStatus
+from echemd.daemon.vocabulary import ACTIVE_STATUSES, FINAL_STATUSES, RunStatus
 from echemd.drivers.base import DriverUnavailable
 from echemd.config import parameter_sets
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+#: Ctrl-C (what a shell reports for SIGINT); a run being waited for goes on in the daemon.
+EXIT_INTERRUPTED = 130
+#: A daemon that does not answer a ping within this long is not there, s.
+CONNECT_TIMEOUT_S = 2.0
 
 
 class UsageError(EchemdError):
@@ -95,8 +102,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--wait", action="store_true", help="wait for the run to end")
     run.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
-    status = verbs.add_parser("status", help="daemon status, or one run's")
+    status = verbs.add_parser("status", help="daemon status, or one run's (readable; --json for the record)")
     status.add_argument("run_id", nargs="?")
+    status.add_argument("--json", action="store_true", help="print the status as one JSON object")
+    queue = verbs.add_parser("queue", help="an instrument's queue: list it, remove a queued run, or move one")
+    queue.add_argument("instrument", metavar="INSTRUMENT")
+    moves = queue.add_mutually_exclusive_group()
+    moves.add_argument("--remove", metavar="RUN_ID", help="take this queued run off the queue (it ends aborted)")
+    moves.add_argument("--move", metavar="RUN_ID", help="move this queued run to position --to (0: next)")
+    queue.add_argument("--to", type=int, default=0, metavar="N", help="with --move: its new position (default 0, next)")
+    queue.add_argument("--json", action="store_true", help="print the queue as one JSON object")
     runs = verbs.add_parser("runs", help="every run the daemon knows, oldest first (a table; --json for the records)")
     runs.add_argument("--sample", help="only runs whose metadata names this sample")
     runs.add_argument("--protocol", help="only runs of this protocol")
@@ -133,11 +148,13 @@ def build_parser() -> argparse.ArgumentParser:
     keys = verbs.add_parser("keys", help="make a CURVE key pair: NAME.key (public) and NAME.key_secret (0600)")
     keys.add_argument("name")
     keys.add_argument("--dir", type=Path, default=Path("."), help="where to write them (default: here)")
-    for client_verb in (run, status, verbs.choices["runs"], watch, *(verbs.choices[verb] for verb in REQUEST_VERBS)):
+    keys.add_argument("--force", action="store_true", help="replace an existing key pair of that name")
+    for client_verb in (run, status, queue, verbs.choices["runs"], watch, *(verbs.choices[verb] for verb in REQUEST_VERBS)):
         client_verb.add_argument("--endpoint", default=DEFAULT_CONTROL_ENDPOINT, metavar="URL", help="control endpoint of the daemon")
         client_verb.add_argument("--server-key", type=Path, metavar="FILE", help="the daemon's public key (CURVE)")
         client_verb.add_argument("--client-key", type=Path, metavar="FILE", help="this client's secret key file (CURVE)")
-        client_verb.add_argument("--timeout", type=float, default=10.0, metavar="S", help="seconds to wait for each reply (default 10)")
+        client_verb.add_argument("--timeout", type=float, default=10.0, metavar="S",
+                                 help="seconds to wait for each reply (default 10; a daemon that does not answer at all fails within 2 s)")
     return parser
 
 
@@ -145,7 +162,18 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        return VERBS[args.verb](args)
+        code = VERBS[args.verb](args)
+        sys.stdout.flush()  # (a closed pipe shows here, not at interpreter exit)
+        return code
+    except BrokenPipeError:  # `echemd runs | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (no second error when Python flushes stdout at exit)
+        return EXIT_OK
+    except KeyboardInterrupt:
+        print("echemd: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except zmq.ZMQError as exc:  # a malformed --endpoint URL, an unknown transport
+        print(f"echemd: bad endpoint {getattr(args, 'endpoint', '')!r}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except (UsageError, ConfigError) as exc:
         print(f"echemd: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -157,6 +185,16 @@ def main(argv: list[str] | None = None) -> int:
     except TimeoutError as exc:
         print(f"echemd: {exc} (is `echemd serve` running there?)", file=sys.stderr)
         return EXIT_FAILED
+
+
+@contextlib.contextmanager
+def _client(args: argparse.Namespace) -> Iterator[Client]:
+    """A client of the daemon at --endpoint that has answered a ping within CONNECT_TIMEOUT_S (so a
+    missing daemon fails at once, whatever --timeout says), then waits up to --timeout per reply."""
+    with Client(args.endpoint, timeout_s=min(args.timeout, CONNECT_TIMEOUT_S), keys=_keys(args)) as client:
+        client.ping()
+        client.timeout_s = args.timeout
+        yield client
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -177,6 +215,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.config or 'the configuration'}: {exc}") from exc
     except FolderInUse as exc:
         raise UsageError(str(exc)) from exc
+    except OSError as exc:  # a data folder that is a file, cannot be made, or cannot be written
+        raise UsageError(f"data folder {config.data_dir}: {exc}") from exc
     logging.getLogger("echemd").info("serving; SIGINT or SIGTERM stops every run safely and exits")
     while not stop.wait(0.2) and not daemon.shutdown_requested.is_set():
         pass
@@ -226,18 +266,43 @@ def _run_request(args: argparse.Namespace, client: Client) -> tuple[str, str, di
 
 def cmd_run(args: argparse.Namespace) -> int:
     metadata = _once_each(args.meta, "--meta")
-    with Client(args.endpoint, timeout_s=args.timeout, keys=_keys(args)) as client:
+    with _client(args) as client:
         protocol, instrument, parameters = _run_request(args, client)
         run_id = client.submit(protocol, instrument, metadata=metadata or None, **parameters)
         if not args.wait:
             print(json.dumps({"run_id": run_id}) if args.json else run_id)
             return EXIT_OK
-        record = _wait_with_progress(client, run_id)
+        try:
+            record = _wait_with_progress(client, run_id)
+        except KeyboardInterrupt:
+            print(f"echemd: stopped waiting; run {run_id} goes on in the daemon (echemd status {run_id}; echemd abort {run_id})",
+                  file=sys.stderr)
+            return EXIT_INTERRUPTED
     final = {key: record[key] for key in ("run_id", "status", "file", "result")}
     if record["error"]:
         final["error"] = record["error"]
-    print(json.dumps(final) if args.json else json.dumps(final, indent=2))
+    print(json.dumps(final) if args.json else _readable_run(record))
     return EXIT_OK if record["status"] == RunStatus.COMPLETED else EXIT_FAILED
+
+
+def _readable_run(record: dict[str, Any]) -> str:
+    """A run record as a few lines a person reads (``--json`` gives the record itself)."""
+    lines = [f"{record['run_id']}  {record['status']}  {record.get('protocol', '')} on {record.get('instrument', '')}"]
+    details = []
+    if (record.get("metadata") or {}).get("sample"):
+        details.append(f"sample {record['metadata']['sample']}")
+    if record.get("step") and record["status"] not in FINAL_STATUSES:
+        details.append(f"step: {record['step']}")
+    if record.get("progress") is not None and record["status"] not in FINAL_STATUSES:
+        details.append(f"progress {record['progress']:.0%}")
+    details.append(f"{record.get('n_samples', 0):,} samples")
+    lines.append("  " + ", ".join(details))
+    if record.get("result"):
+        lines.append(f"  result: {_headline(record) or '(see --json)'}")
+    if record.get("error"):
+        lines.append(f"  error: {record['error']}")
+    lines.append(f"  file: {record.get('file', '')}")
+    return "\n".join(lines)
 
 
 def _wait_with_progress(client: Client, run_id: str) -> dict[str, Any]:
@@ -258,8 +323,35 @@ def _wait_with_progress(client: Client, run_id: str) -> dict[str, Any]:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    with Client(args.endpoint, timeout_s=args.timeout, keys=_keys(args)) as client:
-        print(json.dumps(client.status(args.run_id), indent=2))
+    with _client(args) as client:
+        status = client.status(args.run_id)
+    if args.json:
+        print(json.dumps(status))
+    elif args.run_id is not None:
+        print(_readable_run(status))
+    else:
+        print(f"echemd {status['version']}: {len(status['instruments'])} instruments, {len(status['active_runs'])} active runs")
+        for name, instrument in status["instruments"].items():
+            print(f"  {name:<16} {instrument['state']:<8} {instrument['current_run'] or ''}")
+        for record in status["active_runs"]:
+            print(_readable_run(record))
+    return EXIT_OK
+
+
+def cmd_queue(args: argparse.Namespace) -> int:
+    request: dict[str, Any] = {"instrument": args.instrument}
+    if args.remove:
+        request.update(action="remove", run_id=args.remove)
+    elif args.move:
+        request.update(action="move", run_id=args.move, position=args.to)
+    with _client(args) as client:
+        queue = client.call("queue", **request)
+    if args.json:
+        print(json.dumps(queue))
+        return EXIT_OK
+    print(f"{queue['instrument']}: running {queue['current_run'] or 'nothing'}; {len(queue['queued'])} queued")
+    for position, run_id in enumerate(queue["queued"]):
+        print(f"  {position}  {run_id}")
     return EXIT_OK
 
 
@@ -301,7 +393,7 @@ def _headline(record: dict[str, Any]) -> str:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    with Client(args.endpoint, timeout_s=args.timeout, keys=_keys(args)) as client:
+    with _client(args) as client:
         records = [record for record in client.runs() if _matches(record, args)]
     if args.json:
         print(json.dumps(records))
@@ -320,7 +412,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 def cmd_watch(args: argparse.Namespace) -> int:
     from echemd.daemon.watch import watch
 
-    with Client(args.endpoint, timeout_s=args.timeout, keys=_keys(args)) as client:
+    with _client(args) as client:
         client.ping()  # fail clearly (exit 1) when nobody answers
         watch(client, once=args.once)
     return EXIT_OK
@@ -340,7 +432,7 @@ REQUEST_VERBS = {
 def cmd_request(args: argparse.Namespace) -> int:
     method, arguments, _ = REQUEST_VERBS[args.verb]
     params = {argument: getattr(args, argument) for argument in arguments if argument != "name"}
-    with Client(args.endpoint, timeout_s=args.timeout, keys=_keys(args)) as client:
+    with _client(args) as client:
         result = client.call(method, **params)
     if args.verb == "protocols" and args.name is not None:
         chosen = [protocol for protocol in result if protocol["name"] == args.name]
@@ -383,9 +475,16 @@ def _run_file(path: Path) -> Path:
     return path
 
 
+def _writable_output(path: Path | None) -> None:
+    """Refuse an -o whose folder does not exist (or is not a folder) before any work is done."""
+    if path is not None and not path.parent.is_dir():
+        raise UsageError(f"-o {path}: the folder {path.parent} does not exist")
+
+
 def cmd_plot(args: argparse.Namespace) -> int:
     from echemd.protocols.plots import plot_run
 
+    _writable_output(args.output)
     try:
         print(plot_run(_run_file(args.file), args.output))
     except (KeyError, ValueError) as exc:
@@ -396,6 +495,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from echemd.protocols.export import export
 
+    _writable_output(args.output)
     try:
         print(export(_run_file(args.file), args.format, args.output))
     except (KeyError, ValueError) as exc:
@@ -406,6 +506,11 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_keys(args: argparse.Namespace) -> int:
     from echemd.daemon.security import create_keys
 
+    existing = [path for path in (args.dir / f"{args.name}.key", args.dir / f"{args.name}.key_secret") if path.exists()]
+    if existing and not args.force:
+        raise UsageError(f"{', '.join(map(str, existing))} exists: a new pair would lock out whoever holds it; give --force to replace it")
+    if args.dir.exists() and not args.dir.is_dir():
+        raise UsageError(f"--dir {args.dir}: not a folder")
     public, secret = create_keys(args.dir, args.name)
     print(json.dumps({"public": str(public), "secret": str(secret)}))
     return EXIT_OK
@@ -476,7 +581,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK if run_demo(args.data_dir) else EXIT_FAILED
 
 
-VERBS = {"serve": cmd_serve, "demo": cmd_demo, "analyze": cmd_analyze, "keys": cmd_keys, "plot": cmd_plot, "export": cmd_export, "watch": cmd_watch, "run": cmd_run, "status": cmd_status, "runs": cmd_runs,
+VERBS = {"serve": cmd_serve, "demo": cmd_demo, "analyze": cmd_analyze, "keys": cmd_keys, "plot": cmd_plot, "export": cmd_export, "watch": cmd_watch, "run": cmd_run, "status": cmd_status, "runs": cmd_runs, "queue": cmd_queue,
          **{verb: cmd_request for verb in REQUEST_VERBS}}
 
 if __name__ == "__main__":  # pragma: no cover

@@ -2,7 +2,9 @@
 
 It polls the control socket for instruments and run states and subscribes to the data stream for
 the latest samples and the events ("short", "limit", ...), redrawing in place about four times a
-second.  Works over CURVE with the same keys as the other client verbs.
+second.  When its output is not a terminal (a pipe, a log file) it writes one line per event and
+per run status change instead, flushed as each arrives.  Works over CURVE with the same keys as
+the other client verbs.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import collections
 import sys
 import time
+from typing import TextIO
 
 import zmq
 from rich.console import Console, Group
@@ -50,9 +53,12 @@ class Watcher:
 
     def render(self) -> Group:
         table = Table(title=f"echemd at {self.client.endpoint}", expand=True)
-        for column in ("instrument", "kind", "state", "run", "step", "samples", "latest"):
-            table.add_column(column)
-        for instrument in self.client.instruments():
+        instruments = self.client.instruments()
+        widest = max((len(instrument["name"]) for instrument in instruments), default=10)
+        table.add_column("instrument", no_wrap=True, min_width=widest)  # names stay whole; the other columns fold
+        for column in ("kind", "state", "run", "step", "samples", "latest"):
+            table.add_column(column, overflow="fold")
+        for instrument in instruments:
             run_id = instrument["current_run"]
             run, step, samples, latest = "", "", "", ""
             if run_id:
@@ -86,8 +92,36 @@ def _latest(sample: dict[str, float]) -> str:
     return ", ".join(parts)
 
 
+def follow(client: Client, out: TextIO) -> None:
+    """Write one line per event and per run status change to ``out`` until interrupted:
+    ``HH:MM:SS RUN_ID KIND: MESSAGE`` (``status: running``, ``short: ...``)."""
+    subscription = Subscription(zmq.Context.instance(), client.publish_endpoint, b"run.", client.keys)
+    try:
+        while True:
+            message = subscription.receive(1.0)
+            if message is None or isinstance(message, DataBlock):
+                continue
+            header = message.header
+            if message.kind == "event":
+                text = f"{header['kind']}: {header['message']}"
+            elif message.kind == "status":
+                text = f"status: {header['status']}" + (f" ({header['error']})" if header.get("error") else "")
+            else:
+                continue
+            out.write(f"{time.strftime('%H:%M:%S')} {header['run_id']} {text}\n")
+            out.flush()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        subscription.close()
+
+
 def watch(client: Client, once: bool = False, console: Console | None = None) -> None:
-    """Show the live view until interrupted (Ctrl-C); ``once``: print one frame and return."""
+    """Show the live view until interrupted (Ctrl-C); ``once``: print one frame and return.  Not on a
+    terminal (and not ``once``): one line per event instead (see :func:`follow`)."""
+    if not once and console is None and not sys.stdout.isatty():
+        follow(client, sys.stdout)
+        return
     watcher = Watcher(client)
     console = console or Console(width=None if sys.stdout.isatty() else 160)
     try:

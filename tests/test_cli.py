@@ -56,7 +56,7 @@ def test_run_wait_json_prints_the_final_record(served):
     assert set(record) == {"run_id", "status", "file", "result"}
     assert record["status"] == "completed" and record["result"]["ccd_mA_cm2"] == 1.0  # the flat cell: ~1 mA/cm2, as in the paper
     assert os.path.dirname(record["file"]) == str(data_dir)
-    status = json.loads(echemd("status", record["run_id"], "--endpoint", control).stdout)
+    status = json.loads(echemd("status", record["run_id"], "--json", "--endpoint", control).stdout)
     assert status["n_samples"] > 1000
     assert record["run_id"] in echemd("runs", "--endpoint", control).stdout
 
@@ -129,9 +129,67 @@ def test_demo_prints_the_ccd_results_and_writes_run_files(tmp_path):
     assert len(list((tmp_path / "out").glob("*.h5"))) == 4 and len(list((tmp_path / "out").glob("*.png"))) == 4
 
 
-def test_client_verbs_without_a_daemon_fail_clearly(tmp_path):
-    done = echemd("status", "--endpoint", f"ipc://{tmp_path}/nobody", "--timeout", "0.5", timeout=60)
+def test_client_verbs_without_a_daemon_fail_clearly_and_at_once(tmp_path):
+    started = time.monotonic()
+    done = echemd("status", "--endpoint", f"ipc://{tmp_path}/nobody", timeout=60)  # the default --timeout is 10 s
     assert done.returncode == 1 and "is `echemd serve` running there?" in done.stderr
+    assert time.monotonic() - started < 6  # the 2 s ping plus starting Python, not 10 s
+    done = echemd("runs", "--endpoint", "no-such-transport://x")
+    assert done.returncode == 2 and "bad endpoint 'no-such-transport://x'" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_files_and_folders_that_cannot_be_used_exit_2_with_the_reason(tmp_path):
+    not_a_folder = tmp_path / "a-file"
+    not_a_folder.write_text("x")
+    done = echemd("serve", "--data-dir", not_a_folder, "--control", f"ipc://{tmp_path}/c", "--publish", f"ipc://{tmp_path}/p", timeout=60)
+    assert done.returncode == 2 and f"data folder {not_a_folder}" in done.stderr and "Traceback" not in done.stderr
+    done = echemd("plot", not_a_folder, "-o", tmp_path / "missing" / "x.png")
+    assert done.returncode == 2 and f"the folder {tmp_path / 'missing'} does not exist" in done.stderr
+    done = echemd("export", not_a_folder, "--format", "csv", "-o", tmp_path / "missing" / "x.csv")
+    assert done.returncode == 2 and "does not exist" in done.stderr
+    assert echemd("keys", "lab", "--dir", tmp_path / "keys").returncode == 0
+    secret = (tmp_path / "keys" / "lab.key_secret").read_bytes()
+    done = echemd("keys", "lab", "--dir", tmp_path / "keys")
+    assert done.returncode == 2 and "exists" in done.stderr and "--force" in done.stderr
+    assert (tmp_path / "keys" / "lab.key_secret").read_bytes() == secret  # untouched
+    assert echemd("keys", "lab", "--dir", tmp_path / "keys", "--force").returncode == 0
+    assert (tmp_path / "keys" / "lab.key_secret").read_bytes() != secret
+
+
+def test_a_reader_that_closes_the_pipe_early_is_not_an_error(tmp_path, monkeypatch):
+    from echemd.daemon import cli
+
+    read, write = os.pipe()
+    os.close(read)  # `| head` that has already gone
+    monkeypatch.setattr(sys, "stdout", os.fdopen(write, "w"))
+    assert cli.main(["keys", "lab", "--dir", str(tmp_path)]) == 0
+
+
+def test_readable_status_queue_verb_and_ctrl_c_while_waiting(served, tmp_path):
+    _, control, _ = served("--sim-speed", "1")  # real time: runs last
+    first = echemd("run", "ccd", "--instrument", "sim-pstat-1", "-p", "diameter_mm=2", "-m", "sample=S1", "--endpoint", control).stdout.strip()
+    second, third = (echemd("run", "ccd", "--instrument", "sim-pstat-1", "-p", "diameter_mm=2", "--endpoint", control).stdout.strip()
+                     for _ in range(2))
+    done = echemd("queue", "sim-pstat-1", "--endpoint", control)
+    assert done.returncode == 0 and done.stdout.splitlines() == [f"sim-pstat-1: running {first}; 2 queued", f"  0  {second}", f"  1  {third}"]
+    moved = json.loads(echemd("queue", "sim-pstat-1", "--move", third, "--to", "0", "--json", "--endpoint", control).stdout)
+    assert moved["queued"] == [third, second]
+    removed = json.loads(echemd("queue", "sim-pstat-1", "--remove", second, "--json", "--endpoint", control).stdout)
+    assert removed["queued"] == [third]
+    done = echemd("queue", "sim-pstat-1", "--remove", first, "--endpoint", control)
+    assert done.returncode == 2 and "not queued" in done.stderr
+    status = echemd("status", first, "--endpoint", control).stdout.splitlines()
+    assert status[0] == f"{first}  running  ccd on sim-pstat-1" and status[1].startswith("  sample S1, step: cycle 1: plate 0.5 mA/cm2")
+    overview = echemd("status", "--endpoint", control).stdout.splitlines()
+    assert overview[0].endswith("3 instruments, 2 active runs") and any(line.split() == ["sim-pstat-1", "running", first] for line in overview)
+    waiting = subprocess.Popen([*ECHEMD, "run", "ccd", "--instrument", "sim-pstat-2", "-p", "diameter_mm=2", "--wait", "--endpoint", control],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(2.0)  # (real time: the run is under way)
+    waiting.send_signal(signal.SIGINT)
+    _, err = waiting.communicate(timeout=30)
+    assert waiting.returncode == 130 and "goes on in the daemon" in err and "Traceback" not in err
+    run_id = err.split("run ", 1)[1].split()[0]
+    assert json.loads(echemd("status", run_id, "--json", "--endpoint", control).stdout)["status"] == "running"
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="checks the message off Windows")
@@ -154,6 +212,26 @@ def test_watch_shows_instruments_runs_and_events(served):
     assert done.returncode == 0, done.stderr
     assert "sim-pstat-1" in done.stdout and "ccd running" in done.stdout and "sim-smu-1" in done.stdout and "idle" in done.stdout
     assert "mV" in done.stdout  # the latest reading from the stream
+
+
+def test_watch_writes_one_line_per_event_when_its_output_is_not_a_terminal(served):
+    _, control, _ = served()
+    watching = subprocess.Popen([*ECHEMD, "watch", "--endpoint", control], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.5)  # (subscribed)
+        with Client(control) as client:
+            run_id = client.wait(client.submit("ccd", "sim-pstat-1", diameter_mm=2.0), timeout_s=60)["run_id"]
+        lines = []
+        while not any(line.endswith(f"{run_id} status: completed") for line in lines):
+            lines.append(watching.stdout.readline().rstrip("\n"))
+    finally:
+        watching.send_signal(signal.SIGINT)
+        watching.wait(timeout=10)
+    mine = [line.split(" ", 2)[2] for line in lines if f" {run_id} " in line]
+    assert mine[0] == "status: running" and mine[-1] == "status: completed"
+    assert any(line.startswith("short: short (") for line in mine)  # the default flat cell shorts in cycle 2
+    assert all(": " in line for line in mine) and any(line.startswith("step: cycle 1: plate") for line in mine)
+    assert watching.returncode == 0
 
 
 def test_request_verbs_pause_resume_list_and_shut_the_daemon_down(served):

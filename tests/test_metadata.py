@@ -116,19 +116,19 @@ def test_run_takes_parameter_files_shipped_sets_and_an_earlier_runs_parameters(s
                   "--endpoint", control)
     assert done.returncode == 0, done.stderr
     first = json.loads(done.stdout)["run_id"]
-    record = json.loads(echemd("status", first, "--endpoint", control).stdout)
+    record = json.loads(echemd("status", first, "--json", "--endpoint", control).stdout)
     assert record["protocol"] == "ccd" and record["instrument"] == "sim-pstat-1"
     assert {k: record["parameters"][k] for k in ("diameter_mm", "max_plating_mA_cm2", "capacity_mAh_cm2", "stripping_mA_cm2")} == \
         {"diameter_mm": 2.0, "max_plating_mA_cm2": 0.5, "capacity_mAh_cm2": 0.05, "stripping_mA_cm2": 0.1}
     # the same again, on the other potentiostat, one parameter changed
     done = echemd("run", "--like", first, "--instrument", "sim-pstat-2", "-p", "capacity_mAh_cm2=0.1", "--wait", "--json", "--endpoint", control)
     assert done.returncode == 0, done.stderr
-    again = json.loads(echemd("status", json.loads(done.stdout)["run_id"], "--endpoint", control).stdout)
+    again = json.loads(echemd("status", json.loads(done.stdout)["run_id"], "--json", "--endpoint", control).stdout)
     assert again["instrument"] == "sim-pstat-2" and again["parameters"] == {**record["parameters"], "capacity_mAh_cm2": 0.1}
     # a shipped set, by name
     done = echemd("run", "--params", "ccd-li6ps5cl", "--instrument", "sim-pstat-1", "-p", "max_plating_mA_cm2=0.5", "--endpoint", control)
     assert done.returncode == 0, done.stderr
-    shipped = json.loads(echemd("status", done.stdout.strip(), "--endpoint", control).stdout)
+    shipped = json.loads(echemd("status", done.stdout.strip(), "--json", "--endpoint", control).stdout)
     assert shipped["parameters"]["stripping_mA_cm2"] == 0.2 and shipped["parameters"]["drop_threshold_mV"] == 2.0
     # what cannot be: each a clear exit 2
     bad = tmp_path / "bad.toml"
