@@ -303,6 +303,26 @@ LOOPBACK_HOSTS = ("127.", "localhost", "[::1]", "::1")
 LOCAL_TRANSPORTS = ("ipc", "inproc")
 
 
+#: What an alert can be raised on: a run's events, and how a run ended.
+ALERT_TRIGGERS = ("short", "suspect_short", "voiding", "limit", "overload", "completed", "failed", "aborted")
+
+
+class AlertConfig(StrictModel):
+    """A command the daemon runs when one of ``on`` happens to a run (``[[alerts]]``), to page someone.
+
+    The command is run without a shell, in the background (a slow or failing command never holds
+    a run up; its failure is logged), with the run in its environment: ECHEMD_ALERT (what
+    happened), ECHEMD_RUN_ID, ECHEMD_PROTOCOL, ECHEMD_INSTRUMENT, ECHEMD_STATUS, ECHEMD_MESSAGE
+    (the event's message, or the run's error), ECHEMD_SAMPLE, ECHEMD_FILE and, when the run ended,
+    ECHEMD_RESULT (its result, JSON).
+    """
+
+    on: list[Literal[ALERT_TRIGGERS]] = Field(min_length=1, description="events (short, suspect_short, voiding, limit, overload) "
+                                              "and run ends (completed, failed, aborted) that raise it")
+    command: list[str] = Field(min_length=1, description="the program and its arguments, e.g. [\"/usr/local/bin/page\", \"battery-lab\"]")
+    timeout_s: float = Field(60.0, gt=0, description="a command still running after this long is killed, s")
+
+
 class DaemonConfig(StrictModel):
     """Everything `echemd serve` needs: endpoints, where run files go, and the instruments."""
 
@@ -315,6 +335,7 @@ class DaemonConfig(StrictModel):
     disk_reserve_mb: float = Field(64.0, ge=0, description="free space (MiB) no run-file write may eat into: a run that would fails as 'disk full' instead")
     instruments: list[InstrumentConfig] = Field(min_length=1)
     security: SecurityConfig | None = Field(None, description="CURVE keys; required to bind anything but loopback")
+    alerts: list[AlertConfig] = Field(default_factory=list, description="commands run on chosen events (see AlertConfig)")
 
     @field_validator("control_endpoint", "publish_endpoint")
     @classmethod

@@ -10,6 +10,7 @@ writes a running run's file or stream.
 
 from __future__ import annotations
 
+from echemd.daemon.alerts import Alerts
 from echemd.daemon.publisher import Publisher
 from echemd.daemon.run import Run
 from echemd.daemon.run_events import HoldChanged, Note, RunEvent, Samples, StepStarted
@@ -27,10 +28,11 @@ def publish_status(publisher: Publisher, run: Run) -> None:
 class Recorder:
     """Records and publishes one running run's events (see the module docstring)."""
 
-    def __init__(self, run: Run, runfile: RunFile, publisher: Publisher) -> None:
+    def __init__(self, run: Run, runfile: RunFile, publisher: Publisher, alerts: Alerts | None = None) -> None:
         self.run = run
         self.runfile = runfile
         self.publisher = publisher
+        self.alerts = alerts
 
     def emit(self, event: RunEvent) -> None:
         """Write ``event`` to the run file and publish it.  Raises what the run file raises (a full
@@ -39,6 +41,8 @@ class Recorder:
             self.publisher.data(self.runfile.append(event.columns))
         elif isinstance(event, Note):
             self._log(event.time_s, event.kind, event.message)
+            if self.alerts is not None:
+                self.alerts.raise_alert(event.kind.value, self.run, event.message)
         elif isinstance(event, StepStarted):
             self.run.steps_started += 1
             self.run.step_label = event.label

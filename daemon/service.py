@@ -19,6 +19,7 @@ import zmq
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from echemd.config.models import DaemonConfig, RunLimits, RunMetadata
+from echemd.daemon.alerts import Alerts
 from echemd.daemon.control import ControlServer, Framed
 from echemd.daemon.errors import ApiError
 from echemd.daemon.file_transitions import complete_replacement, current_path, pending_replacements
@@ -100,6 +101,7 @@ class Daemon:
         self.folder_lock.acquire()  # before any file is touched: raises FolderInUse when another daemon runs here
         try:
             self.submissions = Submissions(self.data_dir)
+            self.alerts = Alerts(config.alerts)
             self.files = RunFileSettings(config.flush_interval_s, config.fsync_interval_s, config.compress_closed_runs,
                                          int(config.disk_reserve_mb * 2**20))
             self.recovering = {path.stem: path for path in left_running(self.data_dir, self.submissions)}
@@ -122,6 +124,7 @@ class Daemon:
                 instrument = make_instrument(instrument_config, sim_speed)
                 self.workers[instrument.name] = InstrumentWorker(
                     instrument, instrument_config.limits, self.publisher, self.files, self.version, turn=block_turn, submissions=self.submissions,
+                    alerts=self.alerts,
                 )
             self.control = ControlServer(self._context, config.control_endpoint, self.handle, secure=self.curve)
         except BaseException:
@@ -160,6 +163,7 @@ class Daemon:
         self.stopped.set()
         self._recovery.join()  # the file being recovered is finished; the others wait for the next start
         self._close_workers()
+        self.alerts.wait()  # (the alerts of the runs just ended get their chance)
         self.control.close()
         self.publisher.close()
         self._stop_curve()

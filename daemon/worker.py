@@ -14,6 +14,7 @@ import threading
 import time
 
 from echemd.config.models import InstrumentLimits
+from echemd.daemon.alerts import Alerts
 from echemd.daemon.engine import Engine, RunAborted
 from echemd.daemon.publisher import Publisher
 from echemd.daemon.recorder import Recorder, publish_status
@@ -36,10 +37,12 @@ class InstrumentWorker:
         version: str,
         turn: threading.Lock | None = None,
         submissions: Submissions | None = None,
+        alerts: Alerts | None = None,
     ) -> None:
         """``files``: how run files are written.  ``turn``: the lock the daemon's workers take
         turns on to process a block (see Engine).  ``submissions``: where the daemon wrote its
-        runs down, told how each ended."""
+        runs down, told how each ended.  ``alerts``: the commands to run on chosen events."""
+        self.alerts = alerts
         self.submissions = submissions
         self.turn = turn
         self.files = files
@@ -177,7 +180,7 @@ class InstrumentWorker:
         run.runfile = runfile
         run.status, run.started = RunStatus.RUNNING, utc_now()
         publish_status(self.publisher, run)
-        engine = Engine(self.instrument, Recorder(run, runfile, self.publisher).emit, control=run,
+        engine = Engine(self.instrument, Recorder(run, runfile, self.publisher, self.alerts).emit, control=run,
                         limits=self.limits.tightened(run.limits), hold=protocol.pause_hold, clock_zero_s=clock_zero_s, turn=self.turn)
         status, result, error, instrument_fault = RunStatus.FAILED, None, "", False
         try:
@@ -219,3 +222,5 @@ class InstrumentWorker:
         if self.submissions is not None:
             self.submissions.ended(run.run_id, status, error, run.finished, in_file)
         publish_status(self.publisher, run)
+        if self.alerts is not None:
+            self.alerts.raise_alert(run.status.value, run, error, result)
