@@ -333,6 +333,8 @@ class DaemonConfig(StrictModel):
     fsync_interval_s: float = Field(30.0, gt=0, description="run files are also fsynced (to the disk, not just the OS) this often, s")
     compress_closed_runs: bool = Field(True, description="when a run ends, rewrite its file with compressed data columns (shuffle + deflate: ~4x smaller)")
     disk_reserve_mb: float = Field(64.0, ge=0, description="free space (MiB) no run-file write may eat into: a run that would fails as 'disk full' instead")
+    max_run_size_gb: float = Field(20.0, gt=0, description="a run projected to record more than this (its longest duration over its "
+                                   "sample interval, 8 bytes per value) is refused unless submitted with allow_large, GB")
     instruments: list[InstrumentConfig] = Field(min_length=1)
     security: SecurityConfig | None = Field(None, description="CURVE keys; required to bind anything but loopback")
     alerts: list[AlertConfig] = Field(default_factory=list, description="commands run on chosen events (see AlertConfig)")

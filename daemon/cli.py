@@ -100,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="run metadata: sample, operator, notes, cell, electrolyte, thickness_um, area_cm2, stack_pressure_MPa, "
                           "temperature_C, pretreatment, or a key of the lab's own; repeat for each")
     run.add_argument("--wait", action="store_true", help="wait for the run to end")
+    run.add_argument("--allow-large", action="store_true", help="run it even if projected beyond the daemon's max_run_size_gb")
     run.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
     status = verbs.add_parser("status", help="daemon status, or one run's (readable; --json for the record)")
@@ -268,7 +269,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     metadata = _once_each(args.meta, "--meta")
     with _client(args) as client:
         protocol, instrument, parameters = _run_request(args, client)
-        run_id = client.submit(protocol, instrument, metadata=metadata or None, **parameters)
+        run_id = client.submit(protocol, instrument, metadata=metadata or None, allow_large=args.allow_large, **parameters)
         if not args.wait:
             print(json.dumps({"run_id": run_id}) if args.json else run_id)
             return EXIT_OK

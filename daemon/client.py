@@ -108,10 +108,11 @@ class Client:
         return self.call("protocols")
 
     def submit(self, protocol: str, instrument: str, limits: dict[str, Any] | None = None, metadata: dict[str, Any] | None = None,
-               **parameters: Any) -> str:
+               allow_large: bool = False, **parameters: Any) -> str:
         """Queue a run; returns its run_id.  ``limits``: the run's own safety limits (RunLimits fields);
         ``metadata``: what the lab records of it (sample, operator, notes, cell, electrolyte, ...:
         see RunMetadata in the configuration docs), on top of the instrument's configured metadata.
+        ``allow_large``: run it even when it is projected beyond the daemon's max_run_size_gb.
 
         Raises RemoteError (e.g. invalid_parameters, refused).
         """
@@ -120,6 +121,8 @@ class Client:
             request["limits"] = limits
         if metadata:
             request["metadata"] = metadata
+        if allow_large:
+            request["allow_large"] = True
         return self.call("submit", **request)["run_id"]
 
     def status(self, run_id: str | None = None) -> dict[str, Any]:

@@ -64,6 +64,7 @@ class SubmitParams(_Params):
     parameters: dict[str, Any] = {}
     limits: RunLimits | None = None
     metadata: dict[str, Any] = {}
+    allow_large: bool = False
 
 
 class RunParams(_Params):
@@ -260,6 +261,8 @@ class Daemon:
         if self.stopped.is_set():
             raise ApiError("shutting_down", "the daemon is shutting down")
         run = self._new_run(request.protocol, request.instrument, request.parameters, request.limits, metadata=request.metadata)
+        if not request.allow_large:
+            self._refuse_absurd_size(run)
         try:
             self.submissions.add(
                 run_id=run.run_id, protocol=run.protocol.name, instrument=run.instrument, parameters=run.parameters.model_dump(mode="json"),
@@ -276,6 +279,17 @@ class Daemon:
             raise ApiError("shutting_down", "the daemon is shutting down") from None
         log.info("submitted %s: %s on %s", run.run_id, run.protocol.name, run.instrument)
         return {"run_id": run.run_id, "status": run.status, "file": str(run.file)}
+
+    def _refuse_absurd_size(self, run: Run) -> None:
+        """Refuse a run projected to record more than max_run_size_gb (10 h at 10 us: 86 GB)."""
+        if run.protocol.planned_samples is None:
+            return
+        samples = run.protocol.planned_samples(run.parameters)
+        size_gb = samples * 8 * len(run.protocol.columns_for(run.parameters)) / 1e9
+        if size_gb > self.config.max_run_size_gb:
+            raise ApiError("refused", f"the run is projected to record {samples:,} samples, {size_gb:,.1f} GB, beyond max_run_size_gb = "
+                                      f"{self.config.max_run_size_gb:g}: a longer sample interval, or submit it with allow_large",
+                           {"samples": samples, "size_gb": size_gb})
 
     def _new_run(self, protocol_name: str, instrument: str, raw_parameters: dict[str, Any], limits: RunLimits | dict[str, Any] | None,
                  run_id: str | None = None, submitted: str | None = None, metadata: dict[str, Any] | None = None) -> Run:

@@ -207,6 +207,8 @@ class ProtocolDefinition:
     pause_hold: HoldMode | None = HoldMode.OUTPUT_OFF
     #: How many steps the plan will run at most, for progress (None: unknown).
     planned_steps: Callable[[Any], int] | None = None
+    #: How many samples a run will record at most, to refuse an absurdly large one (None: unknown).
+    planned_samples: Callable[[Any], int] | None = None
     #: What the run file records of a run's setup beyond its parameters (root attributes).
     run_attributes: Callable[[Any], Mapping[str, Any]] = lambda params: {}
     #: Columns some runs record besides ``columns`` (e.g. impedance spectra between the half cycles

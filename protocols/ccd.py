@@ -27,7 +27,7 @@ from echemd.drivers.base import Instrument
 from echemd.daemon.vocabulary import EventKind, HoldMode
 from echemd.protocols.base import Event, Galvanostatic, OpenCircuit, Plan, ProtocolDefinition, Stop, StepOutcome
 from echemd.protocols.impedance_sweep import IMPEDANCE_COLUMNS, ImpedanceSweep, landmarks
-from echemd.protocols.plating_base import (CHRONO_COLUMNS, HalfCycleParameters, check_plating, plating_attributes, short_fields,
+from echemd.protocols.plating_base import (CHRONO_COLUMNS, HalfCycleParameters, check_plating, planned_samples, plating_attributes, short_fields,
                                             short_message, staircase)
 from echemd.protocols.shorts import ShortMonitor, ShortWatch
 
@@ -75,6 +75,9 @@ class CCDParameters(HalfCycleParameters):
         for cycle, plating in enumerate(self.plating_densities_mA_cm2(), start=1):
             yield HalfCycle("ccd", cycle, "plate", plating, plating)
             yield HalfCycle("ccd", cycle, "strip", self.stripping_mA_cm2, plating)
+
+    def planned_duration_s(self) -> float:
+        return sum(self.duration_s(half.density_mA_cm2) + self.rest_s for half in self.half_cycles())
 
     def planned_steps(self) -> int:
         cycles = self.conditioning_cycles + len(self.plating_densities_mA_cm2())
@@ -251,5 +254,6 @@ CCD = ProtocolDefinition(
     pause_hold=HoldMode.OPEN_CIRCUIT,
     planned_steps=CCDParameters.planned_steps,
     run_attributes=plating_attributes,
+    planned_samples=planned_samples,
     extra_columns=lambda p: IMPEDANCE_COLUMNS if p.eis_at else (),
 )

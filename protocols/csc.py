@@ -24,7 +24,7 @@ from echemd.drivers.base import Instrument
 from echemd.daemon.vocabulary import EventKind, HoldMode
 from echemd.protocols.base import Event, Galvanostatic, Plan, ProtocolDefinition
 from echemd.protocols.ccd import HalfCycleLog
-from echemd.protocols.plating_base import (CHRONO_COLUMNS, HalfCycleParameters, check_plating, plating_attributes, short_fields,
+from echemd.protocols.plating_base import (CHRONO_COLUMNS, HalfCycleParameters, check_plating, planned_samples, plating_attributes, short_fields,
                                             short_message, staircase)
 
 
@@ -45,6 +45,9 @@ class CSCParameters(HalfCycleParameters):
                              f"({self.stripping_start_mA_cm2})")
         self.check_detectable(self.max_stripping_mA_cm2, "max_stripping_mA_cm2")
         return self
+
+    def planned_duration_s(self) -> float:
+        return sum(self.duration_s(stripping) + self.duration_s(self.plating_mA_cm2) for stripping in self.stripping_densities_mA_cm2())
 
     def stripping_densities_mA_cm2(self) -> list[float]:
         """The stripping current densities of every cycle, mA/cm2."""
@@ -116,4 +119,5 @@ CSC = ProtocolDefinition(
     pause_hold=HoldMode.OPEN_CIRCUIT,
     planned_steps=lambda p: 2 * len(p.stripping_densities_mA_cm2()),
     run_attributes=plating_attributes,
+    planned_samples=planned_samples,
 )

@@ -17,7 +17,7 @@ from pydantic import Field, model_validator
 
 from echemd.daemon.vocabulary import EventKind, HoldMode
 from echemd.protocols.base import Event, Galvanostatic, Plan, ProtocolDefinition, Stop
-from echemd.protocols.plating_base import (CHRONO_COLUMNS, PlatingParameters, check_plating, plating_attributes, short_fields,
+from echemd.protocols.plating_base import (CHRONO_COLUMNS, PlatingParameters, check_plating, planned_samples, plating_attributes, short_fields,
                                             short_message)
 
 
@@ -35,6 +35,9 @@ class RampParameters(PlatingParameters):
         if self.step_s < self.sample_interval_s:
             raise ValueError(f"each staircase step lasts {self.step_s:.3g} s, shorter than one sample interval")
         return self
+
+    def planned_duration_s(self) -> float:
+        return len(self.densities_mA_cm2()) * self.step_s
 
     @property
     def step_s(self) -> float:
@@ -74,6 +77,7 @@ CCD_RAMP = ProtocolDefinition(
     pause_hold=HoldMode.OPEN_CIRCUIT,
     planned_steps=lambda p: len(p.densities_mA_cm2()),
     run_attributes=plating_attributes,
+    planned_samples=planned_samples,
 )
 
 
@@ -81,6 +85,9 @@ CCD_RAMP = ProtocolDefinition(
 class PlateUntilShortParameters(PlatingParameters):
     current_mA_cm2: float = Field(0.8, gt=0, description="plating current density, mA/cm2")
     max_hours: float = Field(10.0, gt=0, description="give up after this long, h")
+
+    def planned_duration_s(self) -> float:
+        return self.max_hours * 3600.0
 
 
 def plate_plan(params: PlateUntilShortParameters) -> Plan:
@@ -112,6 +119,7 @@ PLATE_UNTIL_SHORT = ProtocolDefinition(
     pause_hold=HoldMode.OPEN_CIRCUIT,
     planned_steps=lambda p: 1,
     run_attributes=plating_attributes,
+    planned_samples=planned_samples,
 )
 
 
@@ -126,6 +134,9 @@ class CyclingParameters(PlatingParameters):
         if self.half_cycle_s <= self.detection_time_s():
             raise ValueError(f"a half cycle lasts {self.half_cycle_s:.4g} s: too short for the detector's {self.detection_time_s():.4g} s")
         return self
+
+    def planned_duration_s(self) -> float:
+        return 2 * self.cycles * self.half_cycle_s
 
     @property
     def half_cycle_s(self) -> float:
@@ -163,4 +174,5 @@ CYCLING = ProtocolDefinition(
     pause_hold=HoldMode.OPEN_CIRCUIT,
     planned_steps=lambda p: 2 * p.cycles,
     run_attributes=plating_attributes,
+    planned_samples=planned_samples,
 )

@@ -66,6 +66,10 @@ class PlatingParameters(ShortDetection):
         """The step's stop conditions: the safety limit, and the short watch where one is given."""
         return (VoltageLimit(self.voltage_limit_V),) + ((watch,) if watch is not None else ())
 
+    def planned_duration_s(self) -> float:
+        """The longest the run can last (every step to its end), s."""
+        raise NotImplementedError
+
     def detection_time_s(self) -> float:
         """Shortest step in which a short can be seen at all, s."""
         return self.settle_s + smoothing_samples(self.smoothing_s, self.sample_interval_s) * self.sample_interval_s + self.confirm_s
@@ -130,6 +134,11 @@ def check_plating(name: str, params: PlatingParameters, largest_mA_cm2: float, i
         instrument.check_galvanostatic(largest_A, params.sample_interval_s)
     except InstrumentRefused as exc:
         raise ProtocolRefused(str(exc)) from exc
+
+
+def planned_samples(params: PlatingParameters) -> int:
+    """The most samples a plating run records: its longest duration over the sample interval."""
+    return math.ceil(params.planned_duration_s() / params.sample_interval_s)
 
 
 def plating_attributes(params: PlatingParameters) -> dict[str, object]:

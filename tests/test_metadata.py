@@ -140,3 +140,21 @@ def test_run_takes_parameter_files_shipped_sets_and_an_earlier_runs_parameters(s
                           (("ccd",), "name the instrument")]:
         done = echemd("run", *args, "--endpoint", control)
         assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr, (args, done.stderr)
+
+
+def test_a_run_projected_to_be_absurdly_large_is_refused_with_its_projection_unless_allowed(tmp_path):
+    daemon = Daemon(lab_config(tmp_path))
+    try:
+        with Client(daemon.control.endpoint) as client:
+            huge = dict(diameter_mm=2.0, current_mA_cm2=0.8, max_hours=10, sample_interval_s=1e-5)
+            with pytest.raises(RemoteError, match=r"projected to record 3,600,000,000 samples, 86.4 GB, beyond max_run_size_gb = 20") as error:
+                client.submit("plate-until-short", "sim-pstat-1", **huge)
+            assert error.value.code == "refused" and error.value.details["samples"] == 3_600_000_000
+            assert client.runs() == []
+            run_id = client.submit("plate-until-short", "sim-pstat-1", allow_large=True, **huge)  # the operator says so
+            client.abort(run_id)
+            assert client.wait(run_id, timeout_s=30)["status"] == "aborted"
+            # an ordinary CCD is far below: 9,480 samples at 1 s
+            client.abort(client.submit("ccd", "sim-pstat-1", diameter_mm=2.0))
+    finally:
+        daemon.close()
