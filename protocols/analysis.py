@@ -10,6 +10,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -37,8 +39,9 @@ class PlatingDirectionUnknown(EchemdError):
     """The record does not show which current sign plates Li on the working electrode."""
 
 
-def infer_plating_sign(current_A: np.ndarray, steps: list[slice]) -> int:
-    """-1 when plating is the negative current (echemd's and Gamry's convention), +1 when positive.
+def infer_plating_sign(step_currents_A: list[float]) -> int:
+    """-1 when plating is the negative current (echemd's and Gamry's convention), +1 when positive,
+    from the (median) current of each constant-current step in order.
 
     A CCD test raises the plating current step by step and keeps the stripping current: the sign
     whose current magnitude rises over its steps is the plating one.  Raises PlatingDirectionUnknown
@@ -46,7 +49,7 @@ def infer_plating_sign(current_A: np.ndarray, steps: list[slice]) -> int:
     """
     rising = []
     for sign in (-1, 1):
-        magnitudes = [float(np.median(sign * current_A[step])) for step in steps if np.median(sign * current_A[step]) > 0]
+        magnitudes = [sign * current for current in step_currents_A if sign * current > 0]
         rises = len(magnitudes) >= 2 and magnitudes[-1] > magnitudes[0] * (1 + STEP_CHANGE) and all(
             later >= earlier * (1 - STEP_CHANGE) for earlier, later in zip(magnitudes, magnitudes[1:]))
         if rises:
@@ -60,6 +63,15 @@ def infer_plating_sign(current_A: np.ndarray, steps: list[slice]) -> int:
     return rising[0]
 
 
+#: A step's current and sample interval are the medians of its first this many samples (so that a
+#: record read in chunks, of any size, gives the same answer as one read whole).
+STEP_HEAD = 10_000
+#: Rows read at a time from a file (6 MB for three columns: the analysis of a 10 M-row run peaks at ~130 MB).
+CHUNK_ROWS = 250_000
+
+Chunks = Callable[[], Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]]]
+
+
 def analyze_ccd(time_s, current_A, voltage_V, area_cm2: float, detection: ShortDetection | None = None,
                 plating_sign: int | None = None) -> dict:
     """CCD from a record of plating and stripping steps, judged exactly as the live ``ccd`` protocol
@@ -69,25 +81,121 @@ def analyze_ccd(time_s, current_A, voltage_V, area_cm2: float, detection: ShortD
     Returns the ccd protocol's result keys (without ``stopped_by`` and ``cycles``), ``plating_steps``
     and ``plating_sign``.
     """
+    columns = tuple(np.asarray(x, dtype=np.float64) for x in (time_s, current_A, voltage_V))
+    return analyze_ccd_chunks(lambda: [columns], area_cm2, detection, plating_sign)
+
+
+def analyze_ccd_chunks(chunks: Chunks, area_cm2: float, detection: ShortDetection | None = None, plating_sign: int | None = None) -> dict:
+    """:func:`analyze_ccd` of a record too long to hold: ``chunks()`` yields its (time_s, current_A,
+    voltage_V) pieces in order, afresh at each call (it is read twice: the steps' currents first,
+    to find the plating sign, then everything).  Memory: one chunk and one step's first STEP_HEAD
+    samples.  Rows with no current (NaN: another step's rows, e.g. an impedance spectrum's) are
+    skipped.  The answer does not depend on how the record is cut into chunks."""
     if not area_cm2 or area_cm2 <= 0:
         raise ValueError("the electrode area (cm2) is needed to turn currents into current densities")
-    t, i, v = (np.asarray(x, dtype=np.float64) for x in (time_s, current_A, voltage_V))
-    steps = [step for step in constant_current_steps(i) if np.median(np.abs(i[step])) > 0]
-    sign = plating_sign if plating_sign is not None else infer_plating_sign(i, steps)
+    heads = [head for head in _step_heads(chunks) if head.current_A != 0]
+    sign = plating_sign if plating_sign is not None else infer_plating_sign([head.current_A for head in heads])
     monitor = ShortMonitor(detection or ShortDetection(), area_cm2)
     verdict = CCDVerdict(monitor)
-    plating_mA_cm2, plating_steps = None, 0
-    for step in steps:
-        density = round(float(abs(np.median(i[step]))) / area_cm2 * 1e3, 6)
-        phase = "plate" if np.median(i[step]) * sign > 0 else "strip"
-        if phase == "plate":
-            plating_mA_cm2, plating_steps = density, plating_steps + 1
-        label = f"{phase} {density:g} mA/cm2"
-        watch = monitor.watch(_sample_interval_s(t[step]), label)
-        stop = watch.update({"time_s": t[step], "current_A": i[step], "voltage_V": v[step]})
-        if verdict.half_cycle(plating_mA_cm2, phase, stop, watch, density):
-            break
+    plating_mA_cm2, plating_steps, watch, watch_head, phase, density = None, 0, None, None, "", 0.0
+    for head, t, i, v in _step_pieces(chunks):
+        if head.current_A == 0:
+            continue
+        if head is not watch_head:
+            if watch is not None and verdict.half_cycle(plating_mA_cm2, phase, watch.stop, watch, density):
+                break
+            density = round(abs(head.current_A) / area_cm2 * 1e3, 6)
+            phase = "plate" if head.current_A * sign > 0 else "strip"
+            if phase == "plate":
+                plating_mA_cm2, plating_steps = density, plating_steps + 1
+            watch, watch_head = monitor.watch(head.sample_interval_s, f"{phase} {density:g} mA/cm2"), head
+        if watch.stop is None:
+            watch.update({"time_s": t, "current_A": i, "voltage_V": v})
+    else:
+        if watch is not None:
+            verdict.half_cycle(plating_mA_cm2, phase, watch.stop, watch, density)
     return {**verdict.result(), "plating_steps": plating_steps, "plating_sign": "negative" if sign < 0 else "positive"}
+
+
+@dataclass
+class _StepHead:
+    """A constant-current step as its first STEP_HEAD samples show it: median current (A) and sample
+    interval (s), known once ``settled``."""
+
+    current_A: float = math.nan
+    sample_interval_s: float = 1.0
+    settled: bool = False
+    _time: list[np.ndarray] = field(default_factory=list)
+    _current: list[np.ndarray] = field(default_factory=list)
+    _held: int = 0
+
+    def take(self, t: np.ndarray, i: np.ndarray) -> bool:
+        """Note a piece's samples (the first STEP_HEAD count); True once the head is full."""
+        room = STEP_HEAD - self._held
+        self._time.append(t[:room])
+        self._current.append(i[:room])
+        self._held += min(room, len(t))
+        return self._held >= STEP_HEAD
+
+    def settle(self) -> None:
+        t, i = np.concatenate(self._time), np.concatenate(self._current)
+        self.current_A, self.sample_interval_s, self.settled = float(np.median(i)), _sample_interval_s(t), True
+        self._time, self._current = [], []
+
+
+def _step_pieces(chunks: Chunks) -> Iterator[tuple[_StepHead, np.ndarray, np.ndarray, np.ndarray]]:
+    """(the step's head, time, current, voltage) of each piece of each constant-current step, in
+    order; a step's pieces follow each other and share its head, settled before its first piece is
+    handed out (its first pieces wait until STEP_HEAD samples, or the step's end, are seen)."""
+    head, held, last = None, [], math.nan
+
+    def release():
+        if not head.settled:
+            head.settle()
+        yield from ((head, *piece) for piece in held)
+        held.clear()
+
+    for t, i, v in chunks():
+        rows = np.isfinite(i)
+        t, i, v = t[rows], i[rows], v[rows]
+        if not len(t):
+            continue
+        starts = set(_step_starts(np.concatenate([[last], i])))  # (a step may begin at this chunk's first row)
+        last = float(i[-1])
+        bounds = sorted(starts | {0, len(t)})
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            if a in starts:  # a new step: hand out what waits of the one before
+                if head is not None:
+                    yield from release()
+                head = _StepHead()
+            if head.settled:
+                yield head, t[a:b], i[a:b], v[a:b]
+                continue
+            held.append((t[a:b], i[a:b], v[a:b]))
+            if head.take(t[a:b], i[a:b]):
+                yield from release()
+    if head is not None:
+        yield from release()
+
+
+def _step_heads(chunks: Chunks) -> list[_StepHead]:
+    """Every step's head, in order (the first pass: one chunk and one head at a time in memory)."""
+    heads: list[_StepHead] = []
+    for head, *_ in _step_pieces(chunks):
+        if not heads or heads[-1] is not head:
+            heads.append(head)
+    return heads
+
+
+def _step_starts(current: np.ndarray) -> list[int]:
+    """Indices (into ``current[1:]``) where a new step begins: a change of > STEP_CHANGE or of sign
+    from the sample before (``current[0]`` is the previous chunk's last sample, NaN at the start)."""
+    previous, now = current[:-1], current[1:]
+    scale = np.maximum(np.abs(previous), np.abs(now))
+    with np.errstate(invalid="ignore"):
+        changed = np.abs(now - previous) > STEP_CHANGE * np.where(scale > 0, scale, 1.0)
+    changed |= np.isnan(previous)
+    return np.flatnonzero(changed).tolist()
 
 
 def _sample_interval_s(time_s: np.ndarray) -> float:

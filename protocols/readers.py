@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,14 +39,6 @@ class Table:
         if missing:
             raise UnreadableFile(f"{self.source}: no {', '.join(missing)} column (has: {', '.join(self.columns)})")
         return tuple(self.columns[n] for n in names)
-
-    def measured(self, *names: str) -> tuple[np.ndarray, ...]:
-        """Like :meth:`require`, only the rows where the first named column was measured (finite): a
-        run that records both kinds of data (a CCD with impedance spectra between its half cycles)
-        leaves each step's columns NaN in the other steps' rows."""
-        columns = self.require(*names)
-        rows = np.isfinite(columns[0])
-        return tuple(column[rows] for column in columns)
 
     def spectrum(self, number: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Frequency (Hz), Z' and Z'' (Ohm) of the file's impedance spectrum, or of its ``number``-th
@@ -170,16 +163,39 @@ def read_table(path: str | Path, kind: str) -> Table:
         raise UnreadableFile(f"{path}: cannot read it as a {kind} file: {exc}") from exc
 
 
-def _from_hdf5(path: Path) -> Table:
+def hdf5_ccd_chunks(path: str | Path, rows: int) -> tuple[Callable[[], Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]], Table]:
+    """A run file's (time_s, current_A, voltage_V), ``rows`` at a time, read afresh at each call of
+    the first value returned (for analyses of records too long to hold), and the file's Table
+    without its columns (its area and parameters)."""
+    import h5py
+
+    path = Path(path)
+    with h5py.File(path, "r", libver="latest", swmr=True) as f:
+        missing = [name for name in CCD_COLUMNS if name not in f.get("data", {})]
+        if missing:
+            raise UnreadableFile(f"{path}: no {', '.join(missing)} column (has: {', '.join(f.get('data', {}))})")
+    described = _from_hdf5(path, columns=False)
+
+    def chunks() -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        with h5py.File(path, "r", libver="latest", swmr=True) as f:
+            columns = [f["data"][name] for name in CCD_COLUMNS]
+            n = min(len(column) for column in columns)
+            for start in range(0, n, rows):
+                yield tuple(column[start:min(start + rows, n)] for column in columns)
+
+    return chunks, described
+
+
+def _from_hdf5(path: Path, columns: bool = True) -> Table:
     import h5py
 
     with h5py.File(path, "r", libver="latest", swmr=True) as f:
-        columns = {name: f["data"][name][:] for name in f["data"]}
+        data = {name: f["data"][name][:] for name in f["data"]} if columns else {}
         parameters = json.loads(f.attrs.get("parameters", "{}"))
         area = parameters.get("area_cm2")
         if area is None and parameters.get("diameter_mm"):
             area = np.pi * (parameters["diameter_mm"] / 20) ** 2
-        return Table(columns, str(path), area, {"protocol": str(f.attrs.get("protocol", "")), "parameters": parameters})
+        return Table(data, str(path), area, {"protocol": str(f.attrs.get("protocol", "")), "parameters": parameters})
 
 
 def _from_gamry(path: Path, kind: str) -> Table:

@@ -192,6 +192,7 @@ class ShortWatch(StopCondition):
         if self._t0 is None:
             self._t0 = float(t_raw[0])
         current = np.asarray(columns["current_A"], dtype=np.float64)
+        charge_before = self._charge_As
         self._last_t = float(t_raw[-1])
         self._charge_As += float(np.abs(current).sum()) * self.sample_interval_s
         t, t_window, p = self._median.update(t_raw, np.asarray(columns["voltage_V"]) * np.sign(current))
@@ -250,6 +251,11 @@ class ShortWatch(StopCondition):
             "shorted_from_start": rule == "floor" and never_healthy,
         }
         self.stop = Stop("short", float(t[i]), details)
+        # the step as far as it went when the short was found (whatever the block held after it)
+        through = int(np.searchsorted(t_raw, t[i], side="right"))
+        self._last_t = float(t_raw[through - 1])
+        self._charge_As = charge_before + float(np.abs(current[:through]).sum()) * self.sample_interval_s
+        self._last_p, self._last_density = float(p[i]), float(density[i])
         return self.stop
 
     @property

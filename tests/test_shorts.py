@@ -222,3 +222,38 @@ def test_a_seeded_sample_of_the_accuracy_corpus_has_no_false_alarm_and_no_miss()
 def test_the_corpus_is_reproducible():
     a, b = trace("short-mid", 5), trace("short-mid", 5)
     assert np.array_equal(a.voltage_V, b.voltage_V) and a.short_onset_s == b.short_onset_s
+
+
+def test_the_offline_ccd_is_the_same_for_any_cut_of_the_record_into_chunks():
+    """A record read in chunks (a long run file) gives exactly the answer of the record read whole,
+    wherever the chunks end, also with rows of other steps (NaN current: spectra) in between."""
+    from echemd.protocols.analysis import analyze_ccd_chunks
+
+    t, i, v, _ = ccd_record(densities=(0.5, 1.0, 1.5), shape=collapse(5400.0), seed=3)  # shorts in the 1.0 mA/cm2 plating
+    i = i.copy()
+    i[[100, 101, 102, 2500]] = np.nan  # (another step's rows)
+    whole = analyze_ccd(t, i[:], v, AREA, plating_sign=-1)
+    assert whole["ccd_mA_cm2"] is not None
+    rng = np.random.default_rng(7)
+    for _ in range(12):
+        cuts = np.sort(rng.choice(np.arange(1, len(t)), size=int(rng.integers(1, 40)), replace=False))
+        pieces = list(zip(np.split(t, cuts), np.split(i, cuts), np.split(v, cuts)))
+        assert_same(analyze_ccd_chunks(lambda: pieces, AREA, plating_sign=-1), whole)
+    singles = list(zip(np.split(t[:3000], 3000), np.split(i[:3000], 3000), np.split(v[:3000], 3000)))  # one row at a time
+    assert_same(analyze_ccd_chunks(lambda: singles, AREA, plating_sign=-1), analyze_ccd(t[:3000], i[:3000], v[:3000], AREA, plating_sign=-1))
+
+
+def assert_same(a, b, where="result"):
+    """Equal, numbers to 1e-12 (sums over differently cut blocks differ in the last bits)."""
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for key in a:
+            assert_same(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, list):
+        assert len(a) == len(b), where
+        for k, (x, y) in enumerate(zip(a, b)):
+            assert_same(x, y, f"{where}[{k}]")
+    elif isinstance(a, float) and isinstance(b, float):
+        assert a == pytest.approx(b, rel=1e-12, abs=1e-15), where
+    else:
+        assert a == b, where
