@@ -2,8 +2,10 @@
 
 - plating runs (ccd and its variants): voltage and current density vs time, step boundaries, the
   short; for ccd and csc a third panel with every half cycle's polarization and ASR;
-- c-AFM (cafm-sweep, memristor): I-V on linear and log|I| axes, triggering biases marked;
-- EIS: Nyquist (equal axes) and Bode with the fit, and the Kramers-Kronig residuals.
+- c-AFM (cafm-sweep, memristor): I-V on linear (µA) and log|I| axes, one colour per cycle,
+  triggering biases marked;
+- EIS: Nyquist (Ohm cm2 with an area, equal axes, a marker per decade of frequency) and Bode with
+  the fit, and the Kramers-Kronig residuals.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ def run_figure(run_file: str | Path):
     elif "bias_V" in data:
         figure = _cafm(plt, data, result)
     elif "frequency_Hz" in data:
-        figure = _eis(plt, data, result)
+        figure = _eis(plt, data, result, parameters.get("area_cm2"))
     else:
         raise ValueError(f"{run_file}: no plot for protocol {protocol!r}")
     figure.suptitle(f"{protocol}  {run_id}", fontsize=10)
@@ -118,12 +120,20 @@ def _per_step(axis, steps: dict, result: dict) -> None:
 
 
 def _cafm(plt, data, result):
+    """I-V on linear (µA) and log |I| axes, one colour per cycle (sweep), triggering biases marked."""
+    from echemd.protocols.analysis import sweeps
+
     bias, current = data["bias_V"], data["current_A"]
     figure, (linear, log) = plt.subplots(1, 2, figsize=(10, 4.2))
-    linear.plot(bias, current * 1e6, lw=0.8)
+    cycles = sweeps(bias)
+    colours = plt.get_cmap("viridis")(np.linspace(0, 0.9, max(len(cycles), 1)))
+    for k, (cycle, colour) in enumerate(zip(cycles, colours), start=1):
+        label = f"cycle {k}" if len(cycles) <= 10 or k in (1, len(cycles)) else None
+        linear.plot(bias[cycle], current[cycle] * 1e6, lw=0.8, color=colour, label=label)
+        log.semilogy(bias[cycle], np.abs(current[cycle]) + 1e-15, lw=0.8, color=colour)
     linear.set_xlabel("tip bias (V vs Li/Li+)")
-    linear.set_ylabel("current (uA)")
-    log.semilogy(bias, np.abs(current) + 1e-15, lw=0.8)
+    linear.set_ylabel("current (µA)")
+    linear.legend(loc="upper left", fontsize=8)
     log.set_xlabel("tip bias (V vs Li/Li+)")
     log.set_ylabel("|current| (A)")
     for k, trigger in enumerate(t for t in result.get("triggering_bias_V", []) if t is not None):
@@ -135,12 +145,32 @@ def _cafm(plt, data, result):
     return figure
 
 
-def _eis(plt, data, result):
+def _decade_label(frequency_Hz: float) -> str:
+    for scale, unit in ((1e6, "MHz"), (1e3, "kHz"), (1.0, "Hz"), (1e-3, "mHz")):
+        if frequency_Hz >= scale * 0.999:
+            return f"{frequency_Hz / scale:g} {unit}"
+    return f"{frequency_Hz:g} Hz"
+
+
+def _eis(plt, data, result, area_cm2):
+    """Nyquist (Ohm cm2 when the area is known, equal axes, a marker at each decade of frequency),
+    Bode with the fit, and the Kramers-Kronig residuals."""
     f = data["frequency_Hz"]
     z = data["z_real_ohm"] + 1j * data["z_imag_ohm"]
+    scale, unit = (area_cm2, "Ohm cm2") if area_cm2 else (1.0, "Ohm")
     figure, axes = plt.subplots(1, 3, figsize=(13, 4.2))
     nyquist, bode, residuals = axes
-    nyquist.plot(z.real, -z.imag, "o", ms=3, label="data")
+    nyquist.plot(z.real * scale, -z.imag * scale, "o", ms=3, label="data")
+    span = max(np.ptp(z.real), np.ptp(z.imag), 1e-300)
+    labelled: list[complex] = []
+    for decade in 10.0 ** np.arange(np.ceil(np.log10(f.min())), np.floor(np.log10(f.max())) + 1):
+        k = int(np.argmin(np.abs(np.log10(f / decade))))
+        crowded = any(abs(z[k] - other) < 0.04 * span for other in labelled)  # (the ends of a spectrum bunch up)
+        if abs(np.log10(f[k] / decade)) < 0.05 and not crowded:  # a point at (about) the decade, clear of the others
+            labelled.append(z[k])
+            nyquist.annotate(_decade_label(decade), (z.real[k] * scale, -z.imag[k] * scale), xytext=(4, 6), textcoords="offset points",
+                             fontsize=7, color="0.3")
+            nyquist.plot(z.real[k] * scale, -z.imag[k] * scale, "o", ms=5, mfc="none", color="0.3")
     bode.loglog(f, np.abs(z), "o", ms=3, label="|Z|")
     if result.get("parameters"):
         from impedance.models.circuits import CustomCircuit
@@ -150,10 +180,10 @@ def _eis(plt, data, result):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "simulating circuit based on initial parameters": intended
             fit = model.predict(dense, use_initial=True)
-        nyquist.plot(fit.real, -fit.imag, "-", lw=1, label=f"fit {result['circuit']}")
+        nyquist.plot(fit.real * scale, -fit.imag * scale, "-", lw=1, label=f"fit {result['circuit']}")
         bode.loglog(dense, np.abs(fit), "-", lw=1, label="fit")
-    nyquist.set_xlabel("Z' (Ohm)")
-    nyquist.set_ylabel("-Z'' (Ohm)")
+    nyquist.set_xlabel(f"Z' ({unit})")
+    nyquist.set_ylabel(f"-Z'' ({unit})")
     nyquist.set_aspect("equal", adjustable="datalim")
     nyquist.legend(fontsize=8)
     bode.set_xlabel("frequency (Hz)")

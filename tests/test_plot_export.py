@@ -61,6 +61,39 @@ def test_the_ccd_figure_shows_current_density_and_every_half_cycles_polarization
         plt.close(figure)
 
 
+def test_the_eis_figure_is_in_ohm_cm2_with_a_marker_at_each_decade(run_files):
+    import matplotlib.pyplot as plt
+
+    with h5py.File(run_files["eis"], "r") as f:
+        z_real = f["data/z_real_ohm"][:]
+    figure = run_figure(run_files["eis"])
+    try:
+        nyquist = figure.axes[0]
+        assert nyquist.get_xlabel() == "Z' (Ohm cm2)" and nyquist.get_ylabel() == "-Z'' (Ohm cm2)"
+        np.testing.assert_allclose(nyquist.lines[0].get_xdata(), z_real * 0.0314)
+        labels = [text.get_text() for text in nyquist.texts]
+        decades = ["100 mHz", "1 Hz", "10 Hz", "100 Hz", "1 kHz", "10 kHz", "100 kHz", "1 MHz"]
+        assert labels == [label for label in decades if label in labels] and {"100 mHz", "100 Hz", "1 kHz"} <= set(labels)
+        points = [complex(*text.xy) for text in nyquist.texts]  # labelled points stay apart (no pile of labels)
+        span = np.ptp(nyquist.lines[0].get_xdata())
+        assert all(abs(a - b) >= 0.04 * span for k, a in enumerate(points) for b in points[:k])
+    finally:
+        plt.close(figure)
+
+
+def test_the_cafm_figure_draws_each_cycle_in_its_own_colour_in_microamps(run_files):
+    import matplotlib.pyplot as plt
+
+    figure = run_figure(run_files["cafm-sweep"])
+    try:
+        linear = figure.axes[0]
+        cycles = [line for line in linear.lines if line.get_label().startswith("cycle")]
+        assert [line.get_label() for line in cycles] == ["cycle 1", "cycle 2"]
+        assert tuple(cycles[0].get_color()) != tuple(cycles[1].get_color()) and linear.get_ylabel() == "current (µA)"
+    finally:
+        plt.close(figure)
+
+
 @pytest.mark.parametrize("kind", ["ccd", "eis", "cafm-sweep"])
 def test_plot_writes_a_png(run_files, kind, tmp_path):
     out = tmp_path / f"{kind}.png"
