@@ -1,7 +1,9 @@
 """Export a run file to what other tools open: CSV (spreadsheets) and Gamry EXPLAIN .DTA (Echem Analyst).
 
-CSV: one header line of column names carrying their SI units (``time_s,current_A,voltage_V``), then
-one row per sample.  DTA: Gamry's EXPLAIN layout in cp1252 with CRLF line ends, Gamry's own table
+CSV: a few ``#`` lines saying what the run was (id, protocol, instrument, start, status, its
+parameters and metadata as JSON, each column's unit), one header line of column names carrying
+their SI units, time first (``time_s,current_A,voltage_V``), then one row per sample.  Spreadsheets
+and pandas (``comment="#"``) skip the ``#`` lines; echemd's own reader does too.  DTA: Gamry's EXPLAIN layout in cp1252 with CRLF line ends, Gamry's own table
 and column names and units (CURVE with Pt, T, Vf, Im for time-domain runs; ZCURVE with Pt, Time,
 Freq, Zreal, Zimag, Zsig, Zmod, Zphz for EIS), a TAG by kind (CHRONOP for galvanostatic plating,
 CV for bias sweeps, EISPOT for impedance) and the run's identity and parameters in the notes.  A
@@ -24,16 +26,23 @@ from echemd.protocols.readers import spectrum_spans
 TAGS = {"eis": "EISPOT", "cafm-sweep": "CV", "memristor": "CV"}  # everything else: galvanostatic plating
 
 
-def _load(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
+def _load(path: Path) -> tuple[dict, dict[str, np.ndarray], dict[str, str]]:
+    """The run's root attributes, its columns (time_s first) and their units."""
     with h5py.File(path, "r", libver="latest", swmr=True) as f:
         attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
-        return attrs, {name: f["data"][name][:] for name in f["data"]}
+        names = sorted(f["data"], key=lambda name: name != "time_s")
+        return attrs, {name: f["data"][name][:] for name in names}, {name: str(f["data"][name].attrs.get("units", "")) for name in names}
 
 
 def export_csv(run_file: str | Path, out: str | Path) -> Path:
-    _, columns = _load(Path(run_file))
+    attrs, columns, units = _load(Path(run_file))
     names = list(columns)
     with open(out, "w", newline="", encoding="utf-8") as handle:
+        for key in ("run_id", "protocol", "instrument", "started", "finished", "status", "error"):
+            handle.write(f"# {key}: {attrs.get(key, '')}\n")
+        for key in ("parameters", "metadata"):
+            handle.write(f"# {key}: {attrs.get(key, '{}')}\n")
+        handle.write(f"# units: {json.dumps(units)}\n")
         writer = csv.writer(handle)
         writer.writerow(names)
         writer.writerows(zip(*(columns[n].tolist() for n in names)))
@@ -41,7 +50,7 @@ def export_csv(run_file: str | Path, out: str | Path) -> Path:
 
 
 def export_dta(run_file: str | Path, out: str | Path) -> Path:
-    attrs, columns = _load(Path(run_file))
+    attrs, columns, _ = _load(Path(run_file))
     protocol = str(attrs.get("protocol", ""))
     parameters = json.loads(attrs.get("parameters", "{}"))
     started = datetime.fromisoformat(str(attrs.get("started"))) if attrs.get("started") else datetime.now()

@@ -220,7 +220,8 @@ def _from_gamry(path: Path, kind: str) -> Table:
 
 def _from_csv(path: Path, kind: str) -> Table:
     text = path.read_text(encoding="utf-8-sig", errors="strict")
-    rows = [row for row in csv.reader(text.splitlines()) if row and any(cell.strip() for cell in row)]
+    lines = [line for line in text.splitlines() if not line.startswith("#")]  # (echemd's export: what the run was)
+    rows = [row for row in csv.reader(lines) if row and any(cell.strip() for cell in row)]
     if not rows:
         raise UnreadableFile(f"{path}: empty")
     expected = {"eis": EIS_COLUMNS, "ccd": CCD_COLUMNS, "cafm": CAFM_COLUMNS}[kind]

@@ -107,10 +107,15 @@ def test_csv_export_round_trips(run_files, kind, tmp_path):
     out = tmp_path / "run.csv"
     assert echemd("export", run_files[kind], "--format", "csv", "-o", out).returncode == 0
     with open(out, newline="") as handle:
-        rows = list(csv.reader(handle))
+        lines = handle.read().splitlines()
+    said = dict(line[2:].split(": ", 1) for line in lines if line.startswith("# "))
+    rows = list(csv.reader(line for line in lines if not line.startswith("#")))
     with h5py.File(run_files[kind], "r") as f:
-        names = list(f["data"])
-        assert rows[0] == names
+        names = sorted(f["data"], key=lambda name: name != "time_s")  # time first
+        assert rows[0] == names and rows[0][0] == "time_s"
+        assert said["run_id"] == f.attrs["run_id"] and said["protocol"] == kind and said["status"] == "completed"
+        assert json.loads(said["parameters"]) == json.loads(f.attrs["parameters"]) and json.loads(said["metadata"]) == {}
+        assert json.loads(said["units"]) == {name: f["data"][name].attrs["units"] for name in names}
         for k, name in enumerate(names):
             np.testing.assert_array_equal(np.array([float(r[k]) for r in rows[1:]]), f["data"][name][:])
 
