@@ -21,7 +21,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from echemd.protocols.readers import spectrum_spans
+from echemd.protocols.readers import run_file_columns, spectrum_spans
 
 TAGS = {"eis": "EISPOT", "cafm-sweep": "CV", "memristor": "CV"}  # everything else: galvanostatic plating
 
@@ -31,7 +31,7 @@ def _load(path: Path) -> tuple[dict, dict[str, np.ndarray], dict[str, str]]:
     with h5py.File(path, "r", libver="latest", swmr=True) as f:
         attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
         names = sorted(f["data"], key=lambda name: name != "time_s")
-        return attrs, {name: f["data"][name][:] for name in names}, {name: str(f["data"][name].attrs.get("units", "")) for name in names}
+        return attrs, run_file_columns(f, names), {name: str(f["data"][name].attrs.get("units", "")) for name in names}
 
 
 def export_csv(run_file: str | Path, out: str | Path) -> Path:

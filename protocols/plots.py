@@ -17,6 +17,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from echemd.protocols.readers import run_file_columns
+
 PLATING = ("ccd", "csc", "ccd-ramp", "plate-until-short", "cycling")
 
 
@@ -40,7 +42,7 @@ def run_figure(run_file: str | Path):
     with h5py.File(run_file, "r", libver="latest", swmr=True) as f:
         protocol = str(f.attrs["protocol"])
         run_id = str(f.attrs["run_id"])
-        data = {name: f["data"][name][:] for name in f["data"]}
+        data = run_file_columns(f)
         parameters = json.loads(f.attrs.get("parameters", "{}"))
         result = json.loads(f["result"].attrs.get("json", "null")) or {}
         events = [(t, k.decode(), m.decode()) for t, k, m in zip(f["events/time_s"][:], f["events/kind"][:], f["events/message"][:])]

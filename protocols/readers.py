@@ -163,6 +163,15 @@ def read_table(path: str | Path, kind: str) -> Table:
         raise UnreadableFile(f"{path}: cannot read it as a {kind} file: {exc}") from exc
 
 
+def run_file_columns(f, names: list[str] | None = None) -> dict[str, np.ndarray]:
+    """The ``data/`` columns (``names``, by default all) of an open run file, cut to the prefix every
+    column holds: a writer killed during a flush can leave one column's new extent written and
+    another's not (recovery keeps the same prefix)."""
+    names = list(f["data"]) if names is None else names
+    n = min((len(f["data"][name]) for name in f["data"]), default=0)
+    return {name: f["data"][name][:n] for name in names}
+
+
 def hdf5_ccd_chunks(path: str | Path, rows: int) -> tuple[Callable[[], Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]], Table]:
     """A run file's (time_s, current_A, voltage_V), ``rows`` at a time, read afresh at each call of
     the first value returned (for analyses of records too long to hold), and the file's Table
@@ -190,7 +199,7 @@ def _from_hdf5(path: Path, columns: bool = True) -> Table:
     import h5py
 
     with h5py.File(path, "r", libver="latest", swmr=True) as f:
-        data = {name: f["data"][name][:] for name in f["data"]} if columns else {}
+        data = run_file_columns(f) if columns else {}
         parameters = json.loads(f.attrs.get("parameters", "{}"))
         area = parameters.get("area_cm2")
         if area is None and parameters.get("diameter_mm"):
