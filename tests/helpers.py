@@ -9,12 +9,13 @@ from echemd.daemon.client import Client
 from echemd.daemon.service import Daemon
 
 
-def run_on_cell(folder, protocol: str, cell: dict, **parameters):
-    """Run ``protocol`` to its end on a lab of one simulated potentiostat holding ``cell``; returns (record, cell model)."""
+def run_on_cell(folder, protocol: str, cell: dict, clock="max", **parameters):
+    """Run ``protocol`` to its end on a lab of one simulated potentiostat holding ``cell`` (its clock
+    ``clock``: "max" or a speed factor); returns (record, cell model)."""
     cell_config = SymmetricCellConfig(**cell)
     config = DaemonConfig(
         control_endpoint="tcp://127.0.0.1:*", publish_endpoint="tcp://127.0.0.1:*", data_dir=folder,
-        instruments=[{"name": "cell", "driver": "simulated-potentiostat", "cell": cell_config.model_dump(),
+        instruments=[{"name": "cell", "driver": "simulated-potentiostat", "cell": cell_config.model_dump(), "clock": clock,
                       "limits": {"max_abs_voltage_V": 5.0, "max_abs_current_A": 0.1}}],
     )
     daemon = Daemon(config)

@@ -94,3 +94,18 @@ def test_a_sweep_the_potentiostat_cannot_make_is_refused_at_submission(tmp_path)
             assert client.runs() == []
     finally:
         daemon.close()
+
+
+def test_at_a_real_pace_the_spectra_and_the_verdict_are_those_of_the_fastest_clock(tmp_path):
+    """2000x real time: the instrument delivers a few samples per poll; the run gives the same CCD,
+    the same spectra, and landmarks within the noise of the maximum clock's."""
+    cell = {"preset": "Li6PS5Cl-flat", "seed": 3}
+    settings = dict(eis_at=["start", "plating", "end"], eis=SWEEP, capacity_mAh_cm2=0.05, max_plating_mA_cm2=2.0)
+    paced, _ = run_on_cell(tmp_path / "paced", "ccd", cell, clock=2000.0, **settings)
+    fastest, _ = run_on_cell(tmp_path / "fastest", "ccd", cell, **settings)
+    assert paced["status"] == fastest["status"] == "completed"
+    assert paced["result"]["ccd_mA_cm2"] == fastest["result"]["ccd_mA_cm2"] is not None
+    spectra = [(s["label"], s["points"]) for s in paced["result"]["impedance"]]
+    assert spectra == [(s["label"], s["points"]) for s in fastest["result"]["impedance"]] and len(spectra) >= 3
+    for a, b in zip(paced["result"]["impedance"][:-1], fastest["result"]["impedance"][:-1]):  # (the end one: a short still collapsing)
+        assert a["low_frequency_real_ohm"] == pytest.approx(b["low_frequency_real_ohm"], rel=0.02)
