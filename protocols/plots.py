@@ -1,7 +1,8 @@
 """Plots of run files (matplotlib, headless): what a scientist looks at first.
 
-- plating runs (ccd and its variants): voltage and current density vs time, step boundaries, the
-  short; for ccd and csc a third panel with every half cycle's polarization and ASR;
+- plating runs (ccd and its variants): voltage and current density vs time, step boundaries and
+  labels, the short with an inset of the 10 minutes before it was found; for ccd and csc a third
+  panel with every half cycle's polarization and ASR;
 - c-AFM (cafm-sweep, memristor): I-V on linear (µA) and log|I| axes, one colour per cycle,
   triggering biases marked;
 - EIS: Nyquist (Ohm cm2 with an area, equal axes, a marker per decade of frequency) and Bode with
@@ -20,6 +21,8 @@ import numpy as np
 from echemd.protocols.readers import run_file_columns
 
 PLATING = ("ccd", "csc", "ccd-ramp", "plate-until-short", "cycling")
+#: Steps labelled in a plating plot at most (more would overlap), and the span before a short that its inset shows, s.
+STEP_LABELS, SHORT_ZOOM_S = 16, 600.0
 
 
 def plot_run(run_file: str | Path, out: str | Path) -> Path:
@@ -81,21 +84,39 @@ def _plating(plt, data, result, events, area_cm2):
         bottom.plot(t_h, data["current_A"] * 1e3, lw=0.8, color="tab:orange")
         bottom.set_ylabel("current (mA)")
     bottom.set_xlabel("time (h)")
-    for t, kind, _ in events:
-        if kind == "step":
-            for axis in (top, bottom):
-                axis.axvline(t / 3600, color="0.85", lw=0.6, zorder=0)
+    starts = [(t, message) for t, kind, message in events if kind == "step"]
+    for t, message in starts:
+        for axis in (top, bottom):
+            axis.axvline(t / 3600, color="0.85", lw=0.6, zorder=0)
+        if len(starts) <= STEP_LABELS:  # (a long run's labels would only overlap)
+            bottom.annotate(message.split(": ")[-1], (t / 3600, 1.0), xycoords=("data", "axes fraction"), xytext=(2, -2),
+                            textcoords="offset points", fontsize=6, color="0.4", rotation=90, va="top")
     short = result.get("short_detected_at_s")
     if short is not None:
         label = f"short: {result['ccd_mA_cm2']:g} mA/cm2" if result.get("ccd_mA_cm2") is not None else "short"
         for axis in (top, bottom):
             axis.axvline(short / 3600, color="tab:red", lw=1.2)
         top.annotate(label, (short / 3600, top.get_ylim()[0]), color="tab:red", xytext=(-4, 6), textcoords="offset points", ha="right")
+        _short_inset(top, data, short)
     top.grid(alpha=0.3)
     bottom.grid(alpha=0.3)
     if steps:
         _per_step(figure.add_subplot(rows, 1, 3), steps, result)
     return figure
+
+
+def _short_inset(axis, data: dict, short_s: float) -> None:
+    """An inset of the voltage from SHORT_ZOOM_S before the short was found to a tenth of that after."""
+    t, v = data["time_s"], data["voltage_V"]
+    window = (t >= short_s - SHORT_ZOOM_S) & (t <= short_s + SHORT_ZOOM_S / 10) & np.isfinite(v)
+    if window.sum() < 2:
+        return
+    inset = axis.inset_axes([0.04, 0.08, 0.3, 0.38])
+    inset.plot(t[window] / 3600, v[window] * 1e3, lw=0.8, color="tab:blue")
+    inset.axvline(short_s / 3600, color="tab:red", lw=1.0)
+    inset.set_title(f"the short: {SHORT_ZOOM_S / 60:g} min before", fontsize=7)
+    inset.tick_params(labelsize=6)
+    axis.indicate_inset_zoom(inset, edgecolor="0.5")
 
 
 def _per_step(axis, steps: dict, result: dict) -> None:

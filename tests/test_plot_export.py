@@ -57,6 +57,10 @@ def test_the_ccd_figure_shows_current_density_and_every_half_cycles_polarization
         asr_axis = figure.axes[3]
         np.testing.assert_allclose(asr_axis.lines[0].get_ydata(), steps["asr_ohm_cm2"])
         assert result["stopped_by"] == "short" and per_step.lines[-1].get_xdata()[0] == len(steps["label"])  # the short's half cycle
+        inset = voltage.child_axes[0]  # the short, zoomed: the 10 minutes before it was found
+        lo, hi = inset.lines[0].get_xdata()[[0, -1]] * 3600
+        assert lo == pytest.approx(result["short_detected_at_s"] - 600, abs=1.5) and hi <= result["short_detected_at_s"] + 60
+        assert [text.get_text() for text in current.texts] == [label.split(": ")[-1] for label in steps["label"]]  # each step labelled
     finally:
         plt.close(figure)
 
