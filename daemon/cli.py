@@ -413,8 +413,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 def cmd_watch(args: argparse.Namespace) -> int:
     from echemd.daemon.watch import watch
 
-    with _client(args) as client:
-        client.ping()  # fail clearly (exit 1) when nobody answers
+    with _client(args) as client:  # (it has answered a ping: a missing daemon fails clearly, exit 1)
         watch(client, once=args.once)
     return EXIT_OK
 
