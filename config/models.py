@@ -304,7 +304,7 @@ LOCAL_TRANSPORTS = ("ipc", "inproc")
 
 
 #: What an alert can be raised on: a run's events, and how a run ended.
-ALERT_TRIGGERS = ("short", "suspect_short", "voiding", "limit", "overload", "completed", "failed", "aborted")
+ALERT_TRIGGERS = ("short", "suspect_short", "voiding", "limit", "overload", "completed", "failed", "aborted", "interrupted")
 
 
 class AlertConfig(StrictModel):
@@ -318,7 +318,7 @@ class AlertConfig(StrictModel):
     """
 
     on: list[Literal[ALERT_TRIGGERS]] = Field(min_length=1, description="events (short, suspect_short, voiding, limit, overload) "
-                                              "and run ends (completed, failed, aborted) that raise it")
+                                              "and run ends (completed, failed, aborted, interrupted) that raise it")
     command: list[str] = Field(min_length=1, description="the program and its arguments, e.g. [\"/usr/local/bin/page\", \"battery-lab\"]")
     timeout_s: float = Field(60.0, gt=0, description="a command still running after this long is killed, s")
 
@@ -338,6 +338,10 @@ class DaemonConfig(StrictModel):
     instruments: list[InstrumentConfig] = Field(min_length=1)
     security: SecurityConfig | None = Field(None, description="CURVE keys; required to bind anything but loopback")
     alerts: list[AlertConfig] = Field(default_factory=list, description="commands run on chosen events (see AlertConfig)")
+    instrument_hosts: int | None = Field(
+        None, ge=0, description="processes the instruments run in (each owns its instruments, runs their protocols and writes their "
+                                "run files); by default as many as the machine has cores, at most one per instrument; 0: every "
+                                "instrument in the daemon's own process (one interpreter: for debugging, or a machine with one core)")
 
     @field_validator("control_endpoint", "publish_endpoint")
     @classmethod

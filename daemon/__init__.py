@@ -1,1 +1,1 @@
-"""The daemon: control server, instrument workers, run files, the data stream, the client and the CLI."""
+"""The daemon: control server, instrument queues, hosts and runners, run files, the data stream, the client and the CLI."""

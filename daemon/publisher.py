@@ -1,10 +1,13 @@
-"""The daemon's ZeroMQ PUB socket, fed by every worker thread without a Python thread in between.
+"""The data stream's publisher, fed by every runner thread without a Python thread in between.
 
-Each thread that publishes gets its own PUSH socket on an inproc queue; libzmq's proxy (one thread,
-in C, outside the GIL) forwards what arrives to the PUB socket.  A worker's message therefore
-leaves as soon as the worker sends it, even while other threads keep the interpreter busy: with
-dozens of channels a Python forwarding thread would wait its turn for the GIL and add latency.
-Messages of one run come from its worker thread only, so they keep their order.
+Each thread that publishes gets its own PUSH socket on an inproc queue (outbox.py); libzmq's proxy
+(one thread, in C, outside the GIL) forwards what arrives to the outgoing socket.  A runner's
+message therefore leaves as soon as the runner sends it, even while other threads keep the
+interpreter busy: with dozens of channels a Python forwarding thread would wait its turn for the
+GIL and add latency.  In the daemon the outgoing socket is the PUB socket clients subscribe to, and
+the same proxy takes the instrument hosts' messages (each host's own publisher pushes them to the
+daemon's ingest endpoint).  Messages of one run come from one thread of one process, so they keep
+their order.
 """
 
 from __future__ import annotations
@@ -20,46 +23,73 @@ from typing import Any
 import zmq
 
 from echemd.daemon.control import bind_or_close
+from echemd.daemon.outbox import Outbox
 
 from echemd.daemon.stream import DataBlock, encode_data, encode_heartbeat, encode_notice
 
 log = logging.getLogger(__name__)
 HEARTBEAT_INTERVAL_S = 1.0
-#: How long a worker may wait to hand a message to the proxy before it is dropped (the stream's
-#: sequence numbers show the gap and fetch repairs it), ms.
-SEND_TIMEOUT_MS = 2000
 _publishers = itertools.count()
 
 
 class Publisher:
-    """Publishes data blocks, events and status changes of runs, and a heartbeat about once a second."""
+    """Publishes data blocks, events and status changes of runs, and a heartbeat about once a second.
 
-    def __init__(self, context: zmq.Context, endpoint: str, high_water_mark: int = 10_000, secure=None) -> None:
+    In the daemon (:meth:`bound`) the proxy feeds the PUB socket clients subscribe to, and takes
+    the instrument hosts' messages too, on the ingest endpoint; in an instrument host
+    (:meth:`to_daemon`) it feeds a PUSH socket connected to that ingest endpoint: a host's
+    messages reach subscribers through the daemon's proxy, in the order the host sent them."""
+
+    def __init__(self, context: zmq.Context, outgoing: zmq.Socket, heartbeat: bool, ingest_endpoint: str | None = None) -> None:
+        """``outgoing``: the socket the proxy feeds (owned from now on); ``ingest_endpoint``: also
+        take messages from other processes there (bound; see :attr:`ingest_endpoint`)."""
         self._context = context
-        self._socket = context.socket(zmq.PUB)
-        if secure is not None:
-            secure.apply(self._socket)
-        self._socket.setsockopt(zmq.SNDHWM, high_water_mark)
-        self._socket.setsockopt(zmq.LINGER, 500)
-        bind_or_close(self._socket, endpoint)
-        self.endpoint = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        self._socket = outgoing
         name = next(_publishers)
-        self._queue_endpoint = f"inproc://echemd-publish-{name}"
-        self._incoming = context.socket(zmq.PULL)
-        self._incoming.bind(self._queue_endpoint)
+        self._outbox = Outbox(context, "publish")
+        self._incoming = self._outbox.pull
+        self.ingest_endpoint = ""
+        if ingest_endpoint is not None:
+            self._incoming.setsockopt(zmq.RCVHWM, 100_000)
+            bind_or_close(self._incoming, ingest_endpoint)
+            self.ingest_endpoint = self._incoming.getsockopt_string(zmq.LAST_ENDPOINT)
         control = f"inproc://echemd-publish-control-{name}"
         self._control = context.socket(zmq.PAIR)
         self._control.bind(control)
         proxy_control = context.socket(zmq.PAIR)
         proxy_control.connect(control)
-        self._senders: list[_Sender] = []
-        self._senders_lock = threading.Lock()
-        self._local = threading.local()
         self._proxy = threading.Thread(target=self._forward, args=(proxy_control,), name="echemd-publisher", daemon=True)
         self._proxy.start()
         self._stop = threading.Event()
-        self._heartbeat = threading.Thread(target=self._beat, name="echemd-heartbeat", daemon=True)
-        self._heartbeat.start()
+        self._heartbeat = threading.Thread(target=self._beat, name="echemd-heartbeat", daemon=True) if heartbeat else None
+        if self._heartbeat is not None:
+            self._heartbeat.start()
+
+    @classmethod
+    def bound(cls, context: zmq.Context, endpoint: str, high_water_mark: int = 10_000, secure=None,
+              ingest_endpoint: str | None = None) -> "Publisher":
+        """The daemon's publisher: a PUB socket bound to ``endpoint`` (raises ZMQError when it
+        cannot be), taking the hosts' messages on ``ingest_endpoint``."""
+        socket = context.socket(zmq.PUB)
+        if secure is not None:
+            secure.apply(socket)
+        socket.setsockopt(zmq.SNDHWM, high_water_mark)
+        socket.setsockopt(zmq.LINGER, 500)
+        bind_or_close(socket, endpoint)
+        publisher = cls(context, socket, heartbeat=True, ingest_endpoint=ingest_endpoint)
+        publisher.endpoint = socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        return publisher
+
+    @classmethod
+    def to_daemon(cls, context: zmq.Context, ingest_endpoint: str) -> "Publisher":
+        """An instrument host's publisher: everything goes to the daemon's ``ingest_endpoint``."""
+        socket = context.socket(zmq.PUSH)
+        socket.setsockopt(zmq.SNDHWM, 100_000)
+        socket.setsockopt(zmq.LINGER, 2000)
+        socket.connect(ingest_endpoint)
+        publisher = cls(context, socket, heartbeat=False)
+        publisher.endpoint = ingest_endpoint
+        return publisher
 
     def data(self, block: DataBlock) -> None:
         self._send(encode_data(block))
@@ -72,27 +102,17 @@ class Publisher:
         if self._stop.is_set():
             return
         self._stop.set()
-        self._heartbeat.join(timeout=5)
+        if self._heartbeat is not None:
+            self._heartbeat.join(timeout=5)
         self._drain(timeout_s=2.0)
         self._control.send(b"TERMINATE")
         self._proxy.join(timeout=5)
-        with self._senders_lock:
-            for sender in self._senders:
-                sender.socket.close(linger=0)
-        for socket in (self._control, self._incoming, self._socket):
+        self._outbox.close()
+        for socket in (self._control, self._socket):
             socket.close()
 
     def _send(self, message: list[bytes]) -> None:
-        sender = getattr(self._local, "sender", None)
-        if sender is None:
-            sender = self._local.sender = _Sender(self._context, self._queue_endpoint)
-            with self._senders_lock:
-                self._senders.append(sender)
-        try:
-            sender.socket.send_multipart(message)
-            sender.frames += len(message)
-        except zmq.ZMQError as exc:  # the proxy is gone or stuck: the stream shows a gap, the file has it all
-            log.error("publisher could not forward a message on %s: %s", message[0].decode(errors="replace"), exc)
+        self._outbox.send(message)  # (when the proxy is gone or stuck the stream shows a gap; the file has it all)
 
     def _forward(self, control: zmq.Socket) -> None:
         try:
@@ -104,8 +124,7 @@ class Publisher:
 
     def _drain(self, timeout_s: float) -> None:
         """Wait until the proxy has taken every frame the senders handed it."""
-        with self._senders_lock:
-            sent = sum(sender.frames for sender in self._senders)
+        sent = self._outbox.frames_sent
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             self._control.send(b"STATISTICS")
@@ -120,13 +139,3 @@ class Publisher:
             self._send(encode_heartbeat({"time": time.time(), "pid": os.getpid()}))
             self._stop.wait(HEARTBEAT_INTERVAL_S)
 
-
-class _Sender:
-    """One publishing thread's PUSH socket into the proxy, and the frames it sent."""
-
-    def __init__(self, context: zmq.Context, endpoint: str) -> None:
-        self.socket = context.socket(zmq.PUSH)
-        self.socket.setsockopt(zmq.SNDHWM, 100_000)
-        self.socket.setsockopt(zmq.SNDTIMEO, SEND_TIMEOUT_MS)
-        self.socket.connect(endpoint)
-        self.frames = 0

@@ -10,12 +10,16 @@ writes a running run's file or stream.
 
 from __future__ import annotations
 
-from echemd.daemon.alerts import Alerts
+from collections.abc import Callable
+
 from echemd.daemon.publisher import Publisher
 from echemd.daemon.run import Run
 from echemd.daemon.run_events import HoldChanged, Note, RunEvent, Samples, StepStarted
 from echemd.daemon.runfile import RunFile
 from echemd.daemon.vocabulary import EventKind, RunStatus
+
+#: Raises an alert: (trigger, run, message), as Alerts.raise_alert; an instrument host's sends it to the daemon.
+Alert = Callable[[str, Run, str], None]
 
 
 def publish_status(publisher: Publisher, run: Run) -> None:
@@ -28,11 +32,11 @@ def publish_status(publisher: Publisher, run: Run) -> None:
 class Recorder:
     """Records and publishes one running run's events (see the module docstring)."""
 
-    def __init__(self, run: Run, runfile: RunFile, publisher: Publisher, alerts: Alerts | None = None) -> None:
+    def __init__(self, run: Run, runfile: RunFile, publisher: Publisher, alert: Alert | None = None) -> None:
         self.run = run
         self.runfile = runfile
         self.publisher = publisher
-        self.alerts = alerts
+        self.alert = alert
 
     def emit(self, event: RunEvent) -> None:
         """Write ``event`` to the run file and publish it.  Raises what the run file raises (a full
@@ -41,8 +45,8 @@ class Recorder:
             self.publisher.data(self.runfile.append(event.columns))
         elif isinstance(event, Note):
             self._log(event.time_s, event.kind, event.message)
-            if self.alerts is not None:
-                self.alerts.raise_alert(event.kind.value, self.run, event.message)
+            if self.alert is not None:
+                self.alert(event.kind.value, self.run, event.message)
         elif isinstance(event, StepStarted):
             self.run.steps_started += 1
             self.run.step_label = event.label

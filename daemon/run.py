@@ -31,6 +31,7 @@ class Run:
     error: str = ""
     abort_requested: threading.Event = field(default_factory=threading.Event)
     abort_reason: str = "aborted on request"  # the error an abort ends the run with
+    abort_status: RunStatus = RunStatus.ABORTED  # and its status (interrupted when its daemon was lost)
     pause_requested: threading.Event = field(default_factory=threading.Event)
     done: threading.Event = field(default_factory=threading.Event)
     runfile: RunFile | None = None
@@ -39,10 +40,11 @@ class Run:
     status_seq: int = 0  # next sequence number of the run's status topic
     steps_started: int = 0
     step_label: str = ""
+    samples_reported: int = 0  # samples its instrument host last reported (the run file is in the host)
 
     @property
     def n_samples(self) -> int:
-        return self.runfile.n_samples if self.runfile is not None else 0
+        return self.runfile.n_samples if self.runfile is not None else self.samples_reported
 
     @property
     def progress(self) -> float | None:

@@ -1,10 +1,10 @@
-"""The daemon: instruments with their workers, the run registry, and the control API's methods."""
+"""The daemon: the instruments' queues (and the hosts that run them), the run registry, and the control API's methods."""
 
 from __future__ import annotations
 
 import json
 import logging
-
+import os
 import secrets
 import threading
 import time
@@ -23,15 +23,18 @@ from echemd.daemon.alerts import Alerts
 from echemd.daemon.control import ControlServer, Framed
 from echemd.daemon.errors import ApiError
 from echemd.daemon.file_transitions import complete_replacement, current_path, pending_replacements
-from echemd.daemon.folder_lock import FolderLock
+from echemd.daemon.folder_lock import FolderLock, wait_for_previous_hosts
+from echemd.daemon.hosts import HostPool
+from echemd.daemon.instrument_queue import InstrumentQueue
 from echemd.daemon.publisher import Publisher
 from echemd.daemon.recovery import left_running, recover_file
+from echemd.daemon.recorder import publish_status
 from echemd.daemon.run import Run
+from echemd.daemon.runner import InstrumentRunner
 from echemd.daemon.vocabulary import FINAL_STATUSES, RunStatus
 from echemd.daemon.runfile import RunFileSettings, finish_pending_ends, read_attrs, read_blocks, utc_now
 from echemd.daemon.security import CurveServer
 from echemd.daemon.submissions import SubmissionRecord, Submissions
-from echemd.daemon.worker import InstrumentWorker
 from echemd.drivers.registry import make_instrument
 from echemd.protocols import PROTOCOLS, ProtocolRefused
 from echemd.protocols.base import with_defaults
@@ -101,6 +104,7 @@ class Daemon:
         self.folder_lock = FolderLock(self.data_dir)
         self.folder_lock.acquire()  # before any file is touched: raises FolderInUse when another daemon runs here
         try:
+            wait_for_previous_hosts(self.data_dir)  # a previous daemon's hosts may still be closing its files
             self.submissions = Submissions(self.data_dir)
             self.alerts = Alerts(config.alerts)
             self.files = RunFileSettings(config.flush_interval_s, config.fsync_interval_s, config.compress_closed_runs,
@@ -114,22 +118,34 @@ class Daemon:
         self.stopped = threading.Event()
         self.shutdown_requested = threading.Event()
         self._context = zmq.Context()
-        self.workers: dict[str, InstrumentWorker] = {}
+        self.queues: dict[str, InstrumentQueue] = {}
+        self.runners: dict[str, InstrumentRunner] = {}  # the instruments this process runs itself (instrument_hosts = 0)
+        self.hosts: HostPool | None = None
         self.curve: CurveServer | None = None
         self.publisher: Publisher | None = None
-        block_turn = threading.Lock()  # the workers process their blocks in turn (see Engine)
-        try:  # whatever fails (a bind, an instrument), everything started is stopped and the folder freed
+        n_hosts = _host_count(config)
+        try:  # whatever fails (a bind, an instrument, a host), everything started is stopped and the folder freed
             self.curve = CurveServer(self._context, config.security) if config.security is not None else None
-            self.publisher = Publisher(self._context, config.publish_endpoint, secure=self.curve)
+            self.publisher = Publisher.bound(self._context, config.publish_endpoint, secure=self.curve,
+                                             ingest_endpoint="tcp://127.0.0.1:*" if n_hosts else None)
+            if n_hosts:
+                groups = [config.instruments[k::n_hosts] for k in range(n_hosts)]
+                self.hosts = HostPool(self._context, groups, files=self.files, version=self.version, sim_speed=sim_speed,
+                                      ingest_endpoint=self.publisher.ingest_endpoint, data_dir=self.data_dir, ended=self._ended,
+                                      alert=self.alerts.raise_alert, died=self._host_died)
+                executors = dict(self.hosts.instruments)
+            else:
+                block_turn = threading.Lock()  # the runners process their blocks in turn (see Engine)
+                for instrument_config in config.instruments:
+                    self.runners[instrument_config.name] = InstrumentRunner(
+                        make_instrument(instrument_config, sim_speed), instrument_config.limits, self.publisher, self.files, self.version,
+                        ended=self._ended, alert=self.alerts.raise_alert, turn=block_turn)
+                executors = dict(self.runners)
             for instrument_config in config.instruments:
-                instrument = make_instrument(instrument_config, sim_speed)
-                self.workers[instrument.name] = InstrumentWorker(
-                    instrument, instrument_config.limits, self.publisher, self.files, self.version, turn=block_turn, submissions=self.submissions,
-                    alerts=self.alerts,
-                )
+                self.queues[instrument_config.name] = InstrumentQueue(executors[instrument_config.name], instrument_config.limits, ended=self._ended)
             self.control = ControlServer(self._context, config.control_endpoint, self.handle, secure=self.curve)
         except BaseException:
-            self._close_workers()
+            self._close_instruments()
             if self.publisher is not None:
                 self.publisher.close()
             self._stop_curve()
@@ -163,7 +179,7 @@ class Daemon:
         """Abort every run (instruments to safe state, files closed as aborted), close the sockets."""
         self.stopped.set()
         self._recovery.join()  # the file being recovered is finished; the others wait for the next start
-        self._close_workers()
+        self._close_instruments()
         self.alerts.wait()  # (the alerts of the runs just ended get their chance)
         self.control.close()
         self.publisher.close()
@@ -190,7 +206,7 @@ class Daemon:
                 continue
             with self._lock:
                 self.runs[run.run_id] = run
-            self.workers[run.instrument].enqueue(run)
+            self.queues[run.instrument].enqueue(run)
             requeued.append(run.run_id)
         if requeued:
             log.warning("queued again the %d runs the previous daemon had not started: %s", len(requeued), ", ".join(requeued))
@@ -217,9 +233,43 @@ class Daemon:
         if self.curve is not None:
             self.curve.stop()
 
-    def _close_workers(self) -> None:
-        for worker in self.workers.values():
-            worker.stop()
+    def _close_instruments(self) -> None:
+        """Stop the queues (a running run ends ``aborted: daemon shutdown``), then the hosts or runners."""
+        for queue in self.queues.values():
+            queue.stop()
+        for queue in self.queues.values():
+            queue.join()
+        if self.hosts is not None:
+            self.hosts.close()
+        for runner in self.runners.values():
+            runner.close()
+
+    def _ended(self, run: Run, status: RunStatus, result: dict[str, Any] | None, error: str, in_file: bool, publish: bool = True) -> None:
+        """A run ended (its record already says so): its submission record, its subscribers
+        (unless its host publishes the end itself), its alerts."""
+        self.submissions.ended(run.run_id, status, error, run.finished, in_file)
+        if publish:
+            publish_status(self.publisher, run)
+        self.alerts.raise_alert(run.status.value, run, error, result)
+
+    def _host_died(self, run: Run, why: str) -> None:
+        """The host running ``run`` died: the run ends interrupted, its file recovered as after a daemon crash."""
+        run.status = RunStatus.RECOVERING  # (until its file is closed: about 1 s per GB)
+        error = f"interrupted: {why}"
+        run.finished = utc_now()
+        self.submissions.ended(run.run_id, RunStatus.INTERRUPTED, error, run.finished, in_file=False)  # (what recovery writes in the file)
+        in_file = False
+        if run.file.exists():
+            try:
+                running = read_attrs(run.file)["status"] == RunStatus.RUNNING
+            except (OSError, KeyError, ValueError, RuntimeError):
+                running = True
+            if running:
+                recover_file(run.file, self.submissions, self.files)
+            in_file = self.submissions.get(run.run_id) is None or not running
+        run.runfile = None
+        run.finish(RunStatus.INTERRUPTED, None, error)
+        self._ended(run, RunStatus.INTERRUPTED, None, error, in_file)
 
     # --- control API ------------------------------------------------------------------------
     def handle(self, method: str, params: dict[str, Any]) -> Any:
@@ -240,15 +290,15 @@ class Daemon:
     def instruments(self, params: dict[str, Any]) -> list[dict[str, Any]]:
         _parse(_Params, params)
         listing = []
-        for name, worker in self.workers.items():
-            current = worker.current
+        for name, queue in self.queues.items():
+            current = queue.current
             listing.append({
                 "name": name,
-                **worker.instrument.describe(),
-                "limits": worker.limits.model_dump(),
-                "state": worker.state,
+                **queue.instrument.describe(),
+                "limits": queue.limits.model_dump(),
+                "state": queue.state,
                 "current_run": current.run_id if current else None,
-                "queued": [run.run_id for run in worker.queued()],
+                "queued": [run.run_id for run in queue.queued()],
             })
         return listing
 
@@ -273,7 +323,7 @@ class Daemon:
         with self._lock:
             self.runs[run.run_id] = run
         try:
-            self.workers[run.instrument].enqueue(run)
+            self.queues[run.instrument].enqueue(run)
         except RuntimeError:  # the daemon began to stop meanwhile: the run was not accepted
             self.submissions.remove(run.run_id)
             raise ApiError("shutting_down", "the daemon is shutting down") from None
@@ -300,11 +350,11 @@ class Daemon:
         protocol = PROTOCOLS.get(protocol_name)
         if protocol is None:
             raise ApiError("unknown_protocol", f"unknown protocol {protocol_name!r}", {"protocols": sorted(PROTOCOLS)})
-        worker = self.workers.get(instrument)
-        if worker is None:
-            raise ApiError("unknown_instrument", f"unknown instrument {instrument!r}", {"instruments": sorted(self.workers)})
-        if worker.instrument.kind != protocol.instrument_kind:
-            raise ApiError("refused", f"{protocol.name} needs a {protocol.instrument_kind}; {instrument} is a {worker.instrument.kind}")
+        queue = self.queues.get(instrument)
+        if queue is None:
+            raise ApiError("unknown_instrument", f"unknown instrument {instrument!r}", {"instruments": sorted(self.queues)})
+        if queue.instrument.kind != protocol.instrument_kind:
+            raise ApiError("refused", f"{protocol.name} needs a {protocol.instrument_kind}; {instrument} is a {queue.instrument.kind}")
         config = self.config.instrument(instrument)
         try:
             parameters = protocol.parameters.model_validate(with_defaults(protocol.parameters, raw_parameters, config.defaults))
@@ -316,11 +366,11 @@ class Daemon:
         except ValidationError as exc:
             raise ApiError("invalid_params", f"invalid metadata: {_summary(exc)}", _details(exc)) from None
         try:  # the instrument's limits, tightened by the run's own: nothing beyond either is ever applied
-            protocol.check(parameters, worker.instrument, worker.limits.tightened(limits))
+            protocol.check(parameters, queue.instrument, queue.limits.tightened(limits))
         except ProtocolRefused as exc:
             raise ApiError("refused", str(exc)) from None
         run_id = run_id or f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{protocol.name}-{secrets.token_hex(3)}"
-        run = Run(run_id, protocol, worker.instrument.name, parameters, self.data_dir / f"{run_id}.h5", limits=limits, metadata=run_metadata)
+        run = Run(run_id, protocol, queue.instrument.name, parameters, self.data_dir / f"{run_id}.h5", limits=limits, metadata=run_metadata)
         if submitted:
             run.submitted = submitted
         return run
@@ -331,7 +381,7 @@ class Daemon:
             return self._run_record(request.run_id)
         return {
             "version": self.version,
-            "instruments": {name: {"state": w.state, "current_run": w.current.run_id if w.current else None} for name, w in self.workers.items()},
+            "instruments": {name: {"state": q.state, "current_run": q.current.run_id if q.current else None} for name, q in self.queues.items()},
             "active_runs": [run.record() for run in self._runs() if run.status not in FINAL_STATUSES],
         }
 
@@ -356,7 +406,7 @@ class Daemon:
         request = _parse(RunParams, params)
         run = self._run(request.run_id)
         if run.status not in FINAL_STATUSES:
-            self.workers[run.instrument].abort(run)
+            self.queues[run.instrument].abort(run)
         return {"run_id": run.run_id, "status": run.status}
 
     def pause(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -366,7 +416,7 @@ class Daemon:
             raise ApiError("refused", f"{run.protocol.name} runs cannot be paused")
         if run.status not in (RunStatus.RUNNING, RunStatus.PAUSED):
             raise ApiError("refused", f"run {run.run_id} is {run.status}: only a running run can be paused")
-        run.pause_requested.set()
+        self.queues[run.instrument].pause(run, True)
         return {"run_id": run.run_id, "status": run.status, "hold": run.protocol.pause_hold}
 
     def resume(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -374,27 +424,27 @@ class Daemon:
         run = self._run(_parse(RunParams, params).run_id)
         if not run.pause_requested.is_set():
             raise ApiError("refused", f"run {run.run_id} is not paused")
-        run.pause_requested.clear()
+        self.queues[run.instrument].pause(run, False)
         return {"run_id": run.run_id, "status": run.status}
 
     def queue(self, params: dict[str, Any]) -> dict[str, Any]:
         """List an instrument's queue, remove a queued run from it, or move one (position 0 = next)."""
         request = _parse(QueueParams, params)
-        worker = self.workers.get(request.instrument)
-        if worker is None:
-            raise ApiError("unknown_instrument", f"unknown instrument {request.instrument!r}", {"instruments": sorted(self.workers)})
+        queue = self.queues.get(request.instrument)
+        if queue is None:
+            raise ApiError("unknown_instrument", f"unknown instrument {request.instrument!r}", {"instruments": sorted(self.queues)})
         if request.action != "list":
             if request.run_id is None:
                 raise ApiError("invalid_params", f"queue {request.action} needs a run_id")
             run = self._run(request.run_id)
-            if run not in worker.queued():
+            if run not in queue.queued():
                 raise ApiError("refused", f"run {run.run_id} is {run.status}, not queued on {request.instrument}")
             if request.action == "remove":
-                worker.abort(run)
+                queue.abort(run)
             else:
-                self.submissions.reorder([queued.run_id for queued in worker.move(run, request.position)])
-        return {"instrument": request.instrument, "queued": [run.run_id for run in worker.queued()],
-                "current_run": worker.current.run_id if worker.current else None}
+                self.submissions.reorder([queued.run_id for queued in queue.move(run, request.position)])
+        return {"instrument": request.instrument, "queued": [run.run_id for run in queue.queued()],
+                "current_run": queue.current.run_id if queue.current else None}
 
     def shutdown(self, params: dict[str, Any]) -> dict[str, Any]:
         """Ask the daemon to stop as on SIGTERM: runs are aborted safely, files closed, the process exits 0."""
@@ -411,15 +461,21 @@ class Daemon:
         path = self.data_dir / f"{request.run_id}.h5"
         if run is None and not path.exists():  # ended without a file (see submissions), or unknown
             return _no_blocks(request.run_id, self._run_record(request.run_id)["status"], complete=True)
-        if run is not None and run.runfile is None:
+        runfile = run.runfile if run is not None else None
+        if run is not None and runfile is None and not run.started:
             return _no_blocks(run.run_id, run.status, complete=run.status in FINAL_STATUSES)
-        if run is not None:
-            status = run.status  # read before the blocks: a final status means every block is on disk
-            blocks, n_blocks = run.runfile.read_blocks(request.from_seq, max_samples)
-        else:
+        status = run.status if run is not None else None  # read before the blocks: a final status means every block is on disk
+        hosted = self.hosts.fetch(run, request.from_seq, max_samples) if runfile is None and run is not None and status not in FINAL_STATUSES \
+            and self.hosts is not None else None
+        if runfile is not None:
+            blocks, n_blocks = runfile.read_blocks(request.from_seq, max_samples)
+        elif hosted is not None:
+            blocks, n_blocks = hosted
+        else:  # a closed file (or, when its host did not answer, what it flushed so far)
             try:
                 with h5py.File(current_path(path), "r", libver="latest", swmr=True) as f:
-                    status = RunStatus.RECOVERING if request.run_id in self.recovering else RunStatus(f.attrs["status"])
+                    if status is None:
+                        status = RunStatus.RECOVERING if request.run_id in self.recovering else RunStatus(f.attrs["status"])
                     blocks, n_blocks = read_blocks(f, request.from_seq, max_samples)
             except (OSError, KeyError, ValueError, RuntimeError) as exc:
                 raise ApiError("unreadable", f"the run file {path} cannot be read: {exc}") from None
@@ -472,6 +528,12 @@ class Daemon:
         if submission is None:
             raise ApiError("unknown_run", f"no run {run_id!r}")
         return _submission_record(submission, self.data_dir)
+
+
+def _host_count(config: DaemonConfig) -> int:
+    """How many instrument hosts: as configured, by default one per core; never more than one per instrument."""
+    wanted = config.instrument_hosts if config.instrument_hosts is not None else (os.cpu_count() or 1)
+    return min(wanted, len(config.instruments))
 
 
 def _no_blocks(run_id: str, status: str, complete: bool) -> dict[str, Any]:

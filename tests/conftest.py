@@ -10,8 +10,12 @@ from echemd.daemon.service import Daemon
 
 
 def lab_config(tmp_path, **changes) -> DaemonConfig:
-    """The embedded simulated lab on free loopback ports, writing into tmp_path."""
-    update = {"control_endpoint": "tcp://127.0.0.1:*", "publish_endpoint": "tcp://127.0.0.1:*", "data_dir": tmp_path / "runs"}
+    """The embedded simulated lab on free loopback ports, writing into tmp_path, its instruments in
+    the test's own process (``instrument_hosts = 0``) so that a test can reach a simulated cell
+    (``daemon.runners[name].instrument``); tests of the hosts ask for them (``instrument_hosts=2``),
+    and every `echemd serve` a test starts runs them."""
+    update = {"control_endpoint": "tcp://127.0.0.1:*", "publish_endpoint": "tcp://127.0.0.1:*", "data_dir": tmp_path / "runs",
+              "instrument_hosts": 0}
     return load_default_config().model_copy(update={**update, **changes})
 
 

@@ -47,8 +47,7 @@ with Client(daemon.control.endpoint) as client:
     filled = client.submit("ccd", "sim-pstat-1", diameter_mm=2.0, sample_interval_s=0.01, capacity_mAh_cm2=5.0)
     record = client.wait(filled, timeout_s=60)
     assert record["status"] == "failed" and "disk full" in record["error"], record
-    worker = daemon.workers["sim-pstat-1"]
-    assert worker.instrument.output_on is False and worker.state == "idle"
+    assert daemon.runners["sim-pstat-1"].instrument.output_on is False and daemon.queues["sim-pstat-1"].state == "idle"
     path = Path(record["file"])
     with h5py.File(path, "r", libver="latest", swmr=True) as f:  # what was flushed, gap-free, no zeros
         t = f["data/time_s"][:]

@@ -17,6 +17,7 @@ def run_on_cell(folder, protocol: str, cell: dict, clock="max", **parameters):
         control_endpoint="tcp://127.0.0.1:*", publish_endpoint="tcp://127.0.0.1:*", data_dir=folder,
         instruments=[{"name": "cell", "driver": "simulated-potentiostat", "cell": cell_config.model_dump(), "clock": clock,
                       "limits": {"max_abs_voltage_V": 5.0, "max_abs_current_A": 0.1}}],
+        instrument_hosts=0,  # (in this process: the cell model is returned)
     )
     daemon = Daemon(config)
     try:
@@ -24,7 +25,7 @@ def run_on_cell(folder, protocol: str, cell: dict, clock="max", **parameters):
             record = client.wait(client.submit(protocol, "cell", area_cm2=cell_config.area_cm2, **parameters), timeout_s=120)
     finally:
         daemon.close()
-    return record, daemon.workers["cell"].instrument.cell
+    return record, daemon.runners["cell"].instrument.cell
 
 
 def ccd_under_way(client: Client, samples: int, instrument: str = "sim-pstat-1") -> str:

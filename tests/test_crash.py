@@ -1,5 +1,10 @@
-"""Fault injection: SIGKILL the daemon mid-run, again and again; no flushed sample may be lost."""
+"""Fault injection: SIGKILL the daemon mid-run, again and again; no flushed sample may be lost.
 
+A daemon killed alone leaves its instrument hosts, which put their instruments in their safe state,
+close their files as ``interrupted`` and exit; a daemon killed with its hosts (its process group:
+as in a power cut) leaves files saying ``running``, which the next daemon recovers."""
+
+import os
 import random
 import signal
 import subprocess
@@ -17,7 +22,7 @@ ECHEMD = [sys.executable, "-m", "echemd.daemon.cli"]
 def serve(tmp_path, speed="600"):
     control, publish = f"ipc://{tmp_path}/control", f"ipc://{tmp_path}/publish"
     process = subprocess.Popen([*ECHEMD, "serve", "--control", control, "--publish", publish, "--data-dir", str(tmp_path / "runs"),
-                                "--sim-speed", speed], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                "--sim-speed", speed], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     client = Client(control, timeout_s=0.5)
     for _ in range(100):
         try:
@@ -27,6 +32,15 @@ def serve(tmp_path, speed="600"):
             assert process.poll() is None, process.stderr.read().decode()
     client.timeout_s = 10
     return process, client
+
+
+def crash(process, hosts_too=True):
+    """SIGKILL the daemon, with its instrument hosts (its process group) or alone."""
+    if hosts_too:
+        os.killpg(process.pid, signal.SIGKILL)
+    else:
+        process.send_signal(signal.SIGKILL)
+    process.wait(timeout=10)
 
 
 def check_prefix(path, spacing_s=1.0):
@@ -44,17 +58,18 @@ def check_prefix(path, spacing_s=1.0):
         return n, str(f.attrs["status"])
 
 
-def test_sigkill_mid_run_ten_times_loses_no_flushed_sample(tmp_path):
+def test_sigkill_mid_run_six_times_with_and_without_the_hosts_loses_no_flushed_sample(tmp_path):
     rng = random.Random(7)
-    killed = []  # (run_id, samples the daemon had reported >= 1 s before the kill)
+    killed = []  # (run_id, samples the daemon had reported >= 1 s before the kill, hosts killed too)
     process = None
     try:
-        for _ in range(10):
-            process, client = serve(tmp_path)
+        for k in range(6):
+            process, client = serve(tmp_path)  # (waits for the hosts of a daemon killed alone to end)
             if killed:  # the restarted daemon reports the previous run interrupted, with what it had flushed
-                run_id, reported = killed[-1]
+                run_id, reported, hosts_too = killed[-1]
                 record = client.wait(run_id, timeout_s=20)  # recovered in the background: `recovering` until then
                 assert record["status"] == "interrupted"
+                assert hosts_too or "the daemon was lost" in record["error"]  # its host closed the file itself
                 n, status = check_prefix(tmp_path / "runs" / f"{run_id}.h5")
                 assert status == "interrupted" and n >= reported
             run_id = client.submit("ccd", "sim-pstat-1", diameter_mm=2.0)
@@ -65,16 +80,17 @@ def test_sigkill_mid_run_ten_times_loses_no_flushed_sample(tmp_path):
             time.sleep(rng.uniform(0.0, 1.5))
             reported = client.status(run_id)["n_samples"]
             time.sleep(1.1)  # longer than the flush interval (0.5 s) plus one block (at most 0.25 s)
-            process.send_signal(signal.SIGKILL)
-            process.wait(timeout=10)
+            hosts_too = k % 2 == 0
+            crash(process, hosts_too)
             client.close()
-            n, status = check_prefix(tmp_path / "runs" / f"{run_id}.h5")  # readable right after the crash
-            assert status == "running" and n >= reported > 0
-            killed.append((run_id, reported))
+            if hosts_too:
+                n, status = check_prefix(tmp_path / "runs" / f"{run_id}.h5")  # readable right after the crash
+                assert status == "running" and n >= reported > 0
+            killed.append((run_id, reported, hosts_too))
         process, client = serve(tmp_path)
         client.wait(killed[-1][0], timeout_s=20)
         statuses = {r["run_id"]: r["status"] for r in client.runs()}
-        assert all(statuses[run_id] == "interrupted" for run_id, _ in killed)
+        assert all(statuses[run_id] == "interrupted" for run_id, _, _ in killed)
         record = client.wait(client.submit("ccd", "sim-pstat-1", diameter_mm=2.0), timeout_s=60)
         assert record["status"] == "completed"
     finally:
@@ -94,8 +110,7 @@ def test_sigkill_at_random_moments_among_short_runs_leaves_every_file_readable_a
             process, client = serve(tmp_path, "max")
             submitted += [client.submit("ccd", "sim-pstat-1", diameter_mm=2.0) for _ in range(4)]
             time.sleep(rng.uniform(0.0, 1.0))
-            process.send_signal(signal.SIGKILL)
-            process.wait(timeout=10)
+            crash(process)
             client.close()
             for path in (tmp_path / "runs").glob("*.h5"):  # readable right after the crash
                 check_prefix(path, spacing_s=None)

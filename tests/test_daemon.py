@@ -61,7 +61,7 @@ def test_ccd_run_streams_every_sample_and_recovers_the_cells_ccd(daemon, client)
         assert kinds.count("step") == 3 and kinds[-1] == "short"  # plate 0.5, strip, plate 1.0: the cell (0.82 mA/cm2) shorts
 
     result = record["result"]
-    cell = daemon.workers["sim-pstat-1"].instrument.cell
+    cell = daemon.runners["sim-pstat-1"].instrument.cell
     critical = cell.critical_A_cm2 * 1e3  # this cell's own (seeded) critical current density
     assert 0 < result["ccd_mA_cm2"] - critical <= 0.5  # within one step
     assert result["last_passed_mA_cm2"] == result["ccd_mA_cm2"] - 0.5 and result["stopped_by"] == "short"
@@ -145,11 +145,11 @@ def test_abort_stops_the_run_switches_the_cell_off_and_keeps_the_data(lab):
         with Client(daemon.control.endpoint) as client:
             run_id = client.submit("ccd", "sim-pstat-1", **CCD)
             until(lambda: client.status(run_id)["n_samples"] >= 100)
-            assert daemon.workers["sim-pstat-1"].instrument.output_on is True
+            assert daemon.runners["sim-pstat-1"].instrument.output_on is True
             client.abort(run_id)
             record = client.wait(run_id, timeout_s=5)
             assert record["status"] == "aborted"
-            assert daemon.workers["sim-pstat-1"].instrument.output_on is False
+            assert daemon.runners["sim-pstat-1"].instrument.output_on is False
             streamed = list(client.subscribe(run_id))
     finally:
         daemon.close()
@@ -188,7 +188,7 @@ def test_shutdown_aborts_running_runs_and_leaves_readable_files(lab):
         until(lambda: client.status(run_id)["n_samples"] >= 10)
         path = client.status(run_id)["file"]
     daemon.close()
-    assert daemon.workers["sim-pstat-1"].instrument.output_on is False
+    assert daemon.runners["sim-pstat-1"].instrument.output_on is False
     with h5py.File(path, "r") as f:
         assert f.attrs["status"] == "aborted" and len(f["data/voltage_V"]) >= 10
 
@@ -211,8 +211,8 @@ def test_a_run_whose_file_cannot_be_created_fails_cleanly_and_stays_accounted_fo
     client.abort(first)
     record = client.wait(blocked, timeout_s=10)
     assert record["status"] == "failed" and "cannot create the run file" in record["error"]
-    assert daemon.workers["sim-pstat-1"].instrument.output_on is False
-    assert daemon.workers["sim-pstat-1"].state == "idle"  # the instrument is fine: it stays connected
+    assert daemon.runners["sim-pstat-1"].instrument.output_on is False
+    assert daemon.queues["sim-pstat-1"].state == "idle"  # the instrument is fine: it stays connected
     written = json.loads((daemon.data_dir / "submitted" / f"{blocked}.json").read_text())
     assert written["status"] == "failed" and "cannot create the run file" in written["error"]  # it survives a restart
     assert client.wait(client.submit("ccd", "sim-pstat-1", **CCD), timeout_s=30)["status"] == "completed"
@@ -224,7 +224,7 @@ def test_a_run_the_data_folder_cannot_take_is_refused_at_submit(daemon, client):
     with pytest.raises(RemoteError) as refused:
         client.submit("ccd", "sim-pstat-1", **CCD)
     assert refused.value.code == "storage" and "cannot be written down" in refused.value.message
-    assert client.instruments()[0]["queued"] == [] and daemon.workers["sim-pstat-1"].instrument.output_on is False
+    assert client.instruments()[0]["queued"] == [] and daemon.runners["sim-pstat-1"].instrument.output_on is False
     daemon.data_dir.unlink()
     daemon.data_dir.mkdir()
     assert client.wait(client.submit("ccd", "sim-pstat-1", **CCD), timeout_s=30)["status"] == "completed"
@@ -245,7 +245,7 @@ def test_a_disk_that_fills_mid_run_fails_the_run_safely_and_keeps_what_was_flush
 
             monkeypatch.setattr(RunFile, "_write_pending", disk_full)
             record = client.wait(run_id, timeout_s=20)
-            assert daemon.workers["sim-pstat-1"].instrument.output_on is False
+            assert daemon.runners["sim-pstat-1"].instrument.output_on is False
             assert client.instruments()[0]["state"] == "idle"  # the disk failed, not the instrument: it stays connected
     finally:
         daemon.close()
@@ -304,7 +304,7 @@ def test_run_limits_tighten_the_instruments_and_fail_the_run_safely(daemon, clie
     record = client.wait(client.submit("ccd", "sim-pstat-1", limits={"max_charge_C": 1e-4}, **CCD), timeout_s=30)
     assert record["status"] == "failed" and "beyond the limit max_charge_C = 0.0001" in record["error"]
     assert record["limits"] == {"max_charge_C": 1e-4}
-    assert daemon.workers["sim-pstat-1"].instrument.output_on is False
+    assert daemon.runners["sim-pstat-1"].instrument.output_on is False
     clamped = client.wait(client.submit("cafm-sweep", "sim-smu-1", compliance_A=1e-6, limits={"max_compliance_hits": 3}), timeout_s=30)
     assert clamped["status"] == "failed" and "compliance hits" in clamped["error"]
     loose = client.wait(client.submit("ccd", "sim-pstat-1", limits={"max_abs_voltage_V": 100.0}, **CCD), timeout_s=30)
@@ -325,8 +325,8 @@ def test_pause_holds_at_open_circuit_and_resume_finishes_the_step(lab):
             until(lambda: client.status(run_id)["n_samples"] >= n_paused + 100)  # open-circuit samples while paused
             client.call("resume", run_id=run_id)
             until(lambda: client.status(run_id)["status"] == "running")
-            until(lambda: daemon.workers["sim-pstat-1"].instrument.output_on)  # plating again
-            daemon.workers["sim-pstat-1"].instrument.clock.speed = "max"  # finish quickly
+            until(lambda: daemon.runners["sim-pstat-1"].instrument.output_on)  # plating again
+            daemon.runners["sim-pstat-1"].instrument.clock.speed = "max"  # finish quickly
             record = client.wait(run_id, timeout_s=60)
             with pytest.raises(RemoteError, match="eis runs cannot be paused"):
                 client.call("pause", run_id=client.submit("eis", "sim-pstat-2"))
@@ -345,7 +345,7 @@ def test_pause_holds_at_open_circuit_and_resume_finishes_the_step(lab):
 def test_a_limit_can_pause_the_run_instead_of_failing_it(daemon, client):
     run_id = client.submit("ccd", "sim-pstat-1", limits={"max_charge_C": 0.01, "on_violation": "pause"}, **CCD)
     until(lambda: client.status(run_id)["status"] == "paused")
-    assert daemon.workers["sim-pstat-1"].instrument.output_on is False  # open circuit: the cell is off
+    assert daemon.runners["sim-pstat-1"].instrument.output_on is False  # open circuit: the cell is off
     client.abort(run_id)
     record = client.wait(run_id, timeout_s=30)
     assert record["status"] == "aborted"

@@ -19,7 +19,8 @@ ON, OFF = ("pstat", "SetCell", (1,)), ("pstat", "SetCell", (0,))
 def gamry_lab(tmp_path, clock="max", **gamry):
     instrument = {"name": "gamry", "driver": "gamry", "address": "simulated", "clock": clock, "limits": LIMITS,
                   "cell": {"preset": "Li6PS5Cl-flat", "seed": 1}, **gamry}
-    return DaemonConfig(control_endpoint="tcp://127.0.0.1:*", publish_endpoint="tcp://127.0.0.1:*", data_dir=tmp_path, instruments=[instrument])
+    return DaemonConfig(control_endpoint="tcp://127.0.0.1:*", publish_endpoint="tcp://127.0.0.1:*", data_dir=tmp_path, instruments=[instrument],
+                        instrument_hosts=0)  # (in this process: the tests reach the simulated GamryCOM)
 
 
 @pytest.fixture
@@ -29,7 +30,7 @@ def lab(tmp_path):
     def start(**kwargs):
         daemon = Daemon(gamry_lab(tmp_path, **kwargs))
         daemons.append(daemon)
-        return daemon, Client(daemon.control.endpoint), daemon.workers["gamry"].instrument.backend
+        return daemon, Client(daemon.control.endpoint), daemon.runners["gamry"].instrument.backend
 
     yield start
     for daemon in daemons:
@@ -77,7 +78,7 @@ def test_ccd_end_to_end_through_gamrycom_with_the_cell_switched_on_and_off_in_or
 
 def test_the_recorded_current_and_voltage_are_the_instruments_readings_not_the_setpoints(lab):
     daemon, client, com = lab()
-    instrument = daemon.workers["gamry"].instrument
+    instrument = daemon.runners["gamry"].instrument
     blocks = list(instrument.galvanostatic(-1e-5, 20.0, 1.0))
     current = np.concatenate([b.columns["current_A"] for b in blocks])
     assert np.all(np.abs(current + 1e-5) < 1e-8) and np.ptp(current) > 0  # Im: the setpoint within the reading noise
@@ -88,7 +89,7 @@ def test_the_recorded_current_and_voltage_are_the_instruments_readings_not_the_s
 
 def test_the_instrument_stops_itself_beyond_the_voltage_limit_in_either_polarity(lab):
     daemon, client, com = lab()
-    instrument = daemon.workers["gamry"].instrument
+    instrument = daemon.runners["gamry"].instrument
     for current_A in (4e-3, -4e-3):  # ~2.3 kOhm: 9 V either way, beyond the 5 V limit
         blocks = list(instrument.galvanostatic(current_A, 60.0, 1.0))
         voltage = np.concatenate([b.columns["voltage_V"] for b in blocks])
@@ -244,7 +245,7 @@ def test_ctrl_c_on_the_com_thread_switches_the_cell_off_there_and_reaches_the_ma
     record = client.wait(run_id, timeout_s=30)
     assert record["status"] == "failed" and "COM thread ended" in record["error"]
     assert OFF in com.calls[calls_before:] and forwarded == [True]
-    assert daemon.workers["gamry"].instrument.backend is com
+    assert daemon.runners["gamry"].instrument.backend is com
     again = client.wait(client.submit("eis", "gamry", start_Hz=1e4, end_Hz=10.0, points_per_decade=2, circuit=None), timeout_s=30)
     assert again["status"] == "completed"  # a fresh COM thread serves the next run
 
@@ -266,7 +267,7 @@ def test_a_reference_3000_is_created_with_its_own_progid(lab):
 
 def test_the_instruments_overload_flags_become_events_at_the_samples_where_they_change(lab):
     daemon, client, com = lab()
-    daemon.workers["gamry"].instrument._set_vch_range = lambda pstat: None  # (a driver that left the 30 mV range set)
+    daemon.runners["gamry"].instrument._set_vch_range = lambda pstat: None  # (a driver that left the 30 mV range set)
     record = client.wait(client.submit("ccd", "gamry", diameter_mm=2.0), timeout_s=60)
     with h5py.File(record["file"], "r") as f:
         kinds, messages = f["events/kind"][:], f["events/message"][:]

@@ -145,7 +145,8 @@ def lab(tmp_path, clock="max"):
     smu = {"name": "k2400", "driver": "keithley2400", "address": "simulated", "clock": clock, "limits": LIMITS,
            "junction": {"preset": "LLZO-tip", "seed": 5}}
     pstat = {"name": "sim-pstat-1", "driver": "simulated-potentiostat", "limits": {"max_abs_voltage_V": 5.0, "max_abs_current_A": 0.1}}
-    return DaemonConfig(control_endpoint="tcp://127.0.0.1:*", publish_endpoint="tcp://127.0.0.1:*", data_dir=tmp_path, instruments=[smu, pstat])
+    return DaemonConfig(control_endpoint="tcp://127.0.0.1:*", publish_endpoint="tcp://127.0.0.1:*", data_dir=tmp_path, instruments=[smu, pstat],
+                        instrument_hosts=0)  # (in this process: the tests read the pyvisa-sim adapter)
 
 
 SWEEP = {"negative_vertex_V": -0.5, "positive_vertex_V": 1.0, "step_V": 0.005, "rate_V_s": 0.5}
@@ -156,7 +157,7 @@ def test_cafm_sweep_end_to_end_through_the_real_driver(tmp_path):
     try:
         with Client(daemon.control.endpoint) as client:
             record = client.wait(client.submit("cafm-sweep", "k2400", cycles=2, **SWEEP), timeout_s=60)
-        adapter = daemon.workers["k2400"].instrument._adapter
+        adapter = daemon.runners["k2400"].instrument._adapter
     finally:
         daemon.close()
     assert record["status"] == "completed", record["error"]
@@ -176,7 +177,7 @@ def test_a_visa_timeout_mid_run_fails_that_run_only_and_the_next_run_reconnects(
     daemon = Daemon(lab(tmp_path, clock=20.0))
     try:
         with Client(daemon.control.endpoint) as client:
-            adapter = daemon.workers["k2400"].instrument._adapter
+            adapter = daemon.runners["k2400"].instrument._adapter
             run_id = client.submit("cafm-sweep", "k2400", cycles=50, **SWEEP)
             other = client.submit("ccd", "sim-pstat-1", diameter_mm=2.0)
             deadline = time.monotonic() + 30

@@ -69,7 +69,7 @@ def test_at_100x_plating_until_short_at_3_mA_cm2_stops_on_its_short(lab):
         with Client(daemon.control.endpoint) as client:
             record = client.wait(client.submit("plate-until-short", "sim-pstat-1", diameter_mm=2.0, current_mA_cm2=3.0, max_hours=1.0),
                                  timeout_s=60)
-        cell = daemon.workers["sim-pstat-1"].instrument.cell
+        cell = daemon.runners["sim-pstat-1"].instrument.cell
     finally:
         daemon.close()
     result = record["result"]

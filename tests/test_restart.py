@@ -12,7 +12,7 @@ from echemd.daemon import file_transitions, service
 from echemd.daemon.client import Client, RemoteError
 from echemd.daemon.runfile import read_attrs
 from echemd.daemon.service import Daemon
-from test_crash import serve
+from test_crash import crash, serve
 
 CCD = {"diameter_mm": 2.0}
 PSTAT = "sim-pstat-1"
@@ -118,7 +118,7 @@ def test_a_file_replacement_a_reader_blocks_keeps_the_original_and_completes_lat
 def test_a_driver_raising_keyboard_interrupt_fails_that_run_and_the_queue_goes_on(lab, monkeypatch):
     daemon = Daemon(lab())
     try:
-        instrument = daemon.workers[PSTAT].instrument
+        instrument = daemon.runners[PSTAT].instrument
         real = instrument.galvanostatic
         calls = []
 
@@ -134,7 +134,7 @@ def test_a_driver_raising_keyboard_interrupt_fails_that_run_and_the_queue_goes_o
             assert client.wait(first, timeout_s=30)["status"] == "failed"
             assert client.status(first)["error"].startswith("KeyboardInterrupt")
             assert client.wait(second, timeout_s=30)["status"] == "completed"
-            assert instrument.output_on is False and daemon.workers[PSTAT].state == "idle"
+            assert instrument.output_on is False and daemon.queues[PSTAT].state == "idle"
     finally:
         daemon.close()
 
@@ -142,11 +142,10 @@ def test_a_driver_raising_keyboard_interrupt_fails_that_run_and_the_queue_goes_o
 def test_a_daemon_serves_at_once_and_recovers_what_the_previous_one_left_in_the_background(lab, tmp_path, monkeypatch):
     from echemd.daemon import recovery
 
-    process, client = serve(tmp_path)  # a daemon in its own process, killed mid-run
+    process, client = serve(tmp_path)  # a daemon in its own process, killed mid-run with its hosts (a power cut)
     left = client.submit("ccd", PSTAT, **CCD)
     until(lambda: client.status(left)["n_samples"] > 0)
-    process.send_signal(signal.SIGKILL)
-    process.wait(timeout=10)
+    crash(process)
     client.close()
 
     real_recover, gate = recovery.recover, threading.Event()

@@ -42,7 +42,7 @@ def test_publisher_forwards_every_threads_messages_in_order_and_drains_on_close(
     from echemd.daemon.publisher import Publisher
 
     context = zmq.Context()
-    publisher = Publisher(context, "tcp://127.0.0.1:*")
+    publisher = Publisher.bound(context, "tcp://127.0.0.1:*")
     columns = {"time_s": np.arange(20_000.0), "voltage_V": np.ones(20_000)}  # 320 kB blocks keep the proxy busy
     with Subscription(context, publisher.endpoint, b"run.") as subscription:
         subscription.wait_connected()

@@ -1,0 +1,102 @@
+"""The link between the daemon and its instrument hosts: one JSON object per ZeroMQ message,
+``{"kind": ..., ...}``, over TCP (a ROUTER socket in the daemon, a DEALER in each host, whose
+identity is the host's name).  Nothing else passes between them: a host gets its instruments'
+configuration over the link and pushes its data stream to the daemon's ingest endpoint, so a host
+could as well run on another machine.
+
+host -> daemon
+  ``hello {pid}``; ``ready {connected: {instrument: bool}}`` once its instruments are opened;
+  ``beat {connected}`` every BEAT_S; ``progress {runs: {run_id: snapshot}}`` when a running run
+  changed (status, samples, step); ``alert {run_id, trigger, message}``; ``ended {run_id, status,
+  result, error, in_file, ...snapshot}``, answered by ``ack {run_id}`` once the daemon's record says
+  so (only then does the host publish the final status: a client that sees it finds the record).
+daemon -> host
+  ``setup {instruments, files, version, sim_speed, ingest, data_dir}``; ``start {run}``;
+  ``control {run_id, abort, reason, status, pause}``; ``beat {}``; ``stop {reason}``;
+  ``fetch {request, run_id, from_seq, max_samples}``, answered by ``fetched {request, run_id,
+  n_blocks, blocks}`` followed by one binary frame per column of each block (little-endian float64), or
+  ``fetched {request, missing: true}`` when the host no longer runs that run (its file is complete).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from echemd.config.models import RunLimits
+from echemd.daemon.run import Run
+from echemd.daemon.stream import DataBlock
+from echemd.daemon.vocabulary import RunStatus
+from echemd.protocols import PROTOCOLS
+
+#: How often each side tells the other it is alive, s.
+BEAT_S = 0.2
+#: A host not heard from for this long is taken for hung: killed and restarted, s.
+HOST_SILENT_S = 5.0
+#: A host that has not heard from its daemon for this long gives up (its runs end interrupted), s.
+DAEMON_SILENT_S = 3.0
+#: How long a host waits for the daemon to write down a run's end before it publishes it, s.
+ACK_TIMEOUT_S = 10.0
+#: How long the daemon waits for a host's answer to a fetch before it reads the file instead, s.
+FETCH_TIMEOUT_S = 10.0
+
+
+def encode(kind: str, **fields: Any) -> bytes:
+    return json.dumps({"kind": kind, **fields}).encode()
+
+
+def decode(frame: bytes) -> dict[str, Any]:
+    return json.loads(frame)
+
+
+def run_message(run: Run) -> dict[str, Any]:
+    """What a host needs to execute ``run``."""
+    return {"run_id": run.run_id, "protocol": run.protocol.name, "instrument": run.instrument,
+            "parameters": run.parameters.model_dump(mode="json"), "file": str(run.file), "metadata": run.metadata,
+            "limits": run.limits.model_dump(exclude_none=True) if run.limits else None}
+
+
+def run_from_message(message: dict[str, Any]) -> Run:
+    """The host's Run for a ``start`` message's run (validated again: the same models, the same result)."""
+    protocol = PROTOCOLS[message["protocol"]]
+    return Run(message["run_id"], protocol, message["instrument"], protocol.parameters.model_validate(message["parameters"]),
+               Path(message["file"]), metadata=message["metadata"],
+               limits=RunLimits.model_validate(message["limits"]) if message["limits"] else None)
+
+
+def snapshot(run: Run) -> dict[str, Any]:
+    """Where a running run stands, as the host tells the daemon."""
+    return {"status": run.status.value, "started": run.started, "n_samples": run.n_samples, "steps_started": run.steps_started,
+            "step": run.step_label, "status_seq": run.status_seq}
+
+
+def apply_snapshot(run: Run, state: dict[str, Any]) -> None:
+    """Bring the daemon's record of ``run`` to where its host says it stands."""
+    if not run.done.is_set():
+        run.status = RunStatus(state["status"])
+    run.started = state["started"]
+    run.samples_reported = state["n_samples"]
+    run.steps_started = state["steps_started"]
+    run.step_label = state["step"]
+    run.status_seq = max(run.status_seq, state["status_seq"])
+
+
+def blocks_message(request: int, run_id: str, blocks: list[DataBlock], n_blocks: int) -> list[bytes | memoryview]:
+    """A ``fetched`` answer: its JSON frame, then every block's columns as raw frames."""
+    frames: list[bytes | memoryview] = []
+    described = []
+    for block in blocks:
+        columns = {}
+        for name, values in block.columns.items():
+            columns[name] = len(frames)
+            frames.append(memoryview(np.ascontiguousarray(values, dtype="<f8")))
+        described.append({"seq": block.seq, "offset": block.offset, "t0": block.t0, "units": dict(block.units), "columns": columns})
+    return [encode("fetched", request=request, run_id=run_id, n_blocks=n_blocks, blocks=described), *frames]
+
+
+def blocks_from_message(message: dict[str, Any], frames: list[bytes]) -> list[DataBlock]:
+    return [DataBlock(message["run_id"], b["seq"], b["offset"], b["t0"], {name: np.frombuffer(frames[k], dtype="<f8") for name, k in b["columns"].items()},
+                      b["units"]) for b in message["blocks"]]

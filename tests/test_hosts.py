@@ -1,0 +1,102 @@
+"""Instrument hosts: the instruments run in processes of their own; what a host's death or its
+daemon's does to the runs, and that runs through a host give what runs in the daemon give."""
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import zmq
+
+from echemd.daemon.client import Client, Subscription
+from echemd.daemon.runfile import read_attrs
+from echemd.daemon.service import Daemon
+from test_daemon import collect_stream
+
+CCD = {"diameter_mm": 2.0}
+
+
+def until(condition, timeout_s=20.0):
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.01)
+
+
+def host_pid(daemon, instrument):
+    return daemon.hosts.instruments[instrument].host.process.pid
+
+
+def test_runs_in_two_hosts_stream_every_sample_and_give_the_cells_ccd(lab):
+    daemon = Daemon(lab(instrument_hosts=2), sim_speed="max")
+    try:
+        pids = {host_pid(daemon, name) for name in ("sim-pstat-1", "sim-pstat-2")}
+        assert len(pids) == 2 and os.getpid() not in pids  # one process each, not the daemon's
+        with Client(daemon.control.endpoint) as client, Subscription(zmq.Context.instance(), daemon.publisher.endpoint, b"run.") as sub:
+            sub.wait_connected()
+            first = client.submit("ccd", "sim-pstat-1", **CCD)
+            blocks, statuses = collect_stream(sub, first)
+            record = client.wait(first, timeout_s=30)
+            second = client.wait(client.submit("ccd", "sim-pstat-2", **CCD), timeout_s=30)
+        assert statuses == ["running", "completed"]  # the end published once the daemon's record said so
+        assert [b.seq for b in blocks] == list(range(len(blocks))) and len(blocks) > 1
+        assert record["status"] == second["status"] == "completed"
+        assert record["result"]["ccd_mA_cm2"] == 1.0 and second["result"]["ccd_mA_cm2"] == 1.5  # the flat and the contoured cell of the default lab
+        with h5py.File(record["file"], "r") as f:
+            assert f.attrs["status"] == "completed" and len(f["data/time_s"]) == record["n_samples"] == sum(len(b) for b in blocks)
+            np.testing.assert_array_equal(f["data/voltage_V"][:], np.concatenate([b.columns["voltage_V"] for b in blocks]))
+    finally:
+        daemon.close()
+
+
+def test_pause_resume_abort_and_fetch_reach_a_run_in_its_host(lab):
+    daemon = Daemon(lab(instrument_hosts=1), sim_speed=1.0)  # real time
+    try:
+        with Client(daemon.control.endpoint) as client:
+            run_id = client.submit("ccd", "sim-pstat-1", **CCD, sample_interval_s=0.05)
+            until(lambda: client.status(run_id)["n_samples"] >= 10)
+            fetched, reply = client.fetch_blocks(run_id)  # from the host's writer: unflushed samples too
+            assert reply["status"] == "running" and sum(len(b) for b in fetched) >= 10 and [b.seq for b in fetched] == list(range(len(fetched)))
+            client.call("pause", run_id=run_id)
+            until(lambda: client.status(run_id)["status"] == "paused")
+            assert daemon.queues["sim-pstat-1"].state == "running"
+            client.call("resume", run_id=run_id)
+            until(lambda: client.status(run_id)["status"] == "running")
+            client.abort(run_id)
+            record = client.wait(run_id, timeout_s=10)
+        assert record["status"] == "aborted" and record["error"] == "aborted on request"
+        assert read_attrs(Path(record["file"]))["status"] == "aborted"
+        assert daemon.queues["sim-pstat-1"].state == "idle"
+    finally:
+        daemon.close()
+
+
+def test_a_host_killed_mid_run_is_noticed_its_run_interrupted_and_recovered_and_it_comes_back(lab):
+    daemon = Daemon(lab(instrument_hosts=2), sim_speed=1.0)
+    try:
+        with Client(daemon.control.endpoint) as client:
+            victim = client.submit("ccd", "sim-pstat-1", **CCD, sample_interval_s=0.05)
+            bystander = client.submit("ccd", "sim-pstat-2", **CCD, sample_interval_s=0.05)
+            until(lambda: client.status(victim)["n_samples"] >= 20 and client.status(bystander)["n_samples"] > 0)
+            time.sleep(1.0)  # (flushed: the flush interval is 0.5 s)
+            reported = client.status(victim)["n_samples"]
+            killed_at = time.monotonic()
+            os.kill(host_pid(daemon, "sim-pstat-1"), signal.SIGKILL)
+            until(lambda: client.status(victim)["status"] == "interrupted", timeout_s=5)
+            noticed_s = time.monotonic() - killed_at
+            record = client.status(victim)
+            assert noticed_s < 1.5 and "its instrument host host-0 ended" in record["error"]
+            attrs = read_attrs(Path(record["file"]))  # recovered as after a daemon crash: closed, what was flushed kept
+            assert attrs["status"] == "interrupted" and attrs["n_samples"] >= reported - 20 and attrs["n_samples"] > 0
+            assert client.status(bystander)["status"] == "running"  # the other host's run goes on
+            until(lambda: daemon.queues["sim-pstat-1"].state == "idle", timeout_s=30)  # started again
+            again = client.submit("ccd", "sim-pstat-1", **CCD, sample_interval_s=0.05)
+            until(lambda: client.status(again)["n_samples"] > 0)
+            client.abort(again)
+            assert client.wait(again, timeout_s=10)["status"] == "aborted"
+            client.abort(bystander)
+            assert client.wait(bystander, timeout_s=10)["status"] == "aborted"
+    finally:
+        daemon.close()
