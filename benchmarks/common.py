@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import statistics
 import tempfile
 from contextlib import contextmanager
@@ -34,3 +35,21 @@ def median(values) -> float:
 def percentile(values, q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+
+
+def host_pids(daemon) -> list[int]:
+    """The process ids of a daemon's instrument hosts (none when its instruments run in its own process)."""
+    return [host.process.pid for host in daemon.hosts.hosts.values()] if daemon.hosts is not None else []
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU of a running process, s (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def process_rss_mb(pid: int | str = "self") -> float:
+    """Resident memory of a process (this one by default), MB (Linux /proc)."""
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS")) / 1024

@@ -1,7 +1,7 @@
 """Resident memory over a long run, and run-file size per sample against the raw data.
 
 A plating run of N samples (default 10 million, 100 Hz cell time, as fast as the simulator goes)
-through the daemon; the daemon process's resident memory is sampled every 0.5 s.  Target: growth
+through the daemon; the resident memory of the daemon and its instrument hosts is sampled every 0.5 s.  Target: growth
 < 20 MB.  Then the run file's size per sample against the raw 24 bytes (three float64 columns), and
 what HDF5 compression would do on the same data, timed: on the closed file, and while the file is
 written as the daemon writes it (small appends, each flushed), where every flush rewrites the
@@ -21,18 +21,13 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from common import simulated_daemon
+from common import host_pids, process_rss_mb, simulated_daemon
 from echemd.daemon.runfile import CHUNK
 
 INTERVAL_S = 0.01
 COMPRESSIONS = (("none", {}), ("lzf", {"compression": "lzf"}), ("shuffle+lzf", {"compression": "lzf", "shuffle": True}),
                 ("shuffle+gzip-1", {"compression": "gzip", "compression_opts": 1, "shuffle": True}))
 LIVE_SAMPLES, LIVE_BATCH = 400_000, 250  # 1 kHz flushed every 0.25 s
-
-
-def rss_mb() -> float:
-    with open("/proc/self/status") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS")) / 1024
 
 
 def main() -> None:
@@ -47,6 +42,11 @@ def main() -> None:
             readings.append(rss_mb())
 
     with simulated_daemon() as (daemon, client):
+        pids = ["self", *host_pids(daemon)]
+
+        def rss_mb() -> float:  # the daemon and its instrument hosts
+            return sum(map(process_rss_mb, pids))
+
         before = rss_mb()
         threading.Thread(target=sample_memory, daemon=True).start()
         start = time.perf_counter()
