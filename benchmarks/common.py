@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import statistics
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -23,9 +24,19 @@ def simulated_daemon(**changes):
         daemon = Daemon(config)
         try:
             with Client(daemon.control.endpoint) as client:
+                wait_for_hosts(client)
                 yield daemon, client
         finally:
             daemon.close()
+
+
+def wait_for_hosts(client: Client, timeout_s: float = 60.0) -> None:
+    """Return once no instrument is ``starting`` (its host is up): timings leave the start-up out."""
+    deadline = time.monotonic() + timeout_s
+    while any(instrument["state"] == "starting" for instrument in client.instruments()):
+        if time.monotonic() > deadline:
+            raise TimeoutError("instrument hosts still starting")
+        time.sleep(0.05)
 
 
 def median(values) -> float:

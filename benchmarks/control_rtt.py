@@ -1,4 +1,5 @@
-"""Control round trip on loopback: `ping` and `status` p50/p99, and submit-to-first-sample time.
+"""Control round trip on loopback: `ping` and `status` p50/p99, and submit-to-first-sample time (the
+first data block of the run on the stream).
 
 Baseline, in the same run: a bare pyzmq DEALER/ROUTER echo of the same JSON frames (no daemon).
 Target: ping p99 <= 2 ms.
@@ -16,6 +17,8 @@ import time
 import zmq
 
 from common import percentile, simulated_daemon
+from echemd.daemon.client import Subscription
+from echemd.daemon.stream import DataBlock
 
 
 def echo_baseline(requests: int) -> list[float]:
@@ -68,14 +71,17 @@ def main() -> None:
         ping = timed(client.ping, args.requests)
         status = timed(client.status, args.requests)
         first_sample = []
+        subscription = Subscription(zmq.Context.instance(), daemon.publisher.endpoint, b"run.")
+        subscription.wait_connected()
         for _ in range(20):
             start = time.perf_counter()
             run_id = client.submit("ccd", "sim-pstat-1", diameter_mm=2.0)
-            while client.status(run_id)["n_samples"] == 0:
+            while not (isinstance(message := subscription.receive(10.0), DataBlock) and message.run_id == run_id):
                 pass
             first_sample.append(time.perf_counter() - start)
             client.abort(run_id)
             client.wait(run_id, poll_s=0.01)
+        subscription.close()
     print(f"{'':<26}{'p50 ms':>9}{'p99 ms':>9}{'x baseline p50':>16}")
     base50 = percentile(baseline, 50)
     for name, values in (("baseline (bare zmq echo)", baseline), ("ping", ping), ("status", status), ("submit to first sample", first_sample)):

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import h5py
 
+from common import wait_for_hosts
 from echemd.config import load_default_config
 from echemd.daemon.client import Client
 from echemd.daemon.engine import Engine
@@ -43,6 +44,7 @@ def through_daemon(config) -> tuple[float, float]:
         daemon = Daemon(config.model_copy(update={"control_endpoint": "tcp://127.0.0.1:*", "publish_endpoint": "tcp://127.0.0.1:*", "data_dir": Path(folder)}))
         try:
             with Client(daemon.control.endpoint) as client:
+                wait_for_hosts(client)
                 start = time.perf_counter()
                 run_id = client.submit("ccd", "sim-pstat-1", **PARAMETERS)
                 record = client.wait(run_id, poll_s=0.01)

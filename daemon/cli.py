@@ -120,7 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("--status", help="only runs in this status (completed, failed, ...)")
     runs.add_argument("--since", type=since_time, metavar="DATE", help="only runs started (or submitted) since, e.g. 2026-11-01 or 2026-11-01T14:00")
     runs.add_argument("--json", action="store_true", help="print the matching run records as one JSON list")
-    watch = verbs.add_parser("watch", help="live view of a daemon: instruments, runs, latest readings, events")
+    watch = verbs.add_parser("watch", help="live view of a daemon: instruments, runs, latest readings, events (not on a terminal: "
+                                            "a line saying it is connected, then one line per event and run status)")
     watch.add_argument("--once", action="store_true", help="print one frame and exit")
     analyze = verbs.add_parser("analyze", help="analyse a recorded file (echemd HDF5, Gamry DTA or CSV); prints JSON")
     analyze.add_argument("kind", choices=("ccd", "eis", "cafm"))

@@ -82,6 +82,7 @@ class InstrumentHost:
             thread = threading.Thread(target=self._serve_instrument, args=(runner, inbox), name=f"echemd-runner-{config.name}", daemon=True)
             thread.start()
             self.threads.append(thread)
+        _load_what_runs_need()
         self.link.send(encode("ready", connected=self._connected()))
 
     def _wait_for_setup(self) -> dict[str, Any]:
@@ -206,6 +207,16 @@ class InstrumentHost:
             _apply_control(run, {"abort": True, "reason": reason, "status": status.value, "pause": False})
         for inbox in self.inboxes.values():
             inbox.put(None)
+
+
+def _load_what_runs_need() -> None:
+    """Import every protocol and the detector's filters now, before the host says it is ready (the
+    CLI loads them on first use; here a first run would wait ~0.4 s for them)."""
+    import scipy.ndimage  # noqa: F401  (streaming.py's running filters)
+
+    from echemd.protocols import PROTOCOLS
+
+    list(PROTOCOLS.values())
 
 
 def _apply_control(run: Run, message: dict[str, Any]) -> None:

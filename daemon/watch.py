@@ -94,9 +94,13 @@ def _latest(sample: dict[str, float]) -> str:
 
 def follow(client: Client, out: TextIO) -> None:
     """Write one line per event and per run status change to ``out`` until interrupted:
-    ``HH:MM:SS RUN_ID KIND: MESSAGE`` (``status: running``, ``short: ...``)."""
+    ``HH:MM:SS RUN_ID KIND: MESSAGE`` (``status: running``, ``short: ...``), after a first line
+    saying it is connected (from then on nothing published is missed)."""
     subscription = Subscription(zmq.Context.instance(), client.publish_endpoint, b"run.", client.keys)
     try:
+        subscription.wait_connected(10.0)
+        out.write(f"{time.strftime('%H:%M:%S')} watching {client.publish_endpoint}\n")
+        out.flush()
         while True:
             message = subscription.receive(1.0)
             if message is None or isinstance(message, DataBlock):

@@ -15,6 +15,13 @@ from echemd.daemon.client import Client
 ECHEMD = [sys.executable, "-m", "echemd.daemon.cli"]
 
 
+def until(condition, timeout_s=20.0):
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.05)
+
+
 def echemd(*args, cwd=None, timeout=120):
     return subprocess.run([*ECHEMD, *args], capture_output=True, text=True, timeout=timeout, cwd=cwd)
 
@@ -184,7 +191,8 @@ def test_readable_status_queue_verb_and_ctrl_c_while_waiting(served, tmp_path):
     assert overview[0].endswith("3 instruments, 2 active runs") and any(line.split() == ["sim-pstat-1", "running", first] for line in overview)
     waiting = subprocess.Popen([*ECHEMD, "run", "ccd", "--instrument", "sim-pstat-2", "-p", "diameter_mm=2", "--wait", "--endpoint", control],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(2.0)  # (real time: the run is under way)
+    with Client(control) as client:  # (real time: the run is under way)
+        until(lambda: next(i for i in client.instruments() if i["name"] == "sim-pstat-2")["state"] == "running")
     waiting.send_signal(signal.SIGINT)
     _, err = waiting.communicate(timeout=30)
     assert waiting.returncode == 130 and "goes on in the daemon" in err and "Traceback" not in err
@@ -218,7 +226,7 @@ def test_watch_writes_one_line_per_event_when_its_output_is_not_a_terminal(serve
     _, control, _ = served()
     watching = subprocess.Popen([*ECHEMD, "watch", "--endpoint", control], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        time.sleep(1.5)  # (subscribed)
+        assert " watching " in watching.stdout.readline()  # (subscribed)
         with Client(control) as client:
             run_id = client.wait(client.submit("ccd", "sim-pstat-1", diameter_mm=2.0), timeout_s=60)["run_id"]
         lines = []
