@@ -462,11 +462,12 @@ class Daemon:
         if run is None and not path.exists():  # ended without a file (see submissions), or unknown
             return _no_blocks(request.run_id, self._run_record(request.run_id)["status"], complete=True)
         runfile = run.runfile if run is not None else None
-        if run is not None and runfile is None and not run.started:
-            return _no_blocks(run.run_id, run.status, complete=run.status in FINAL_STATUSES)
         status = run.status if run is not None else None  # read before the blocks: a final status means every block is on disk
+        # a run in a host: the host answers from its writer (the record may not know yet that the run started)
         hosted = self.hosts.fetch(run, request.from_seq, max_samples) if runfile is None and run is not None and status not in FINAL_STATUSES \
             and self.hosts is not None else None
+        if run is not None and runfile is None and hosted is None and (status == RunStatus.QUEUED or not path.exists()):
+            return _no_blocks(run.run_id, status, complete=status in FINAL_STATUSES)
         if runfile is not None:
             blocks, n_blocks = runfile.read_blocks(request.from_seq, max_samples)
         elif hosted is not None:

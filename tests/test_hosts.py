@@ -100,3 +100,24 @@ def test_a_host_killed_mid_run_is_noticed_its_run_interrupted_and_recovered_and_
             assert client.wait(bystander, timeout_s=10)["status"] == "aborted"
     finally:
         daemon.close()
+
+
+def test_a_subscriber_that_joins_a_run_in_its_host_late_gets_every_block_once(lab):
+    """The missed blocks come from the host's writer, before the daemon's record even knows the run started."""
+    daemon = Daemon(lab(instrument_hosts=1), sim_speed=20.0)
+    try:
+        with Client(daemon.control.endpoint) as client:
+            run_id = client.submit("plate-until-short", "sim-pstat-1", diameter_mm=2.0, current_mA_cm2=0.5, max_hours=0.01,
+                                   sample_interval_s=0.05)
+            with Subscription(zmq.Context.instance(), daemon.publisher.endpoint, b"run.") as raw:
+                raw.wait_connected()
+                while not ((message := raw.receive(10.0)) is not None and getattr(message, "run_id", "") == run_id):
+                    pass
+            fetched, _ = client.fetch_blocks(run_id)  # at once: the host reports the run's start up to 0.2 s later
+            assert fetched and fetched[0].seq == 0
+            blocks = list(client.subscribe(run_id))  # joins later: what it missed is fetched
+            record = client.wait(run_id, timeout_s=30)
+        assert [b.seq for b in blocks] == list(range(len(blocks)))
+        assert sum(len(b) for b in blocks) == record["n_samples"] > 0
+    finally:
+        daemon.close()
