@@ -367,10 +367,6 @@ def since_time(text: str) -> datetime:
 
 
 #: Result keys that say what a run found, by the protocols that report them (the first present is shown).
-HEADLINES = ("ccd_mA_cm2", "critical_stripping_mA_cm2", "time_to_short_h", "cycles_completed", "triggering_bias_V",
-             "on_off_ratio", "low_frequency_real_ohm")
-
-
 def _matches(record: dict[str, Any], args: argparse.Namespace) -> bool:
     metadata = record.get("metadata") or {}
     if args.sample is not None and metadata.get("sample") != args.sample:
@@ -385,13 +381,17 @@ def _matches(record: dict[str, Any], args: argparse.Namespace) -> bool:
 
 
 def _headline(record: dict[str, Any]) -> str:
+    """The result key the run's protocol declares most telling, and its value; or the run's error."""
+    from echemd.protocols import PROTOCOLS
+
     result = record.get("result") or {}
-    for key in HEADLINES:
-        if key in result:
-            value = result[key]
-            shown = "none" if value is None else (f"{value:g}" if isinstance(value, (int, float)) else "...")
-            return f"{key}={shown}" + (f" ({result['stopped_by']})" if result.get("stopped_by") else "")
-    return record.get("error", "")[:40]
+    protocol = PROTOCOLS.get(record.get("protocol", ""))
+    key = protocol.presentation.headline if protocol is not None else ""
+    if key not in result:
+        return record.get("error", "")[:40]
+    value = result[key]
+    shown = "none" if value is None else (f"{value:g}" if isinstance(value, (int, float)) else "...")
+    return f"{key}={shown}" + (f" ({result['stopped_by']})" if result.get("stopped_by") else "")
 
 
 def cmd_runs(args: argparse.Namespace) -> int:

@@ -14,6 +14,7 @@ from echemd.config import load_default_config
 from echemd.daemon.client import Client
 from echemd.daemon.service import Daemon
 from echemd.daemon.vocabulary import RunStatus
+from echemd.protocols import PROTOCOLS
 
 CCD_PARAMETERS = {"diameter_mm": 2.0, "plating_start_mA_cm2": 0.5, "plating_increment_mA_cm2": 0.5,
                   "stripping_mA_cm2": 0.2, "capacity_mAh_cm2": 0.2, "max_plating_mA_cm2": 3.0}
@@ -54,31 +55,13 @@ def run_demo(data_dir: Path, out=print) -> bool:
                 record = client.wait(run_id, timeout_s=600)
                 ok &= record["status"] == RunStatus.COMPLETED
                 out(f"{title}: {record['status']}")
-                out("  " + describe(record["protocol"], record["result"] or {}))
+                out("  " + PROTOCOLS[record["protocol"]].presentation.summarize(record["result"] or {}))
                 plot = Path(record["file"]).with_suffix(".png")
                 plot_run(record["file"], plot)
                 out(f"  run file {record['file']} ({record['n_samples']} samples), plot {plot}")
             return ok
     finally:
         daemon.close()
-
-
-def describe(protocol: str, result: dict) -> str:
-    """One line a scientist reads first."""
-    if protocol == "ccd":
-        return (f"CCD = {result.get('ccd_mA_cm2')} mA/cm2 (last passed {result.get('last_passed_mA_cm2')} mA/cm2), short detected at "
-                f"{_hours(result.get('short_detected_at_s'))}, drop {_mv(result.get('drop_mV'))}")
-    if protocol == "eis":
-        asr = result.get("asr_ohm_cm2", {})
-        arcs = ", ".join(f"{a['assignment']} {a['asr_ohm_cm2']:.1f} Ohm cm2 ({a['capacitance_F_cm2']:.2g} F/cm2)" for a in result.get("arcs", []))
-        kk = result.get("kk", {})
-        return (f"ASR {asr.get('total', float('nan')):.1f} Ohm cm2 = bulk {asr.get('series', float('nan')):.1f} + {arcs}; "
-                f"Kramers-Kronig residual {kk.get('rms_residual_percent', float('nan')):.2f}% ({'valid' if kk.get('valid') else 'not valid'})")
-    if protocol == "cafm-sweep":
-        biases = ", ".join("none" if b is None else f"{b:+.3f} V" for b in result.get("triggering_bias_V", []))
-        on_off = result.get("on_off") or []
-        return f"triggering bias per sweep: {biases}; back scan R^2 >= {min(result.get('ohmic_r2') or [0]):.4f}; on/off ~{(on_off or [0])[-1]:.1e}"
-    return str(result)
 
 
 class StepPrinter:
@@ -102,11 +85,3 @@ class StepPrinter:
         self.out(f"  {self.name}  {self.start_s / 3600:6.3f} - {self.end_s / 3600:6.3f} h  {action} "
                  f"{abs(self.current) / self.area_cm2 * 1e3:4.2f} mA/cm2  V at end {self.last_V * 1e3:8.2f} mV")
         self.current = None
-
-
-def _hours(seconds: float | None) -> str:
-    return "-" if seconds is None else f"{seconds / 3600:.3f} h"
-
-
-def _mv(millivolts: float | None) -> str:
-    return "-" if millivolts is None else f"{millivolts:.2f} mV"

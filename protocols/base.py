@@ -193,6 +193,28 @@ def with_defaults(model: type[BaseModel], given: Mapping[str, Any], defaults: Ma
 
 
 @dataclass(frozen=True)
+class Presentation:
+    """How a protocol's runs are shown, declared by the protocol (as pymeasure's Procedure declares
+    its DATA_COLUMNS), so that plots, exports and summaries never switch on protocol names."""
+
+    #: The run's figure: "plating" (voltage and current density, per-step panel), "impedance"
+    #: (Nyquist, Bode, fit and Kramers-Kronig residuals) or "sweep" (I-V loops, one colour per cycle).
+    figure: str
+    #: The Gamry DTA ``TAG`` of its export (CHRONOP, EISPOT, CV), which tells Echem Analyst the technique.
+    dta_tag: str
+    #: The result key that says the most (``echemd runs`` and summaries show it).
+    headline: str
+    #: The line a scientist reads first, from a result (by default ``headline = value``).
+    summary: Callable[[Mapping[str, Any]], str] | None = None
+
+    def summarize(self, result: Mapping[str, Any]) -> str:
+        if self.summary is not None:
+            return self.summary(result)
+        stopped = f" (stopped by {result['stopped_by']})" if result.get("stopped_by") else ""
+        return f"{self.headline} = {result.get(self.headline)}{stopped}"
+
+
+@dataclass(frozen=True)
 class ProtocolDefinition:
     """A protocol as the daemon sees it."""
 
@@ -203,6 +225,7 @@ class ProtocolDefinition:
     columns: tuple[Column, ...]
     plan: Callable[[Any], Plan]
     check: Callable[[Any, Instrument, InstrumentLimits], None]
+    presentation: Presentation
     #: What the instrument does while a run is paused; None: the protocol cannot be paused.
     pause_hold: HoldMode | None = HoldMode.OUTPUT_OFF
     #: How many steps the plan will run at most, for progress (None: unknown).

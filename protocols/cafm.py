@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from echemd.config.models import InstrumentLimits
 from echemd.drivers.base import Instrument
-from echemd.protocols.base import Column, Plan, ProtocolDefinition, ProtocolRefused, VoltageSweep
+from echemd.protocols.base import Column, Plan, Presentation, ProtocolDefinition, ProtocolRefused, VoltageSweep
 from echemd.protocols.analysis import analyze_cafm
 
 
@@ -95,6 +95,13 @@ SWEEP_COLUMNS = (
     Column("compliance", "1", "1 where the reading hit the current compliance, its measurement range or overflowed; else 0"),
 )
 
+def summary(result: dict) -> str:
+    """Triggering bias per sweep, the back scans' linearity and the on/off ratio, in one line."""
+    biases = ", ".join("none" if b is None else f"{b:+.3f} V" for b in result.get("triggering_bias_V", []))
+    on_off = result.get("on_off") or []
+    return f"triggering bias per sweep: {biases}; back scan R^2 >= {min(result.get('ohmic_r2') or [0]):.4f}; on/off ~{(on_off or [0])[-1]:.1e}"
+
+
 CAFM_SWEEP = ProtocolDefinition(
     name="cafm-sweep",
     title="c-AFM cyclic bias sweep: filament triggering bias",
@@ -103,5 +110,6 @@ CAFM_SWEEP = ProtocolDefinition(
     columns=SWEEP_COLUMNS,
     plan=plan,
     check=check,
+    presentation=Presentation("sweep", "CV", "triggering_bias_V", summary=summary),
     planned_steps=lambda p: p.cycles,
 )

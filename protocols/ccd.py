@@ -25,7 +25,7 @@ from pydantic import Field, model_validator
 from echemd.config.models import InstrumentLimits
 from echemd.drivers.base import Instrument
 from echemd.daemon.vocabulary import EventKind, HoldMode
-from echemd.protocols.base import Event, Galvanostatic, OpenCircuit, Plan, ProtocolDefinition, Stop, StepOutcome
+from echemd.protocols.base import Event, Galvanostatic, OpenCircuit, Plan, Presentation, ProtocolDefinition, Stop, StepOutcome
 from echemd.protocols.impedance_sweep import IMPEDANCE_COLUMNS, ImpedanceSweep, landmarks
 from echemd.protocols.plating_base import (CHRONO_COLUMNS, HalfCycleParameters, check_plating, planned_samples, plating_attributes, short_fields,
                                             short_message, staircase)
@@ -243,6 +243,14 @@ def _spectrum(params: CCDParameters, at: str, where: str) -> Generator[Any, Step
             **(landmarks(outcome.columns, params.electrode_area_cm2) if outcome.n_samples else {"points": 0})}
 
 
+def _hours(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds / 3600:.3f} h"
+
+
+def _millivolts(millivolts: float | None) -> str:
+    return "-" if millivolts is None else f"{millivolts:.2f} mV"
+
+
 CCD = ProtocolDefinition(
     name="ccd",
     title="Critical current density by stepped-current plating/stripping",
@@ -251,6 +259,9 @@ CCD = ProtocolDefinition(
     columns=CHRONO_COLUMNS,
     plan=plan,
     check=check,
+    presentation=Presentation("plating", "CHRONOP", "ccd_mA_cm2", summary=lambda r: (
+        f"CCD = {r.get('ccd_mA_cm2')} mA/cm2 (last passed {r.get('last_passed_mA_cm2')} mA/cm2), short detected at "
+        f"{_hours(r.get('short_detected_at_s'))}, drop {_millivolts(r.get('drop_mV'))}")),
     pause_hold=HoldMode.OPEN_CIRCUIT,
     planned_steps=CCDParameters.planned_steps,
     run_attributes=plating_attributes,

@@ -22,7 +22,7 @@ from pydantic import Field, model_validator
 from echemd.config.models import InstrumentLimits
 from echemd.drivers.base import Instrument
 from echemd.daemon.vocabulary import EventKind, HoldMode
-from echemd.protocols.base import Event, Galvanostatic, Plan, ProtocolDefinition
+from echemd.protocols.base import Event, Galvanostatic, Plan, Presentation, ProtocolDefinition
 from echemd.protocols.ccd import HalfCycleLog
 from echemd.protocols.plating_base import (CHRONO_COLUMNS, HalfCycleParameters, check_plating, planned_samples, plating_attributes, short_fields,
                                             short_message, staircase)
@@ -116,6 +116,7 @@ CSC = ProtocolDefinition(
     columns=CHRONO_COLUMNS,
     plan=plan,
     check=check,
+    presentation=Presentation("plating", "CHRONOP", "critical_stripping_mA_cm2"),
     pause_hold=HoldMode.OPEN_CIRCUIT,
     planned_steps=lambda p: 2 * len(p.stripping_densities_mA_cm2()),
     run_attributes=plating_attributes,

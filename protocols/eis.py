@@ -19,7 +19,7 @@ from echemd.config.models import InstrumentLimits
 from echemd.drivers.base import Instrument
 from echemd.daemon.errors import EchemdError
 from echemd.protocols.analysis import analyze_eis
-from echemd.protocols.base import Column, Plan, ProtocolDefinition
+from echemd.protocols.base import Column, Plan, Presentation, ProtocolDefinition
 from echemd.protocols.impedance_sweep import IMPEDANCE_COLUMNS, ImpedanceSweep, landmarks
 
 
@@ -48,6 +48,15 @@ def plan(params: EISParameters) -> Plan:
     return result
 
 
+def summary(result: dict) -> str:
+    """ASR and its arcs, and the Kramers-Kronig verdict, in one line."""
+    asr = result.get("asr_ohm_cm2", {})
+    arcs = ", ".join(f"{a['assignment']} {a['asr_ohm_cm2']:.1f} Ohm cm2 ({a['capacitance_F_cm2']:.2g} F/cm2)" for a in result.get("arcs", []))
+    kk = result.get("kk", {})
+    return (f"ASR {asr.get('total', float('nan')):.1f} Ohm cm2 = bulk {asr.get('series', float('nan')):.1f} + {arcs}; "
+            f"Kramers-Kronig residual {kk.get('rms_residual_percent', float('nan')):.2f}% ({'valid' if kk.get('valid') else 'not valid'})")
+
+
 EIS = ProtocolDefinition(
     name="eis",
     title="Potentiostatic EIS frequency sweep",
@@ -56,6 +65,7 @@ EIS = ProtocolDefinition(
     columns=(Column("time_s", "s"), *IMPEDANCE_COLUMNS),
     plan=plan,
     check=check,
+    presentation=Presentation("impedance", "EISPOT", "low_frequency_real_ohm", summary=summary),
     pause_hold=None,
     planned_steps=lambda p: 1,
 )

@@ -23,7 +23,6 @@ import numpy as np
 
 from echemd.protocols.readers import run_file_columns, spectrum_spans
 
-TAGS = {"eis": "EISPOT", "cafm-sweep": "CV", "memristor": "CV"}  # everything else: galvanostatic plating
 
 
 def _load(path: Path) -> tuple[dict, dict[str, np.ndarray], dict[str, str]]:
@@ -57,7 +56,7 @@ def export_dta(run_file: str | Path, out: str | Path) -> Path:
     area = parameters.get("area_cm2") or (np.pi * (parameters["diameter_mm"] / 20) ** 2 if parameters.get("diameter_mm") else None)
     lines = [
         "EXPLAIN",
-        f"TAG\t{TAGS.get(protocol, 'CHRONOP')}",
+        f"TAG\t{_dta_tag(protocol)}",
         f"TITLE\tLABEL\techemd {protocol}\tTest &Identifier",
         f"DATE\tLABEL\t{started.month}/{started.day}/{started.year}\tDate",
         f"TIME\tLABEL\t{started:%H:%M:%S}\tTime",
@@ -98,3 +97,10 @@ def export(run_file: str | Path, fmt: str, out: str | Path | None = None) -> Pat
     run_file = Path(run_file)
     target = Path(out) if out else run_file.with_suffix(".csv" if fmt == "csv" else ".DTA")
     return export_csv(run_file, target) if fmt == "csv" else export_dta(run_file, target)
+
+
+def _dta_tag(protocol: str) -> str:
+    """The Gamry TAG of a run's protocol (CHRONOP for a protocol this echemd does not know: a plating run of an older one)."""
+    from echemd.protocols import PROTOCOLS
+
+    return PROTOCOLS[protocol].presentation.dta_tag if protocol in PROTOCOLS else "CHRONOP"

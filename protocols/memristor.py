@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from echemd.config.models import InstrumentLimits
 from echemd.drivers.base import Instrument
-from echemd.protocols.base import Plan, ProtocolDefinition, VoltageSweep
+from echemd.protocols.base import Plan, Presentation, ProtocolDefinition, VoltageSweep
 from echemd.protocols.cafm import SWEEP_COLUMNS, check_sweep
 from echemd.protocols.detection import find_triggering_bias
 
@@ -87,5 +87,6 @@ MEMRISTOR = ProtocolDefinition(
     columns=SWEEP_COLUMNS,
     plan=plan,
     check=check,
+    presentation=Presentation("sweep", "CV", "median_on_off"),
     planned_steps=lambda p: p.cycles,
 )

@@ -16,7 +16,7 @@ import math
 from pydantic import Field, model_validator
 
 from echemd.daemon.vocabulary import EventKind, HoldMode
-from echemd.protocols.base import Event, Galvanostatic, Plan, ProtocolDefinition, Stop
+from echemd.protocols.base import Event, Galvanostatic, Plan, Presentation, ProtocolDefinition, Stop
 from echemd.protocols.plating_base import (CHRONO_COLUMNS, PlatingParameters, check_plating, planned_samples, plating_attributes, short_fields,
                                             short_message)
 
@@ -74,6 +74,7 @@ CCD_RAMP = ProtocolDefinition(
     name="ccd-ramp", title="Critical current density by a linear plating current ramp", instrument_kind="potentiostat",
     parameters=RampParameters, columns=CHRONO_COLUMNS, plan=ramp_plan,
     check=lambda p, instrument, limits: check_plating("ccd-ramp", p, p.end_mA_cm2, instrument, limits),
+    presentation=Presentation("plating", "CHRONOP", "ccd_mA_cm2"),
     pause_hold=HoldMode.OPEN_CIRCUIT,
     planned_steps=lambda p: len(p.densities_mA_cm2()),
     run_attributes=plating_attributes,
@@ -116,6 +117,7 @@ PLATE_UNTIL_SHORT = ProtocolDefinition(
     name="plate-until-short", title="Galvanostatic plating until a short", instrument_kind="potentiostat",
     parameters=PlateUntilShortParameters, columns=CHRONO_COLUMNS, plan=plate_plan,
     check=lambda p, instrument, limits: check_plating("plate-until-short", p, p.current_mA_cm2, instrument, limits),
+    presentation=Presentation("plating", "CHRONOP", "time_to_short_h"),
     pause_hold=HoldMode.OPEN_CIRCUIT,
     planned_steps=lambda p: 1,
     run_attributes=plating_attributes,
@@ -171,6 +173,7 @@ CYCLING = ProtocolDefinition(
     name="cycling", title="Long-term plating/stripping at a fixed current with short detection", instrument_kind="potentiostat",
     parameters=CyclingParameters, columns=CHRONO_COLUMNS, plan=cycling_plan,
     check=lambda p, instrument, limits: check_plating("cycling", p, p.current_mA_cm2, instrument, limits),
+    presentation=Presentation("plating", "CHRONOP", "cycles_completed"),
     pause_hold=HoldMode.OPEN_CIRCUIT,
     planned_steps=lambda p: 2 * p.cycles,
     run_attributes=plating_attributes,

@@ -20,7 +20,6 @@ import numpy as np
 
 from echemd.protocols.readers import run_file_columns
 
-PLATING = ("ccd", "csc", "ccd-ramp", "plate-until-short", "cycling")
 #: Steps labelled in a plating plot at most (more would overlap), and the span before a short that its inset shows, s.
 STEP_LABELS, SHORT_ZOOM_S = 16, 600.0
 
@@ -49,14 +48,17 @@ def run_figure(run_file: str | Path):
         parameters = json.loads(f.attrs.get("parameters", "{}"))
         result = json.loads(f["result"].attrs.get("json", "null")) or {}
         events = [(t, k.decode(), m.decode()) for t, k, m in zip(f["events/time_s"][:], f["events/kind"][:], f["events/message"][:])]
-    if protocol in PLATING:
-        figure = _plating(plt, data, result, events, _area_cm2(parameters))
-    elif "bias_V" in data:
-        figure = _cafm(plt, data, result)
-    elif "frequency_Hz" in data:
-        figure = _eis(plt, data, result, parameters.get("area_cm2"))
-    else:
+    from echemd.protocols import PROTOCOLS
+
+    if protocol not in PROTOCOLS:
         raise ValueError(f"{run_file}: no plot for protocol {protocol!r}")
+    kind = PROTOCOLS[protocol].presentation.figure
+    if kind == "plating":
+        figure = _plating(plt, data, result, events, _area_cm2(parameters))
+    elif kind == "sweep":
+        figure = _cafm(plt, data, result)
+    else:
+        figure = _eis(plt, data, result, parameters.get("area_cm2"))
     figure.suptitle(f"{protocol}  {run_id}", fontsize=10)
     figure.tight_layout()
     return figure
