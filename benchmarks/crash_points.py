@@ -37,7 +37,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from echemd.daemon.runfile import RunFile, RunFileSettings, read_attrs
+from echemd.daemon.runfile import RunFile, RunFileSettings
+from echemd.daemon.runfile_reader import read_attrs
 from echemd.daemon.recovery import recover_interrupted
 from echemd.daemon.submissions import Submissions
 

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from echemd.daemon.file_transitions import clean_folder
 from echemd.daemon.vocabulary import FINAL_STATUSES, RunStatus
-from echemd.daemon.runfile import RunFileSettings, read_attrs, recover
+from echemd.daemon.runfile import RunFileSettings, recover
+from echemd.daemon.runfile_reader import read_attrs
 from echemd.daemon.submissions import Submissions
 
 log = logging.getLogger(__name__)

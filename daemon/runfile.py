@@ -35,6 +35,7 @@ import numpy as np
 from echemd.daemon import file_transitions
 from echemd.daemon.disk_space import DEFAULT_RESERVE_BYTES, ensure_free
 from echemd.daemon.file_transitions import current_path
+from echemd.daemon.runfile_reader import RunFileReader, read_blocks
 from echemd.daemon.stream import DataBlock
 from echemd.daemon.vocabulary import FILE_STATUSES, RunStatus
 
@@ -185,8 +186,8 @@ class RunFile:
             if self._file is not None:
                 self._write(flush=False)
                 return read_blocks(self._file, from_seq, max_samples, self._blocks, self._n)
-        with h5py.File(current_path(self.path), "r", libver="latest", swmr=True) as f:
-            return read_blocks(f, from_seq, max_samples)
+        with RunFileReader(self.path) as closed:
+            return closed.blocks(from_seq, max_samples)
 
     def flush_if_due(self) -> None:
         """Write and flush what waits once its oldest change is half a flush interval old; fsync
@@ -408,30 +409,6 @@ def _write_values(group: h5py.Group, values: Mapping[str, Any]) -> None:
             group.create_dataset(key, data=np.asarray(value, dtype="<f8"))
 
 
-def read_blocks(f: h5py.File, from_seq: int, max_samples: int, n_blocks: int | None = None, n_samples: int | None = None) -> tuple[list[DataBlock], int]:
-    """Rebuild the stream's blocks ``from_seq`` onwards from an open run file: at least one, then
-    as many as fit in ``max_samples``; and the number of blocks.  One read per column."""
-    index = f["stream/block_offset"]
-    data = f["data"]
-    names = list(data)
-    n_blocks = len(index) if n_blocks is None else n_blocks
-    n_samples = len(data["time_s"]) if n_samples is None else n_samples
-    if from_seq >= n_blocks:
-        return [], n_blocks
-    offsets = np.append(index[from_seq:n_blocks], n_samples)
-    fits = int(np.searchsorted(offsets, offsets[0] + max_samples, side="right")) - 1  # blocks wholly within max_samples
-    end = from_seq + max(1, fits)
-    lo, hi = int(offsets[0]), int(offsets[end - from_seq])
-    columns = {name: data[name][lo:hi] for name in names}
-    run_id, t0 = str(f.attrs["run_id"]), float(f.attrs["t0_unix_s"])
-    units = {name: str(data[name].attrs["units"]) for name in names}
-    blocks = []
-    for seq in range(from_seq, end):
-        start, stop = int(offsets[seq - from_seq]) - lo, int(offsets[seq - from_seq + 1]) - lo
-        blocks.append(DataBlock(run_id, seq, start + lo, t0, {name: values[start:stop] for name, values in columns.items()}, units))
-    return blocks, n_blocks
-
-
 def recover(path: Path, compress: bool = False, status: str = "interrupted", error: str = "", finished: str = "",
             reserve_bytes: int = DEFAULT_RESERVE_BYTES) -> int:
     """Turn the file of a run whose daemon died into a closed, readable file with status ``status``
@@ -494,12 +471,3 @@ def rewrite_run_file(path: Path, compress: bool = False, finish: Callable[[h5py.
             finish(target)
 
     return file_transitions.rewrite(path, write_copy)
-
-
-def read_attrs(path: Path) -> dict[str, Any]:
-    """The root attributes and result of a closed (or SWMR-readable) run file."""
-    with h5py.File(current_path(path), "r", libver="latest", swmr=True) as f:
-        attrs = {key: (value.item() if hasattr(value, "item") else value) for key, value in f.attrs.items()}
-        attrs["result"] = json.loads(f["result"].attrs.get("json", "null"))
-        attrs["n_samples"] = len(f["data/time_s"])
-    return attrs

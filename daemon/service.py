@@ -13,7 +13,6 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Literal
 
-import h5py
 import numpy as np
 import zmq
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -22,7 +21,7 @@ from echemd.config.models import DaemonConfig, RunLimits, RunMetadata
 from echemd.daemon.alerts import Alerts
 from echemd.daemon.control import ControlServer, Framed
 from echemd.daemon.errors import ApiError
-from echemd.daemon.file_transitions import complete_replacement, current_path, pending_replacements
+from echemd.daemon.file_transitions import complete_replacement, pending_replacements
 from echemd.daemon.folder_lock import FolderLock, wait_for_previous_hosts
 from echemd.daemon.hosts import HostPool
 from echemd.daemon.instrument_queue import InstrumentQueue
@@ -32,7 +31,8 @@ from echemd.daemon.recorder import publish_status
 from echemd.daemon.run import Run
 from echemd.daemon.runner import InstrumentRunner
 from echemd.daemon.vocabulary import FINAL_STATUSES, RunStatus
-from echemd.daemon.runfile import RunFileSettings, finish_pending_ends, read_attrs, read_blocks, utc_now
+from echemd.daemon.runfile import RunFileSettings, finish_pending_ends, utc_now
+from echemd.daemon.runfile_reader import RunFileReader, read_attrs
 from echemd.daemon.security import CurveServer
 from echemd.daemon.submissions import SubmissionRecord, Submissions
 from echemd.drivers.registry import make_instrument
@@ -474,10 +474,10 @@ class Daemon:
             blocks, n_blocks = hosted
         else:  # a closed file (or, when its host did not answer, what it flushed so far)
             try:
-                with h5py.File(current_path(path), "r", libver="latest", swmr=True) as f:
+                with RunFileReader(path) as closed:
                     if status is None:
-                        status = RunStatus.RECOVERING if request.run_id in self.recovering else RunStatus(f.attrs["status"])
-                    blocks, n_blocks = read_blocks(f, request.from_seq, max_samples)
+                        status = RunStatus.RECOVERING if request.run_id in self.recovering else RunStatus(closed.attrs["status"])
+                    blocks, n_blocks = closed.blocks(request.from_seq, max_samples)
             except (OSError, KeyError, ValueError, RuntimeError) as exc:
                 raise ApiError("unreadable", f"the run file {path} cannot be read: {exc}") from None
         next_seq = blocks[-1].seq + 1 if blocks else request.from_seq

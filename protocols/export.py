@@ -18,23 +18,16 @@ import json
 from datetime import datetime
 from pathlib import Path
 
-import h5py
 import numpy as np
 
-from echemd.protocols.readers import run_file_columns, spectrum_spans
+from echemd.daemon.runfile_reader import RunFileReader
+from echemd.protocols.readers import spectrum_spans
 
-
-
-def _load(path: Path) -> tuple[dict, dict[str, np.ndarray], dict[str, str]]:
-    """The run's root attributes, its columns (time_s first) and their units."""
-    with h5py.File(path, "r", libver="latest", swmr=True) as f:
-        attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
-        names = sorted(f["data"], key=lambda name: name != "time_s")
-        return attrs, run_file_columns(f, names), {name: str(f["data"][name].attrs.get("units", "")) for name in names}
 
 
 def export_csv(run_file: str | Path, out: str | Path) -> Path:
-    attrs, columns, units = _load(Path(run_file))
+    with RunFileReader(run_file) as run:
+        attrs, columns, units = run.attrs, run.columns(), run.units
     names = list(columns)
     with open(out, "w", newline="", encoding="utf-8") as handle:
         for key in ("run_id", "protocol", "instrument", "started", "finished", "status", "error"):
@@ -49,11 +42,9 @@ def export_csv(run_file: str | Path, out: str | Path) -> Path:
 
 
 def export_dta(run_file: str | Path, out: str | Path) -> Path:
-    attrs, columns, _ = _load(Path(run_file))
-    protocol = str(attrs.get("protocol", ""))
-    parameters = json.loads(attrs.get("parameters", "{}"))
+    with RunFileReader(run_file) as run:
+        attrs, columns, protocol, parameters, area = run.attrs, run.columns(), run.protocol, run.parameters, run.area_cm2
     started = datetime.fromisoformat(str(attrs.get("started"))) if attrs.get("started") else datetime.now()
-    area = parameters.get("area_cm2") or (np.pi * (parameters["diameter_mm"] / 20) ** 2 if parameters.get("diameter_mm") else None)
     lines = [
         "EXPLAIN",
         f"TAG\t{_dta_tag(protocol)}",

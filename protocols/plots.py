@@ -11,14 +11,12 @@
 
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 
-import h5py
 import numpy as np
 
-from echemd.protocols.readers import run_file_columns
+from echemd.daemon.runfile_reader import RunFileReader
 
 #: Steps labelled in a plating plot at most (more would overlap), and the span before a short that its inset shows, s.
 STEP_LABELS, SHORT_ZOOM_S = 16, 600.0
@@ -41,33 +39,23 @@ def run_figure(run_file: str | Path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    with h5py.File(run_file, "r", libver="latest", swmr=True) as f:
-        protocol = str(f.attrs["protocol"])
-        run_id = str(f.attrs["run_id"])
-        data = run_file_columns(f)
-        parameters = json.loads(f.attrs.get("parameters", "{}"))
-        result = json.loads(f["result"].attrs.get("json", "null")) or {}
-        events = [(t, k.decode(), m.decode()) for t, k, m in zip(f["events/time_s"][:], f["events/kind"][:], f["events/message"][:])]
+    with RunFileReader(run_file) as run:
+        protocol, run_id, area = run.protocol, str(run.attrs["run_id"]), run.area_cm2
+        data, result, events = run.columns(), run.result or {}, run.events()
     from echemd.protocols import PROTOCOLS
 
     if protocol not in PROTOCOLS:
         raise ValueError(f"{run_file}: no plot for protocol {protocol!r}")
     kind = PROTOCOLS[protocol].presentation.figure
     if kind == "plating":
-        figure = _plating(plt, data, result, events, _area_cm2(parameters))
+        figure = _plating(plt, data, result, events, area)
     elif kind == "sweep":
         figure = _cafm(plt, data, result)
     else:
-        figure = _eis(plt, data, result, parameters.get("area_cm2"))
+        figure = _eis(plt, data, result, area)
     figure.suptitle(f"{protocol}  {run_id}", fontsize=10)
     figure.tight_layout()
     return figure
-
-
-def _area_cm2(parameters: dict) -> float | None:
-    if parameters.get("area_cm2"):
-        return float(parameters["area_cm2"])
-    return float(np.pi * (parameters["diameter_mm"] / 20) ** 2) if parameters.get("diameter_mm") else None
 
 
 def _plating(plt, data, result, events, area_cm2):

@@ -10,7 +10,6 @@ spaces instead of tabs.  Anything they cannot read raises :class:`UnreadableFile
 from __future__ import annotations
 
 import csv
-import json
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -163,48 +162,31 @@ def read_table(path: str | Path, kind: str) -> Table:
         raise UnreadableFile(f"{path}: cannot read it as a {kind} file: {exc}") from exc
 
 
-def run_file_columns(f, names: list[str] | None = None) -> dict[str, np.ndarray]:
-    """The ``data/`` columns (``names``, by default all) of an open run file, cut to the prefix every
-    column holds: a writer killed during a flush can leave one column's new extent written and
-    another's not (recovery keeps the same prefix)."""
-    names = list(f["data"]) if names is None else names
-    n = min((len(f["data"][name]) for name in f["data"]), default=0)
-    return {name: f["data"][name][:n] for name in names}
-
-
 def hdf5_ccd_chunks(path: str | Path, rows: int) -> tuple[Callable[[], Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]], Table]:
     """A run file's (time_s, current_A, voltage_V), ``rows`` at a time, read afresh at each call of
     the first value returned (for analyses of records too long to hold), and the file's Table
     without its columns (its area and parameters)."""
-    import h5py
+    from echemd.daemon.runfile_reader import RunFileReader
 
     path = Path(path)
-    with h5py.File(path, "r", libver="latest", swmr=True) as f:
-        missing = [name for name in CCD_COLUMNS if name not in f.get("data", {})]
+    with RunFileReader(path) as run:
+        missing = [name for name in CCD_COLUMNS if name not in run.names]
         if missing:
-            raise UnreadableFile(f"{path}: no {', '.join(missing)} column (has: {', '.join(f.get('data', {}))})")
+            raise UnreadableFile(f"{path}: no {', '.join(missing)} column (has: {', '.join(run.names)})")
     described = _from_hdf5(path, columns=False)
 
     def chunks() -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        with h5py.File(path, "r", libver="latest", swmr=True) as f:
-            columns = [f["data"][name] for name in CCD_COLUMNS]
-            n = min(len(column) for column in columns)
-            for start in range(0, n, rows):
-                yield tuple(column[start:min(start + rows, n)] for column in columns)
+        with RunFileReader(path) as run:
+            yield from run.chunks(list(CCD_COLUMNS), rows)
 
     return chunks, described
 
 
 def _from_hdf5(path: Path, columns: bool = True) -> Table:
-    import h5py
+    from echemd.daemon.runfile_reader import RunFileReader
 
-    with h5py.File(path, "r", libver="latest", swmr=True) as f:
-        data = run_file_columns(f) if columns else {}
-        parameters = json.loads(f.attrs.get("parameters", "{}"))
-        area = parameters.get("area_cm2")
-        if area is None and parameters.get("diameter_mm"):
-            area = np.pi * (parameters["diameter_mm"] / 20) ** 2
-        return Table(data, str(path), area, {"protocol": str(f.attrs.get("protocol", "")), "parameters": parameters})
+    with RunFileReader(path) as run:
+        return Table(run.columns() if columns else {}, str(path), run.area_cm2, {"protocol": run.protocol, "parameters": run.parameters})
 
 
 def _from_gamry(path: Path, kind: str) -> Table:

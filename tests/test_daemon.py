@@ -12,7 +12,7 @@ import zmq
 
 from echemd.config import DaemonConfig
 from echemd.daemon.client import Client, RemoteError, Subscription
-from echemd.daemon.runfile import read_attrs
+from echemd.daemon.runfile_reader import read_attrs
 from echemd.daemon.service import Daemon
 from echemd.daemon.stream import DataBlock
 

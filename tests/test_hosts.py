@@ -11,7 +11,7 @@ import numpy as np
 import zmq
 
 from echemd.daemon.client import Client, Subscription
-from echemd.daemon.runfile import read_attrs
+from echemd.daemon.runfile_reader import read_attrs
 from echemd.daemon.service import Daemon
 from test_daemon import collect_stream
 

@@ -1,7 +1,6 @@
 """What a stop, a restart or a blocked file replacement does to the runs: nothing is lost or forgotten."""
 
 import os
-import signal
 import threading
 import time
 
@@ -10,7 +9,7 @@ import pytest
 
 from echemd.daemon import file_transitions, service
 from echemd.daemon.client import Client, RemoteError
-from echemd.daemon.runfile import read_attrs
+from echemd.daemon.runfile_reader import read_attrs
 from echemd.daemon.service import Daemon
 from test_crash import crash, serve
 

@@ -5,7 +5,8 @@ import h5py
 import numpy as np
 import pytest
 
-from echemd.daemon.runfile import MAX_PENDING_SAMPLES, RunFile, RunFileSettings, read_attrs, read_blocks, recover, rewrite_run_file
+from echemd.daemon.runfile import MAX_PENDING_SAMPLES, RunFile, RunFileSettings, recover, rewrite_run_file
+from echemd.daemon.runfile_reader import read_attrs, read_blocks
 
 COLUMNS = {"time_s": "s", "current_A": "A", "voltage_V": "V"}
 
