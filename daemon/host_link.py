@@ -76,7 +76,7 @@ def snapshot(run: Run) -> dict[str, Any]:
 def apply_snapshot(run: Run, state: dict[str, Any]) -> None:
     """Bring the daemon's record of ``run`` to where its host says it stands."""
     if not run.done.is_set():
-        run.status = RunStatus(state["status"])
+        run.move_to(state["status"])
     run.started = state["started"]
     run.samples_reported = state["n_samples"]
     run.steps_started = state["steps_started"]

@@ -52,7 +52,7 @@ class Recorder:
             self.run.step_label = event.label
             self._log(event.time_s, EventKind.STEP, event.label)
         elif isinstance(event, HoldChanged):
-            self.run.status = RunStatus.PAUSED if event.holding else RunStatus.RUNNING
+            self.run.move_to(RunStatus.PAUSED if event.holding else RunStatus.RUNNING)
             publish_status(self.publisher, self.run)
         else:
             raise TypeError(f"not a run event: {event!r}")

@@ -11,9 +11,14 @@ from pydantic import BaseModel
 
 from echemd.config.models import RunLimits
 from echemd.daemon.runfile import RunFile, utc_now
-from echemd.daemon.vocabulary import RunStatus
+from echemd.daemon.errors import EchemdError
+from echemd.daemon.vocabulary import RunStatus, can_move
 from echemd.protocols.base import ProtocolDefinition
 
+
+
+class IllegalTransition(EchemdError):
+    """A move of a run's status the state machine forbids (a bug, not bad input)."""
 
 
 @dataclass
@@ -54,8 +59,20 @@ class Run:
         planned = self.protocol.planned_steps(self.parameters) if self.protocol.planned_steps else None
         return min(1.0, self.steps_started / planned) if planned else None
 
+    def move_to(self, status: RunStatus) -> None:
+        """Change the run's status; raises IllegalTransition for a move the state machine forbids
+        (vocabulary.TRANSITIONS: nothing leaves an end)."""
+        status = RunStatus(status)
+        if not can_move(self.status, status):
+            raise IllegalTransition(f"run {self.run_id} cannot go from {self.status} to {status}")
+        self.status = status
+
     def finish(self, status: RunStatus, result: dict[str, Any] | None = None, error: str = "") -> None:
-        self.status, self.result, self.error, self.finished = RunStatus(status), result, error, utc_now()
+        """The run ended (``status`` final)."""
+        if not RunStatus(status).final:
+            raise IllegalTransition(f"run {self.run_id} cannot end {status}: not an end")
+        self.move_to(status)
+        self.result, self.error, self.finished = result, error, utc_now()
         self.done.set()
 
     def record(self) -> dict[str, Any]:

@@ -119,7 +119,8 @@ class InstrumentRunner:
             self._end(run, RunStatus.FAILED, None, f"cannot create the run file {run.file}: {type(exc).__name__}: {exc}", False)
             return
         run.runfile = runfile
-        run.status, run.started = RunStatus.RUNNING, utc_now()
+        run.move_to(RunStatus.RUNNING)
+        run.started = utc_now()
         publish_status(self.publisher, run)
         engine = Engine(self.instrument, Recorder(run, runfile, self.publisher, self.alert).emit, control=run,
                         limits=self.limits.tightened(run.limits), hold=protocol.pause_hold, clock_zero_s=clock_zero_s, turn=self.turn)

@@ -254,7 +254,7 @@ class Daemon:
 
     def _host_died(self, run: Run, why: str) -> None:
         """The host running ``run`` died: the run ends interrupted, its file recovered as after a daemon crash."""
-        run.status = RunStatus.RECOVERING  # (until its file is closed: about 1 s per GB)
+        run.move_to(RunStatus.RECOVERING)  # (until its file is closed: about 1 s per GB)
         error = f"interrupted: {why}"
         run.finished = utc_now()
         self.submissions.ended(run.run_id, RunStatus.INTERRUPTED, error, run.finished, in_file=False)  # (what recovery writes in the file)

@@ -43,6 +43,21 @@ FINAL_STATUSES = frozenset({RunStatus.COMPLETED, RunStatus.ABORTED, RunStatus.FA
 FILE_STATUSES = frozenset({RunStatus.RUNNING, *FINAL_STATUSES})
 #: A run in one of these holds its instrument (or waits for it).
 ACTIVE_STATUSES = frozenset({RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.PAUSED})
+#: A run's status moves (a small state machine): queued -> running <-> paused, any of these -> an
+#: end or ``recovering`` (its instrument host died), recovering -> interrupted.  A record that
+#: follows its host's reports may skip a step (queued -> paused, paused -> completed).  Nothing
+#: leaves an end.
+TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
+    RunStatus.QUEUED: frozenset({RunStatus.RUNNING, RunStatus.PAUSED, RunStatus.RECOVERING, *FINAL_STATUSES}),
+    RunStatus.RUNNING: frozenset({RunStatus.PAUSED, RunStatus.RECOVERING, *FINAL_STATUSES}),
+    RunStatus.PAUSED: frozenset({RunStatus.RUNNING, RunStatus.RECOVERING, *FINAL_STATUSES}),
+    RunStatus.RECOVERING: frozenset({RunStatus.INTERRUPTED}),
+}
+
+
+def can_move(old: RunStatus, new: RunStatus) -> bool:
+    """Whether a run's status may go from ``old`` to ``new`` (staying put is always allowed)."""
+    return old == new or new in TRANSITIONS.get(old, frozenset())
 
 
 class HoldMode(_Word):
