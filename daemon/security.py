@@ -12,12 +12,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
-from echemd.config.models import SecurityConfig
+if TYPE_CHECKING:  # (a client imports this module: it needs no pydantic)
+    from echemd.config.models import SecurityConfig
 
 
 @dataclass(frozen=True)
