@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -46,10 +49,44 @@ log = logging.getLogger(__name__)
 HOST_START_S = 60.0
 #: How long the daemon waits for its hosts to end their runs and exit when it stops, s.
 HOST_STOP_S = 40.0
+#: The folder of the daemon's and its hosts' sockets, in the data folder.
+HOST_SOCKETS = ".echemd-hosts"
+#: Longest folder path for them (a Unix socket's whole path must fit in ~107 bytes).
+MAX_SOCKET_FOLDER = 90
 #: A host that dies this soon after its start died "quickly": its next start waits longer (1, 2, 4 ... 30 s), s.
 QUICK_DEATH_S = 10.0
 #: Told that a run's host died: (run, why); ends the run and recovers its file.
 HostDied = Callable[[Run, str], None]
+
+
+class PrivateSockets:
+    """Where the daemon and its hosts meet: on POSIX, ipc sockets in a folder only this user can
+    enter (mode 0700), so no other local user can pose as a host or push data into the stream;
+    elsewhere TCP on loopback.  The folder is ``.echemd-hosts`` in the data folder (the folder
+    lock makes it this daemon's), or a temporary one where that path is too long for a socket."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.folder: Path | None = None  # (made on first use)
+
+    def endpoint(self, name: str) -> str:
+        if os.name != "posix":
+            return "tcp://127.0.0.1:*"
+        if self.folder is None:
+            folder = self.data_dir / HOST_SOCKETS
+            if len(str(folder)) <= MAX_SOCKET_FOLDER:
+                folder.mkdir(mode=0o700, exist_ok=True)
+                folder.chmod(0o700)
+                for stale in folder.iterdir():  # (a killed daemon's sockets)
+                    stale.unlink(missing_ok=True)
+            else:
+                folder = Path(tempfile.mkdtemp(prefix="echemd-hosts-"))
+            self.folder = folder
+        return f"ipc://{self.folder / name}"
+
+    def remove(self) -> None:
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
 
 
 @dataclass
@@ -114,7 +151,7 @@ class HostedInstrument:
 class HostPool:
     def __init__(self, context: zmq.Context, groups: list[list[InstrumentConfig]], *, files: RunFileSettings, version: str,
                  sim_speed: float | str | None, ingest_endpoint: str, data_dir: Path, ended: Ended, alert: Alert, died: HostDied,
-                 link_endpoint: str = "tcp://127.0.0.1:*") -> None:
+                 link_endpoint: str) -> None:
         """``ended``: told how each run ended (the daemon's record, submissions, alerts); ``alert``:
         raises a run's alert; ``died``: a run's host died under it."""
         self.ended, self.alert, self.died = ended, alert, died

@@ -57,10 +57,10 @@ class InstrumentQueue:
     @property
     def state(self) -> str:
         """The instrument's state: running, idle, offline or starting (not a run status)."""
-        current = self.current
-        if current is not None and not current.done.is_set():  # (an ended run is ended for the instrument too)
+        current, state = self.current, self.executor.state
+        if current is not None and not current.done.is_set() and state != "starting":  # (an ended run is ended for the instrument too)
             return "running"
-        return self.executor.state
+        return state
 
     def queued(self) -> list[Run]:
         with self._cv:

@@ -23,7 +23,7 @@ from echemd.daemon.control import ControlServer, Framed
 from echemd.daemon.errors import ApiError
 from echemd.daemon.file_transitions import complete_replacement, pending_replacements
 from echemd.daemon.folder_lock import FolderLock, wait_for_previous_hosts
-from echemd.daemon.hosts import HostPool
+from echemd.daemon.hosts import HostPool, PrivateSockets
 from echemd.daemon.instrument_queue import InstrumentQueue
 from echemd.daemon.publisher import Publisher
 from echemd.daemon.recovery import left_running, recover_file
@@ -124,15 +124,16 @@ class Daemon:
         self.curve: CurveServer | None = None
         self.publisher: Publisher | None = None
         n_hosts = _host_count(config)
+        self._host_sockets = PrivateSockets(self.data_dir)
         try:  # whatever fails (a bind, an instrument, a host), everything started is stopped and the folder freed
             self.curve = CurveServer(self._context, config.security) if config.security is not None else None
             self.publisher = Publisher.bound(self._context, config.publish_endpoint, secure=self.curve,
-                                             ingest_endpoint="tcp://127.0.0.1:*" if n_hosts else None)
+                                             ingest_endpoint=self._host_sockets.endpoint("ingest") if n_hosts else None)
             if n_hosts:
                 groups = [config.instruments[k::n_hosts] for k in range(n_hosts)]
                 self.hosts = HostPool(self._context, groups, files=self.files, version=self.version, sim_speed=sim_speed,
                                       ingest_endpoint=self.publisher.ingest_endpoint, data_dir=self.data_dir, ended=self._ended,
-                                      alert=self.alerts.raise_alert, died=self._host_died)
+                                      alert=self.alerts.raise_alert, died=self._host_died, link_endpoint=self._host_sockets.endpoint("link"))
                 executors = dict(self.hosts.instruments)
             else:
                 block_turn = threading.Lock()  # the runners process their blocks in turn (see Engine)
@@ -150,6 +151,7 @@ class Daemon:
                 self.publisher.close()
             self._stop_curve()
             self._context.term()
+            self._host_sockets.remove()
             self.folder_lock.release()
             raise
         self._methods = {
@@ -185,6 +187,7 @@ class Daemon:
         self.publisher.close()
         self._stop_curve()
         self._context.term()
+        self._host_sockets.remove()
         self.folder_lock.release()
 
     def _requeue(self, cancel: bool) -> list[str]:

@@ -109,6 +109,8 @@ def test_sigkill_at_random_moments_among_short_runs_leaves_every_file_readable_a
         for _ in range(8):
             process, client = serve(tmp_path, "max")
             submitted += [client.submit("ccd", "sim-pstat-1", diameter_mm=2.0) for _ in range(4)]
+            while next(i for i in client.instruments() if i["name"] == "sim-pstat-1")["state"] == "starting":
+                time.sleep(0.02)  # (its host is starting: the runs begin once it is up)
             time.sleep(rng.uniform(0.0, 1.0))
             crash(process)
             client.close()
