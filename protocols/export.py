@@ -83,10 +83,19 @@ def _eis_table(columns: dict[str, np.ndarray], name: str = "ZCURVE") -> list[str
     return [f"{name}\tTABLE\t{len(t)}", "\tPt\tTime\tFreq\tZreal\tZimag\tZsig\tZmod\tZphz", "\t#\ts\tHz\tohm\tohm\tV\tohm\t\u00b0", *rows]
 
 
+#: Export formats and the suffix of the file each writes by default.
+FORMATS = {"csv": ".csv", "dta": ".DTA", "bluesky": ".jsonl"}
+
+
 def export(run_file: str | Path, fmt: str, out: str | Path | None = None) -> Path:
-    """Write ``run_file`` as ``fmt`` ('csv' or 'dta') next to it (or to ``out``); returns the path."""
+    """Write ``run_file`` as ``fmt`` (FORMATS: 'csv', Gamry 'dta', or 'bluesky' event-model
+    documents, one JSON [name, document] per line) next to it (or to ``out``); returns the path."""
     run_file = Path(run_file)
-    target = Path(out) if out else run_file.with_suffix(".csv" if fmt == "csv" else ".DTA")
+    target = Path(out) if out else run_file.with_suffix(FORMATS[fmt])
+    if fmt == "bluesky":
+        from echemd.daemon.bluesky import export_bluesky
+
+        return export_bluesky(run_file, target)
     return export_csv(run_file, target) if fmt == "csv" else export_dta(run_file, target)
 
 

@@ -50,3 +50,10 @@ def test_eis_batch(served):
 def test_watch_daemons(served):
     out = example("watch_daemons.py", served, "--rounds", "1")
     assert "sim-pstat-1" in out and "sim-smu-1" in out
+
+
+def test_bluesky_live(served):
+    out = example("bluesky_live.py", "--endpoint", served)
+    lines = out.strip().splitlines()
+    assert lines[0].startswith("start  plate-until-short on sim-pstat-1") and "sample LPSCl-07" in lines[0]
+    assert any(line.startswith("events") for line in lines) and lines[-2].startswith("stop   success after 180 events")
