@@ -123,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     watch = verbs.add_parser("watch", help="live view of a daemon: instruments, runs, latest readings, events (not on a terminal: "
                                             "a line saying it is connected, then one line per event and run status)")
     watch.add_argument("--once", action="store_true", help="print one frame and exit")
-    analyze = verbs.add_parser("analyze", help="analyse a recorded file (echemd HDF5, Gamry DTA or CSV); prints JSON")
+    analyze = verbs.add_parser("analyze", help="analyse a recorded file (echemd HDF5, Gamry DTA, EC-Lab .mpt or CSV); prints JSON")
     analyze.add_argument("kind", choices=("ccd", "eis", "cafm"))
     analyze.add_argument("file", type=Path)
     analyze.add_argument("--area-cm2", type=positive_float, help="electrode area, cm2 (default: from the file where it says)")

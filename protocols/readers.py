@@ -9,7 +9,6 @@ spaces instead of tabs.  Anything they cannot read raises :class:`UnreadableFile
 
 from __future__ import annotations
 
-import csv
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from echemd.daemon.errors import EchemdError
+from echemd.protocols.text_tables import TableLayoutError, read_text_table
 
 NUMBER = re.compile(r"^[-+]?(\d+([.,]\d*)?|[.,]\d+)([eE][-+]?\d+)?$")
 
@@ -41,9 +41,10 @@ class Table:
 
     def spectrum(self, number: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Frequency (Hz), Z' and Z'' (Ohm) of the file's impedance spectrum, or of its ``number``-th
-        (from 1) where it holds several (runs of rows with a frequency, apart from other steps' rows)."""
+        (from 1) where it holds several (runs of rows with a frequency, apart from other steps'
+        rows, or told apart by a ``spectrum`` column: an EC-Lab loop's cycle number)."""
         frequency, z_real, z_imag = self.require("frequency_Hz", "z_real_ohm", "z_imag_ohm")
-        spans = spectrum_spans(frequency)
+        spans = spectrum_spans(frequency, self.columns.get("spectrum"))
         if not spans:
             raise UnreadableFile(f"{self.source}: no impedance readings")
         if number is None and len(spans) > 1:
@@ -54,11 +55,20 @@ class Table:
         return frequency[span], z_real[span], z_imag[span]
 
 
-def spectrum_spans(frequency_Hz: np.ndarray) -> list[slice]:
-    """The rows of each impedance spectrum in a frequency column: runs of finite values (other steps' rows are NaN)."""
+def spectrum_spans(frequency_Hz: np.ndarray, labels: np.ndarray | None = None) -> list[slice]:
+    """The rows of each impedance spectrum in a frequency column: runs of finite values (other
+    steps' rows are NaN), cut again where ``labels`` (a spectrum number per row) changes."""
     measured = np.isfinite(np.asarray(frequency_Hz, dtype=np.float64)).astype(np.int8)
     edges = np.flatnonzero(np.diff(np.concatenate([[0], measured, [0]])))
-    return [slice(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2])]
+    spans = [slice(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2])]
+    if labels is None:
+        return spans
+    cut = []
+    for span in spans:
+        changes = span.start + 1 + np.flatnonzero(np.diff(np.asarray(labels[span])))
+        bounds = [span.start, *changes.tolist(), span.stop]
+        cut += [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
+    return cut
 
 
 # --- Gamry EXPLAIN (.DTA) -------------------------------------------------------------------------
@@ -155,9 +165,14 @@ def read_table(path: str | Path, kind: str) -> Table:
             return _from_hdf5(path)
         if start.upper().startswith(b"EXPLAIN"):
             return _from_gamry(path, kind)
-        return _from_csv(path, kind)
+        if start.startswith(b"BIO-LOGI"):
+            raise UnreadableFile(f"{path}: a BioLogic EC-Lab binary file (.mpr): echemd reads EC-Lab's text export (.mpt: in EC-Lab, "
+                                 "Experiment > Export as Text), not the binary format")
+        return _from_text(path, kind)
     except UnreadableFile:
         raise
+    except TableLayoutError as exc:
+        raise UnreadableFile(str(exc)) from exc
     except (OSError, ValueError, KeyError, IndexError, UnicodeDecodeError) as exc:
         raise UnreadableFile(f"{path}: cannot read it as a {kind} file: {exc}") from exc
 
@@ -209,21 +224,19 @@ def _from_gamry(path: Path, kind: str) -> Table:
     return Table(columns, str(path), area, {"tag": dta.tag, "truncated": any(c.truncated for c in dta.curves.values())})
 
 
-def _from_csv(path: Path, kind: str) -> Table:
-    text = path.read_text(encoding="utf-8-sig", errors="strict")
-    lines = [line for line in text.splitlines() if not line.startswith("#")]  # (echemd's export: what the run was)
-    rows = [row for row in csv.reader(lines) if row and any(cell.strip() for cell in row)]
-    if not rows:
-        raise UnreadableFile(f"{path}: empty")
-    expected = {"eis": EIS_COLUMNS, "ccd": CCD_COLUMNS, "cafm": CAFM_COLUMNS}[kind]
-    if all(NUMBER.match(cell.strip()) for cell in rows[0]):
-        if kind != "eis" or len(rows[0]) != 3:
-            raise UnreadableFile(f"{path}: a {kind} CSV needs the header {','.join(expected)}")
-        names, body = list(EIS_COLUMNS), rows  # impedance.py's format: f, Re Z, Im Z without a header
-    else:
-        names, body = [c.strip() for c in rows[0]], rows[1:]
-        missing = [n for n in expected if n not in names]
-        if missing:
-            raise UnreadableFile(f"{path}: the CSV header lacks {', '.join(missing)} (expected {','.join(expected)})")
-    data = np.array([[float(cell) for cell in row[: len(names)]] for row in body], dtype=np.float64)
-    return Table({name: data[:, k] for k, name in enumerate(names)}, str(path))
+def _from_text(path: Path, kind: str) -> Table:
+    """A delimited text table (CSV, EC-Lab .mpt, ...: see text_tables.py), UTF-8 or cp1252."""
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = raw.decode("cp1252", errors="replace")  # (EC-Lab and Windows spreadsheets)
+    needed = {"eis": EIS_COLUMNS, "ccd": CCD_COLUMNS, "cafm": CAFM_COLUMNS}[kind]
+    first = next((line for line in text.splitlines() if line.strip() and not line.startswith("#")), "")
+    cells = [cell.strip() for cell in first.split(",")]
+    if cells and all(NUMBER.match(cell) for cell in cells):  # no header: impedance.py's f, Re Z, Im Z
+        if kind != "eis" or len(cells) != 3:
+            raise UnreadableFile(f"{path}: a {kind} table needs a header naming {', '.join(needed)}")
+        data = np.loadtxt(path, delimiter=",", ndmin=2)
+        return Table(dict(zip(EIS_COLUMNS, data.T)), str(path))
+    return Table(read_text_table(text, str(path), needed), str(path))

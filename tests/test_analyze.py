@@ -80,8 +80,8 @@ def test_analyze_ccd_refuses_a_record_whose_plating_direction_it_cannot_tell():
 @pytest.mark.parametrize(("kind", "name", "message"), [
     ("eis", "gamryparser_ocp_data.dta", "no ZCURVE table"),
     ("ccd", "gamryparser_ocp_data.dta", "no CURVE table of T, Vf and Im"),
-    ("ccd", "impedancepy_exampleData.csv", "needs the header time_s,current_A,voltage_V"),
-    ("eis", "LICENSE-impedance.py.txt", "the CSV header lacks frequency_Hz"),
+    ("ccd", "impedancepy_exampleData.csv", "needs a header naming time_s, current_A, voltage_V"),
+    ("eis", "LICENSE-impedance.py.txt", "no frequency_Hz, z_real_ohm, z_imag_ohm column among"),
     ("eis", "does-not-exist.csv", "no such file"),
 ])
 def test_unreadable_files_exit_2_with_the_reason(kind, name, message):

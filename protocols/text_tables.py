@@ -1,0 +1,135 @@
+"""Delimited text tables from other software, read into echemd's columns in SI units.
+
+What a lab brings to ``echemd analyze``: CSV from echemd's own export or a spreadsheet, with
+``,``, ``;`` or tab between cells and a decimal point or comma; BioLogic EC-Lab text exports
+(``.mpt``: ``EC-Lab ASCII FILE``, ``Nb header lines : N``, tab-separated, cp1252, decimal comma
+in some locales); tables with a units row under the header.  Each column's name says what it
+holds and in what unit, in one of the ways instrument software writes it:
+
+- ``time/s``, ``Ewe/V``, ``<I>/mA``, ``freq/Hz``, ``Re(Z)/Ohm``, ``-Im(Z)/Ohm`` (EC-Lab);
+- ``Time (s)``, ``Potential [mV]``, ``Z' (Ω)``, ``-Z'' (Ω)`` (Autolab, spreadsheets);
+- ``time_s``, ``voltage_V``, ``current_A``, ``z_imag_ohm`` (echemd);
+- a bare name (``Freq``, ``Zreal``) with its unit in a units row, or none (then SI).
+
+A leading ``-`` means the column holds the negated quantity (``-Im(Z)``); SI prefixes are read
+case-sensitively (``mHz`` is not ``MHz``).  An EC-Lab ``cycle number`` (or ``z cycle``) column
+becomes ``spectrum``, so a GEIS/PEIS loop's spectra are told apart.  A table that lacks a
+quantity raises UnreadableFile naming the columns found and the ones needed.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+#: What each echemd column may be called (lower case; <>, spaces and a leading '-' stripped first).
+NAMES = {
+    "time_s": ("time_s", "time", "t", "elapsed time", "test time", "total time"),
+    "voltage_V": ("voltage_v", "ewe", "ecell", "e", "ewe-ece", "voltage", "potential", "u", "v", "e we", "working electrode"),
+    "current_A": ("current_a", "i", "current", "im"),
+    "bias_V": ("bias_v", "bias", "vbias", "sample bias"),
+    "frequency_Hz": ("frequency_hz", "freq", "frequency", "f"),
+    "z_real_ohm": ("z_real_ohm", "re(z)", "z'", "zreal", "z real", "zre", "z_real", "real"),
+    "z_imag_ohm": ("z_imag_ohm", "im(z)", "z''", "z\"", "zimag", "z imag", "zim", "z_imag", "imag", "imaginary"),
+    "spectrum": ("cycle number", "z cycle", "cycle"),
+}
+#: Each echemd column's SI unit, as units are written for it.
+SI_UNITS = {"time_s": "s", "voltage_V": "V", "current_A": "A", "bias_V": "V", "frequency_Hz": "Hz", "z_real_ohm": "Ohm", "z_imag_ohm": "Ohm",
+            "spectrum": ""}
+PREFIXES = {"": 1.0, "k": 1e3, "M": 1e6, "m": 1e-3, "u": 1e-6, "µ": 1e-6, "μ": 1e-6, "n": 1e-9, "p": 1e-12}
+TIME_UNITS = {"s": 1.0, "sec": 1.0, "ms": 1e-3, "min": 60.0, "h": 3600.0}
+OHMS = ("ohm", "Ohm", "OHM", "Ω", "ohms")
+NUMBER = re.compile(r"^[-+]?(\d+([.,]\d*)?|[.,]\d+)([eE][-+]?\d+)?$")
+UNIT_IN_NAME = re.compile(r"^(?P<name>.*?)\s*(?:/\s*(?P<slash>[^/()\[\]]+)|\((?P<paren>[^()]*)\)|\[(?P<bracket>[^\[\]]*)\])\s*$")
+
+
+class TableLayoutError(ValueError):
+    """The text is not a table echemd can read, or lacks a column it needs (the message says which)."""
+
+
+@dataclass(frozen=True)
+class ColumnMeaning:
+    column: str  # the echemd column
+    factor: float  # value in the file x factor = value in SI
+
+
+def read_text_table(text: str, source: str, needed: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """The ``needed`` echemd columns (and ``spectrum`` when the file has one) from a table's text."""
+    lines = _data_lines(text)
+    if not lines:
+        raise TableLayoutError(f"{source}: no table")
+    delimiter = "\t" if "\t" in lines[0] else ";" if ";" in lines[0] else ","
+    rows = [[cell.strip() for cell in row] for row in csv.reader(lines, delimiter=delimiter)]
+    rows = [row for row in rows if any(row)]
+    header, body = rows[0], rows[1:]
+    units = body[0] if body and not any(NUMBER.match(cell) for cell in body[0] if cell) else None
+    if units is not None:
+        body = body[1:]
+    meanings = {k: m for k, cell in enumerate(header) if (m := meaning(cell, units[k] if units and k < len(units) else ""))}
+    found = {m.column: k for k, m in meanings.items()}
+    missing = [name for name in needed if name not in found]
+    if missing:
+        raise TableLayoutError(f"{source}: no {', '.join(missing)} column among {', '.join(repr(c) for c in header if c)}; "
+                               f"needed: {', '.join(needed)} (as e.g. time/s, Ewe/V, <I>/mA, freq/Hz, Re(Z)/Ohm, -Im(Z)/Ohm, "
+                               "or time_s, voltage_V, current_A)")
+    decimal_comma = delimiter != "," and any("," in cell for row in body[:50] for cell in row)
+    wanted = [name for name in (*needed, "spectrum") if name in found]
+    values = np.array([[_number(row[found[name]], decimal_comma) if found[name] < len(row) else np.nan for name in wanted] for row in body],
+                      dtype=np.float64).reshape(len(body), len(wanted))
+    return {name: values[:, j] * meanings[found[name]].factor for j, name in enumerate(wanted)}
+
+
+def meaning(cell: str, unit_row: str = "") -> ColumnMeaning | None:
+    """What a header cell holds: its echemd column and the factor to SI; None when not known."""
+    text = cell.strip().strip('"')
+    sign = -1.0 if text.startswith("-") else 1.0
+    text = text.lstrip("-").strip()
+    match = UNIT_IN_NAME.match(text)
+    if match and (match["paren"] or "").strip().lower() == "z":  # Re(Z), Im(Z): part of the name
+        match = None
+    name, unit = (match["name"], match["slash"] or match["paren"] or match["bracket"] or "") if match else (text, "")
+    unit = (unit or unit_row).strip()
+    key = name.replace("<", "").replace(">", "").strip().lower()
+    for column, names in NAMES.items():
+        if key in names:
+            factor = _to_si(unit, SI_UNITS[column]) if unit and column != "spectrum" else 1.0
+            return None if factor is None else ColumnMeaning(column, sign * factor)
+    for column, si in SI_UNITS.items():  # echemd's own NAME_UNIT: time_s, voltage_V, voltage_mV ...
+        base = column.rsplit("_", 1)[0].lower()
+        if si and key.startswith(base + "_"):
+            factor = _to_si(name.strip()[len(base) + 1:], si)
+            if factor is not None:
+                return ColumnMeaning(column, sign * factor)
+    return None
+
+
+def _to_si(unit: str, si: str) -> float | None:
+    """The factor from ``unit`` to ``si`` (s, V, A, Hz, Ohm); None when ``unit`` is not one of it."""
+    unit = unit.strip()
+    if si == "s":
+        return TIME_UNITS.get(unit)
+    bases = OHMS if si == "Ohm" else (si, si.lower(), si.upper())
+    for base in bases:
+        if unit.endswith(base) and unit[: len(unit) - len(base)] in PREFIXES:
+            return PREFIXES[unit[: len(unit) - len(base)]]
+    return None
+
+
+def _data_lines(text: str) -> list[str]:
+    """The table's lines: an EC-Lab text export's header block and echemd's '#' lines left out."""
+    lines = text.splitlines()
+    if lines and lines[0].strip().startswith("EC-Lab ASCII FILE"):
+        found = re.match(r"\s*Nb header lines\s*:\s*(\d+)", lines[1]) if len(lines) > 1 else None
+        if found is None:
+            raise TableLayoutError("an EC-Lab text file without its 'Nb header lines : N' line")
+        lines = lines[int(found[1]) - 1:]
+    return [line for line in lines if line.strip() and not line.startswith("#")]
+
+
+def _number(cell: str, decimal_comma: bool) -> float:
+    if not cell:
+        return float("nan")
+    return float(cell.replace(",", ".") if decimal_comma else cell)
