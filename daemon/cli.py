@@ -140,9 +140,13 @@ def build_parser() -> argparse.ArgumentParser:
         request = verbs.add_parser(verb, help=help_text)
         for argument in arguments:
             request.add_argument(argument, **({"nargs": "?"} if argument == "name" else {}))
-    plot = verbs.add_parser("plot", help="plot a run file (PNG)")
+    plot = verbs.add_parser("plot", help="plot a run file, or a Gamry DTA, EC-Lab .mpt or CSV file (analysed as analyze does) (PNG)")
     plot.add_argument("file", type=Path)
     plot.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.png")
+    plot.add_argument("--kind", choices=("ccd", "eis", "cafm"), help="for a file from other software: what it holds (default: "
+                                                                        "the first whose columns it has: eis, cafm, ccd)")
+    plot.add_argument("--area-cm2", type=float, help="electrode area where the file does not say, cm2")
+    plot.add_argument("--spectrum", type=int, help="which impedance spectrum of a file holding several (from 1)")
     export = verbs.add_parser("export", help="export a run file as CSV, Gamry DTA or bluesky documents (JSON lines)")
     export.add_argument("file", type=Path)
     export.add_argument("--format", choices=("csv", "dta", "bluesky"), required=True)
@@ -483,12 +487,19 @@ def _writable_output(path: Path | None) -> None:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from echemd.protocols.plots import plot_run
+    import h5py
+
+    from echemd.protocols.plots import plot_run, plot_table
 
     _writable_output(args.output)
+    if not args.file.is_file():
+        raise UsageError(f"{args.file}: no such file")
     try:
-        print(plot_run(_run_file(args.file), args.output))
-    except (KeyError, ValueError) as exc:
+        if h5py.is_hdf5(args.file):
+            print(plot_run(args.file, args.output))
+        else:
+            print(plot_table(args.file, args.output, args.kind, args.area_cm2, args.spectrum))
+    except (EchemdError, KeyError, ValueError) as exc:
         raise UsageError(f"{args.file}: cannot plot it: {exc}") from exc
     return EXIT_OK
 

@@ -46,6 +46,8 @@ DEFAULT_FETCH_SAMPLES = 100_000
 #: interpreter while every other thread of the daemon waits (ping p99 during JSON fetches: 284 ms
 #: with 100,000, 39 ms with 10,000; benchmarks/fetch_large.py).  Binary replies have no such cost.
 MAX_JSON_FETCH_SAMPLES = 10_000
+#: How long a request that arrives while the daemon is starting waits for it, s.
+STARTING_WAIT_S = 30.0
 #: How often a run-file replacement a reader blocked (Windows) is tried again, s.
 REPLACEMENT_RETRY_S = 5.0
 
@@ -113,7 +115,23 @@ class Daemon:
         except BaseException:
             self.folder_lock.release()
             raise
+        self._methods = {
+            "ping": self.ping,
+            "instruments": self.instruments,
+            "protocols": self.protocols,
+            "submit": self.submit,
+            "status": self.status,
+            "runs": self.list_runs,
+            "result": self.result,
+            "abort": self.abort,
+            "fetch": self.fetch,
+            "queue": self.queue,
+            "pause": self.pause,
+            "resume": self.resume,
+            "shutdown": self.shutdown,
+        }  # (before the control socket answers anything)
         self.runs: dict[str, Run] = {}
+        self._started = threading.Event()  # set once everything a request may touch exists
         self._lock = threading.Lock()
         self.stopped = threading.Event()
         self.shutdown_requested = threading.Event()
@@ -154,26 +172,12 @@ class Daemon:
             self._host_sockets.remove()
             self.folder_lock.release()
             raise
-        self._methods = {
-            "ping": self.ping,
-            "instruments": self.instruments,
-            "protocols": self.protocols,
-            "submit": self.submit,
-            "status": self.status,
-            "runs": self.list_runs,
-            "result": self.result,
-            "abort": self.abort,
-            "fetch": self.fetch,
-            "queue": self.queue,
-            "pause": self.pause,
-            "resume": self.resume,
-            "shutdown": self.shutdown,
-        }
         self.requeued = self._requeue(cancel_queued)
         self._recovery = threading.Thread(target=self._recover, name="echemd-recovery", daemon=True)
         self._recovery.start()
         self._janitor = threading.Thread(target=self._complete_replacements, name="echemd-replacements", daemon=True)
         self._janitor.start()
+        self._started.set()
         log.info("echemd %s: control %s, data %s, runs in %s", self.version, self.control.endpoint, self.publisher.endpoint, self.data_dir)
 
     # --- life cycle -------------------------------------------------------------------------
@@ -276,6 +280,8 @@ class Daemon:
 
     # --- control API ------------------------------------------------------------------------
     def handle(self, method: str, params: dict[str, Any]) -> Any:
+        if not self._started.wait(STARTING_WAIT_S):  # (a request that arrives while the daemon binds waits for it)
+            raise ApiError("shutting_down" if self.stopped.is_set() else "internal", "the daemon has not finished starting")
         handler = self._methods.get(method)
         if handler is None:
             raise ApiError("unknown_method", f"unknown method {method!r}", {"methods": sorted(self._methods)})

@@ -32,6 +32,47 @@ def plot_run(run_file: str | Path, out: str | Path) -> Path:
     return Path(out)
 
 
+def plot_table(path: str | Path, out: str | Path, kind: str | None = None, area_cm2: float | None = None,
+               spectrum: int | None = None) -> Path:
+    """Write the figure of a file from other software (Gamry DTA, EC-Lab text, CSV) to ``out``:
+    its data analysed as ``echemd analyze`` does (``kind`` ccd, eis or cafm: by default the first
+    whose columns the file has, in the order eis, cafm, ccd).  Raises UnreadableFile, FitError."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from echemd.protocols import analysis
+    from echemd.protocols.readers import UnreadableFile, read_table
+
+    kinds = [kind] if kind else ["eis", "cafm", "ccd"]
+    for k, candidate in enumerate(kinds):
+        try:
+            table, kind = read_table(path, candidate), candidate
+            break
+        except UnreadableFile as exc:
+            if k == len(kinds) - 1:
+                raise exc if len(kinds) == 1 else UnreadableFile(f"neither an impedance spectrum, a c-AFM sweep nor a plating "
+                                                                  f"record (as ccd: {exc})") from exc
+    area = area_cm2 if area_cm2 is not None else table.area_cm2
+    if kind == "eis":
+        f, z_real, z_imag = table.spectrum(spectrum)
+        figure = _eis(plt, {"frequency_Hz": f, "z_real_ohm": z_real, "z_imag_ohm": z_imag},
+                      analysis.analyze_eis(f, z_real, z_imag, area_cm2=area), area)
+    elif kind == "cafm":
+        bias, current = table.require("bias_V", "current_A")
+        figure = _cafm(plt, {"bias_V": bias, "current_A": current}, analysis.analyze_cafm(bias, current))
+    else:
+        t, i, v = table.require("time_s", "current_A", "voltage_V")
+        result = analysis.analyze_ccd_chunks(lambda: [(t, i, v)], area_cm2=area) if area else {}
+        figure = _plating(plt, {"time_s": t, "current_A": i, "voltage_V": v}, result, [], area)
+    figure.suptitle(f"{kind}  {Path(path).name}", fontsize=10)
+    figure.tight_layout()
+    figure.savefig(out, dpi=110)
+    plt.close(figure)
+    return Path(out)
+
+
 def run_figure(run_file: str | Path):
     """The run's figure (a matplotlib Figure, headless); raises ValueError for a protocol with no plot."""
     import matplotlib

@@ -191,8 +191,8 @@ def test_readable_status_queue_verb_and_ctrl_c_while_waiting(served, tmp_path):
     assert overview[0].endswith("3 instruments, 2 active runs") and any(line.split() == ["sim-pstat-1", "running", first] for line in overview)
     waiting = subprocess.Popen([*ECHEMD, "run", "ccd", "--instrument", "sim-pstat-2", "-p", "diameter_mm=2", "--wait", "--endpoint", control],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    with Client(control) as client:  # (real time: the run is under way)
-        until(lambda: next(i for i in client.instruments() if i["name"] == "sim-pstat-2")["state"] == "running")
+    with Client(control) as client:  # the process submitted its run and waits for it: the run has samples (real time)
+        until(lambda: any(r["instrument"] == "sim-pstat-2" and r["n_samples"] > 0 for r in client.runs()))
     waiting.send_signal(signal.SIGINT)
     _, err = waiting.communicate(timeout=30)
     assert waiting.returncode == 130 and "goes on in the daemon" in err and "Traceback" not in err

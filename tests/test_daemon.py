@@ -365,3 +365,34 @@ def test_runs_report_their_step_and_progress(lab):
     finally:
         daemon.close()
     assert record["progress"] == 1.0 and record["step"].startswith("cycle 2: plate")  # the cell shorts at 1 mA/cm2
+
+
+def test_a_request_that_arrives_while_the_daemon_starts_waits_for_it(lab, tmp_path, monkeypatch):
+    """The control socket answers from its own thread as soon as it is bound, before the daemon has
+    finished starting (seen in CI: 'Daemon' object has no attribute '_methods'): a request that
+    arrives then waits for the daemon and gets its answer."""
+    import threading
+
+    from echemd.daemon import service
+
+    class SlowToReturn(service.ControlServer):  # bound and serving, then a pause before the daemon goes on
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            time.sleep(1.0)
+
+    monkeypatch.setattr(service, "ControlServer", SlowToReturn)
+    endpoint = f"ipc://{tmp_path}/control"
+    answers = []
+
+    def ping_while_it_starts():
+        with Client(endpoint, timeout_s=5) as client:
+            answers.append(client.call("instruments"))
+
+    pinger = threading.Thread(target=ping_while_it_starts)
+    pinger.start()
+    daemon = Daemon(lab(control_endpoint=endpoint))
+    try:
+        pinger.join(10)
+        assert len(answers) == 1 and {i["name"] for i in answers[0]} == {"sim-pstat-1", "sim-pstat-2", "sim-smu-1"}
+    finally:
+        daemon.close()

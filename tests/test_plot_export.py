@@ -145,7 +145,7 @@ def test_dta_export_opens_in_gamry_parser(run_files, kind, columns, tmp_path):
 def test_plot_and_export_refuse_files_that_are_not_runs(tmp_path):
     bogus = tmp_path / "notes.txt"
     bogus.write_text("hello")
-    done = echemd("plot", bogus, "-o", tmp_path / "x.png")
-    assert done.returncode == 2 and "not an echemd run file" in done.stderr
+    done = echemd("plot", bogus, "-o", tmp_path / "x.png")  # (not a run, nor a table plot reads)
+    assert done.returncode == 2 and "cannot plot it: neither an impedance spectrum" in done.stderr and "'hello'" in done.stderr
     done = echemd("export", tmp_path / "missing.h5", "--format", "csv")
     assert done.returncode == 2 and "no such file" in done.stderr

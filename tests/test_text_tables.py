@@ -100,3 +100,42 @@ def test_column_names_and_units_are_read_as_instrument_software_writes_them(cell
 @pytest.mark.parametrize("cell", ["|Z|/Ohm", "Phase(Z)/deg", "Ewe/furlong", "Q-Qo/mA.h"])
 def test_columns_echemd_does_not_use_are_left_alone(cell):
     assert meaning(cell) is None
+
+
+def test_plot_draws_files_from_other_software_as_analyze_reads_them(tmp_path):
+    """The figure's data are the file's, in the figure's units (what is drawn is read back, not just PNG bytes)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    f = np.logspace(5, -1, 40)
+    z = 20.0 + 100.0 / (1 + 1j * 2 * np.pi * f * 100.0 * 1e-6)
+    mpt = tmp_path / "peis.mpt"
+    mpt.write_bytes(eclab_text([""], ["freq/Hz", "Re(Z)/Ohm", "-Im(Z)/Ohm"], np.column_stack([f, z.real, -z.imag])))
+    drawn = []
+    real_savefig = plt.Figure.savefig
+
+    def keep(figure, *args, **kwargs):
+        drawn.append(figure)
+        return real_savefig(figure, *args, **kwargs)
+
+    plt.Figure.savefig = keep
+    try:
+        from echemd.protocols.plots import plot_table
+
+        out = plot_table(mpt, tmp_path / "peis.png", area_cm2=0.5)
+    finally:
+        plt.Figure.savefig = real_savefig
+    nyquist = drawn[0].axes[0]
+    x, y = nyquist.lines[0].get_data()
+    np.testing.assert_allclose(x, z.real * 0.5, rtol=1e-5)  # Ohm cm2 (the file holds 7 digits)
+    np.testing.assert_allclose(y, -z.imag * 0.5, rtol=1e-5)  # -Z'' up
+    assert out.read_bytes()[:4] == b"\x89PNG" and "Ohm cm2" in nyquist.get_xlabel()
+
+    reference = tmp_path / "ccd.csv"
+    ccd_csv(reference, short_after_s=300)
+    code, out_text, err = echemd("plot", reference, "-o", tmp_path / "ccd.png", "--area-cm2", AREA_CM2)
+    assert code == 0 and (tmp_path / "ccd.png").read_bytes()[:4] == b"\x89PNG", err
+    code, _, err = echemd("plot", tmp_path / "ccd.png", "-o", tmp_path / "x.png")
+    assert code == 2 and "cannot plot it" in err and "Traceback" not in err
