@@ -4,7 +4,6 @@ whose data folder is a small tmpfs that fills mid-run.  Exits 0 when every check
 import os
 import shutil
 import sys
-import time
 from pathlib import Path
 
 import h5py
@@ -14,6 +13,7 @@ from conftest import lab_config
 from echemd.daemon import service
 from echemd.daemon.client import Client
 from echemd.daemon.service import Daemon
+from helpers import until
 
 scratch = Path(sys.argv[1])
 disk = scratch / "disk"
@@ -33,13 +33,6 @@ def open_fds():
         except OSError:
             pass
     return sorted(link for link in links if link.startswith(str(disk)))
-
-
-def until(condition, timeout_s=20.0):
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 daemon = Daemon(config, sim_speed=300.0)  # ~30,000 samples/s: the disk fills within seconds, write by write

@@ -34,3 +34,11 @@ def ccd_under_way(client: Client, samples: int, instrument: str = "sim-pstat-1")
     while client.status(run_id)["n_samples"] < samples:
         time.sleep(0.01)
     return run_id
+
+
+def until(condition, timeout_s: float = 20.0, poll_s: float = 0.02) -> None:
+    """Wait for ``condition()`` to hold; fail the test after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(poll_s)

@@ -11,15 +11,9 @@ import h5py
 import pytest
 
 from echemd.daemon.client import Client
+from helpers import until
 
 ECHEMD = [sys.executable, "-m", "echemd.daemon.cli"]
-
-
-def until(condition, timeout_s=20.0):
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.05)
 
 
 def echemd(*args, cwd=None, timeout=120):

@@ -15,16 +15,9 @@ from echemd.daemon.client import Client, RemoteError, Subscription
 from echemd.daemon.runfile_reader import read_attrs
 from echemd.daemon.service import Daemon
 from echemd.daemon.stream import DataBlock
+from helpers import until
 
 CCD = {"diameter_mm": 2.0}
-
-
-def until(condition, timeout_s=20.0):
-    """Wait for ``condition()`` to hold; fail the test after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.01)
 
 
 def collect_stream(subscription, run_id):

@@ -13,16 +13,10 @@ import zmq
 from echemd.daemon.client import Client, Subscription
 from echemd.daemon.runfile_reader import read_attrs
 from echemd.daemon.service import Daemon
+from helpers import until
 from test_daemon import collect_stream
 
 CCD = {"diameter_mm": 2.0}
-
-
-def until(condition, timeout_s=20.0):
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.01)
 
 
 def host_pid(daemon, instrument):

@@ -11,17 +11,11 @@ from echemd.daemon import file_transitions, service
 from echemd.daemon.client import Client, RemoteError
 from echemd.daemon.runfile_reader import read_attrs
 from echemd.daemon.service import Daemon
+from helpers import until
 from test_crash import crash, serve
 
 CCD = {"diameter_mm": 2.0}
 PSTAT = "sim-pstat-1"
-
-
-def until(condition, timeout_s=20.0):
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
 
 
 def test_queued_runs_survive_a_clean_stop_in_their_order_and_the_running_one_says_why_it_ended(lab):
