@@ -85,10 +85,12 @@ class RunFile:
         descriptions: Mapping[str, str] | None = None,
         attributes: Mapping[str, Any] | None = None,
         sparse: Collection[str] = (),
+        nexus_plot: tuple[str, str] | None = None,
     ) -> None:
         """``columns``: name -> SI unit; ``descriptions``: name -> what a column holds, for those
         that need saying; ``attributes``: the protocol's record of the run's setup (root attributes);
         ``sparse``: columns a block may lack (its step does not measure them): NaN for its samples.  ``t0_unix_s``: the run's time zero, Unix time (s), by default now.
+        ``nexus_plot``: the (signal, axis) columns NeXus viewers plot by default (see :func:`mark_nexus`).
         Raises OSError when the file cannot be created (nothing is left behind), FileExistsError
         when it exists."""
         self.settings = settings
@@ -132,6 +134,7 @@ class RunFile:
                 ds.attrs["units"] = units
                 if descriptions and descriptions.get(name):
                     ds.attrs["description"] = descriptions[name]
+            mark_nexus(f, nexus_plot)
             events = f.create_group("events")
             events.create_dataset("time_s", shape=(0,), maxshape=(None,), dtype="<f8", chunks=(EVENT_CHUNK,)).attrs["units"] = "s"
             events.create_dataset("kind", shape=(0,), maxshape=(None,), dtype=KIND_DTYPE, chunks=(EVENT_CHUNK,))
@@ -440,6 +443,21 @@ def recover(path: Path, compress: bool = False, status: str = "interrupted", err
 COPY_SLICE = 1 << 20
 
 
+def mark_nexus(f: h5py.File, plot: tuple[str, str] | None) -> None:
+    """Make a new run file a NeXus tree that h5web, silx and NeXpy plot with no echemd installed:
+    the root an NXroot whose ``default`` is ``entry``, an NXentry ``entry`` whose ``data`` is a link
+    to ``/data``, and ``/data`` an NXdata with ``signal`` and ``axes`` (``plot``: those columns,
+    when the run records them).  The layout echemd reads is unchanged."""
+    data = f["data"]
+    f.attrs.update({"NX_class": "NXroot", "default": "entry"})
+    data.attrs["NX_class"] = "NXdata"
+    if plot is not None and all(name in data for name in plot):
+        data.attrs.update({"signal": plot[0], "axes": plot[1]})
+    entry = f.create_group("entry")
+    entry.attrs.update({"NX_class": "NXentry", "default": "data"})
+    entry["data"] = h5py.SoftLink("/data")
+
+
 def rewrite_run_file(path: Path, compress: bool = False, finish: Callable[[h5py.File], None] | None = None, gap_free: bool = False,
                      reserve_bytes: int = DEFAULT_RESERVE_BYTES) -> bool:
     """Replace run file ``path`` by a copy (see file_transitions.rewrite; returns its answer):
@@ -460,6 +478,7 @@ def rewrite_run_file(path: Path, compress: bool = False, finish: Callable[[h5py.
                     source.copy(source[name], target, name)
             if "data" not in target:
                 data = target.create_group("data")
+                data.attrs.update(dict(columns.attrs))  # (NeXus: NX_class, signal, axes)
                 options = {"shuffle": True, "compression": "gzip", "compression_opts": 1} if compress else {}
                 for column, dataset in columns.items():
                     size = len(dataset) if n is None else n

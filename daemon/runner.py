@@ -113,6 +113,7 @@ class InstrumentRunner:
                 settings=self.files,
                 t0_unix_s=t0_unix_s,
                 attributes={**protocol.run_attributes(run.parameters), "metadata": json.dumps(run.metadata)},
+                nexus_plot=protocol.presentation.nexus_plot,
             )
         except Exception as exc:  # nothing was applied: the run fails before it starts
             log.exception("run %s: cannot create its run file", run.run_id)

@@ -207,6 +207,11 @@ class Presentation:
     #: The line a scientist reads first, from a result (by default ``headline = value``).
     summary: Callable[[Mapping[str, Any]], str] | None = None
 
+    @property
+    def nexus_plot(self) -> tuple[str, str]:
+        """The run file's default plot for NeXus viewers (h5web, silx, NeXpy): (signal, axis) columns."""
+        return {"plating": ("voltage_V", "time_s"), "sweep": ("current_A", "bias_V"), "impedance": ("z_real_ohm", "frequency_Hz")}[self.figure]
+
     def summarize(self, result: Mapping[str, Any]) -> str:
         if self.summary is not None:
             return self.summary(result)

@@ -149,3 +149,21 @@ def test_plot_and_export_refuse_files_that_are_not_runs(tmp_path):
     assert done.returncode == 2 and "cannot plot it: neither an impedance spectrum" in done.stderr and "'hello'" in done.stderr
     done = echemd("export", tmp_path / "missing.h5", "--format", "csv")
     assert done.returncode == 2 and "no such file" in done.stderr
+
+
+@pytest.mark.parametrize("kind, signal, axis", [("ccd", "voltage_V", "time_s"), ("cafm-sweep", "current_A", "bias_V"),
+                                                ("eis", "z_real_ohm", "frequency_Hz")])
+def test_run_files_are_nexus_trees_a_viewer_plots_without_echemd(run_files, kind, signal, axis):
+    """nexusformat (NeXpy's library) reads a closed, compressed run file as NXroot -> NXentry ->
+    NXdata with its signal and axis, and the data are the run's."""
+    from nexusformat.nexus import nxload
+
+    path = run_files[kind]
+    root = nxload(str(path))
+    entry = root[root.attrs["default"]]
+    data = entry[entry.attrs["default"]]
+    assert root.nxclass == "NXroot" and entry.nxclass == "NXentry" and data.nxclass == "NXdata"
+    assert data.nxsignal.nxname == signal and [a.nxname for a in data.nxaxes] == [axis]
+    with h5py.File(path, "r") as f:
+        np.testing.assert_array_equal(data.nxsignal.nxvalue, f["data"][signal][:])
+        assert str(data.nxsignal.attrs["units"]) == str(f["data"][signal].attrs["units"])
