@@ -84,18 +84,23 @@ def _eis_table(columns: dict[str, np.ndarray], name: str = "ZCURVE") -> list[str
 
 
 #: Export formats and the suffix of the file each writes by default.
-FORMATS = {"csv": ".csv", "dta": ".DTA", "bluesky": ".jsonl"}
+FORMATS = {"csv": ".csv", "dta": ".DTA", "bluesky": ".jsonl", "bdf": ".bdf.csv"}
 
 
 def export(run_file: str | Path, fmt: str, out: str | Path | None = None) -> Path:
-    """Write ``run_file`` as ``fmt`` (FORMATS: 'csv', Gamry 'dta', or 'bluesky' event-model
-    documents, one JSON [name, document] per line) next to it (or to ``out``); returns the path."""
+    """Write ``run_file`` as ``fmt`` (FORMATS: 'csv', Gamry 'dta', 'bluesky' event-model documents,
+    one JSON [name, document] per line, or a Battery Data Format 'bdf' table with its JSON sidecar)
+    next to it (or to ``out``); returns the path."""
     run_file = Path(run_file)
     target = Path(out) if out else run_file.with_suffix(FORMATS[fmt])
     if fmt == "bluesky":
         from echemd.daemon.bluesky import export_bluesky
 
         return export_bluesky(run_file, target)
+    if fmt == "bdf":
+        from echemd.protocols.bdf import export_bdf
+
+        return export_bdf(run_file, target)
     return export_csv(run_file, target) if fmt == "csv" else export_dta(run_file, target)
 
 
