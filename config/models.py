@@ -314,7 +314,8 @@ class AlertConfig(StrictModel):
     a run up; its failure is logged), with the run in its environment: ECHEMD_ALERT (what
     happened), ECHEMD_RUN_ID, ECHEMD_PROTOCOL, ECHEMD_INSTRUMENT, ECHEMD_STATUS, ECHEMD_MESSAGE
     (the event's message, or the run's error), ECHEMD_SAMPLE, ECHEMD_FILE and, when the run ended,
-    ECHEMD_RESULT (its result, JSON).
+    ECHEMD_RESULT (its result, JSON).  ``interrupted``: a run whose instrument host died, or that the
+    next daemon found interrupted (and recovered) at its start.
     """
 
     on: list[Literal[ALERT_TRIGGERS]] = Field(min_length=1, description="events (short, suspect_short, voiding, limit, overload) "

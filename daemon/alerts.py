@@ -12,11 +12,10 @@ import logging
 import os
 import subprocess
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from echemd.config.models import AlertConfig
-from echemd.daemon.run import Run
 
 log = logging.getLogger(__name__)
 
@@ -26,21 +25,22 @@ class Alerts:
         self.configs = list(configs)
         self._threads: list[threading.Thread] = []
 
-    def raise_alert(self, trigger: str, run: Run, message: str = "", result: dict[str, Any] | None = None) -> None:
-        """Run every command configured for ``trigger`` (an event kind or a final status) of ``run``."""
+    def raise_alert(self, trigger: str, record: Mapping[str, Any], message: str = "", result: dict[str, Any] | None = None) -> None:
+        """Run every command configured for ``trigger`` (an event kind or a final status) of the run
+        ``record`` (as the control API reports it: run_id, protocol, instrument, status, metadata, file)."""
         chosen = [config for config in self.configs if trigger in config.on]
         if not chosen:
             return
         environment = {
             **os.environ,
             "ECHEMD_ALERT": trigger,
-            "ECHEMD_RUN_ID": run.run_id,
-            "ECHEMD_PROTOCOL": run.protocol.name,
-            "ECHEMD_INSTRUMENT": run.instrument,
-            "ECHEMD_STATUS": str(run.status),
+            "ECHEMD_RUN_ID": str(record["run_id"]),
+            "ECHEMD_PROTOCOL": str(record.get("protocol", "")),
+            "ECHEMD_INSTRUMENT": str(record.get("instrument", "")),
+            "ECHEMD_STATUS": str(record.get("status", "")),
             "ECHEMD_MESSAGE": message,
-            "ECHEMD_SAMPLE": str(run.metadata.get("sample", "")),
-            "ECHEMD_FILE": str(run.file),
+            "ECHEMD_SAMPLE": str((record.get("metadata") or {}).get("sample", "")),
+            "ECHEMD_FILE": str(record.get("file", "")),
         }
         if result is not None:
             environment["ECHEMD_RESULT"] = json.dumps(result)

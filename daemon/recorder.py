@@ -18,7 +18,7 @@ from echemd.daemon.run_events import HoldChanged, Note, RunEvent, Samples, StepS
 from echemd.daemon.runfile import RunFile
 from echemd.daemon.vocabulary import EventKind, RunStatus
 
-#: Raises an alert: (trigger, run, message), as Alerts.raise_alert; an instrument host's sends it to the daemon.
+#: Raises an alert: (trigger, run, message); the daemon raises its configured alerts, an instrument host sends it to the daemon.
 Alert = Callable[[str, Run, str], None]
 
 

@@ -151,14 +151,14 @@ class Daemon:
                 groups = [config.instruments[k::n_hosts] for k in range(n_hosts)]
                 self.hosts = HostPool(self._context, groups, files=self.files, version=self.version, sim_speed=sim_speed,
                                       ingest_endpoint=self.publisher.ingest_endpoint, data_dir=self.data_dir, ended=self._ended,
-                                      alert=self.alerts.raise_alert, died=self._host_died, link_endpoint=self._host_sockets.endpoint("link"))
+                                      alert=self._alert, died=self._host_died, link_endpoint=self._host_sockets.endpoint("link"))
                 executors = dict(self.hosts.instruments)
             else:
                 block_turn = threading.Lock()  # the runners process their blocks in turn (see Engine)
                 for instrument_config in config.instruments:
                     self.runners[instrument_config.name] = InstrumentRunner(
                         make_instrument(instrument_config, sim_speed), instrument_config.limits, self.publisher, self.files, self.version,
-                        ended=self._ended, alert=self.alerts.raise_alert, turn=block_turn)
+                        ended=self._ended, alert=self._alert, turn=block_turn)
                 executors = dict(self.runners)
             for instrument_config in config.instruments:
                 self.queues[instrument_config.name] = InstrumentQueue(executors[instrument_config.name], instrument_config.limits, ended=self._ended)
@@ -226,6 +226,9 @@ class Daemon:
                 return  # the rest stay as they are: the next start recovers them
             recover_file(path, self.submissions, self.files)
             del self.recovering[run_id]
+            record = self._file_record(path)
+            if record["status"] == RunStatus.INTERRUPTED:
+                self.alerts.raise_alert("interrupted", record, "interrupted by the end of the previous daemon; its file was recovered")
 
     def _complete_replacements(self) -> None:
         """Until the daemon stops: retry the run-file replacements a reader blocked (Windows), and
@@ -257,7 +260,11 @@ class Daemon:
         self.submissions.ended(run.run_id, status, error, run.finished, in_file)
         if publish:
             publish_status(self.publisher, run)
-        self.alerts.raise_alert(run.status.value, run, error, result)
+        self.alerts.raise_alert(run.status.value, run.record(), error, result)
+
+    def _alert(self, trigger: str, run: Run, message: str) -> None:
+        """A run's event raises the alerts configured for it."""
+        self.alerts.raise_alert(trigger, run.record(), message)
 
     def _host_died(self, run: Run, why: str) -> None:
         """The host running ``run`` died: the run ends interrupted, its file recovered as after a daemon crash."""
