@@ -43,7 +43,7 @@ def export_csv(run_file: str | Path, out: str | Path) -> Path:
 
 def export_dta(run_file: str | Path, out: str | Path) -> Path:
     with RunFileReader(run_file) as run:
-        attrs, columns, protocol, parameters, area = run.attrs, run.columns(), run.protocol, run.parameters, run.area_cm2
+        attrs, columns, protocol, parameters, area, metadata = run.attrs, run.columns(), run.protocol, run.parameters, run.area_cm2, run.metadata
     started = datetime.fromisoformat(str(attrs.get("started"))) if attrs.get("started") else datetime.now()
     lines = [
         "EXPLAIN",
@@ -51,8 +51,9 @@ def export_dta(run_file: str | Path, out: str | Path) -> Path:
         f"TITLE\tLABEL\techemd {protocol}\tTest &Identifier",
         f"DATE\tLABEL\t{started.month}/{started.day}/{started.year}\tDate",
         f"TIME\tLABEL\t{started:%H:%M:%S}\tTime",
-        "NOTES\tNOTES\t1\t&Notes...",
+        f"NOTES\tNOTES\t{2 if metadata else 1}\t&Notes...",
         f"\techemd run {attrs.get('run_id')} ({protocol}, status {attrs.get('status')}); parameters {json.dumps(parameters)}",
+        *([f"\tmetadata {json.dumps(metadata, ensure_ascii=False)}"] if metadata else []),
         f"PSTAT\tPSTAT\t{attrs.get('instrument', '')}\tPotentiostat",
     ]
     if area:
@@ -63,7 +64,7 @@ def export_dta(run_file: str | Path, out: str | Path) -> Path:
     for k, span in enumerate(spectrum_spans(columns["frequency_Hz"]) if "frequency_Hz" in columns else []):
         lines += _eis_table({name: values[span] for name, values in columns.items()}, "ZCURVE" if k == 0 else f"ZCURVE{k + 1}")
     text = "\r\n".join(lines) + "\r\n"
-    Path(out).write_bytes(text.encode("cp1252"))
+    Path(out).write_bytes(text.encode("cp1252", errors="replace"))  # (Echem Analyst reads cp1252: a character it lacks becomes '?')
     return Path(out)
 
 

@@ -25,7 +25,7 @@ def run_files(tmp_path_factory):
     daemon = Daemon(config)
     try:
         with Client(daemon.control.endpoint) as client:
-            ids = {"ccd": client.submit("ccd", "sim-pstat-1", diameter_mm=2.0),
+            ids = {"ccd": client.submit("ccd", "sim-pstat-1", diameter_mm=2.0, metadata={"sample": "LPSCl-07", "operator": "ana"}),
                    "eis": client.submit("eis", "sim-pstat-2", end_Hz=0.1, area_cm2=0.0314),
                    "cafm-sweep": client.submit("cafm-sweep", "sim-smu-1", cycles=2, positive_vertex_V=1.0)}
             return {kind: client.wait(run_id, timeout_s=60)["file"] for kind, run_id in ids.items()}
@@ -118,7 +118,7 @@ def test_csv_export_round_trips(run_files, kind, tmp_path):
         names = sorted(f["data"], key=lambda name: name != "time_s")  # time first
         assert rows[0] == names and rows[0][0] == "time_s"
         assert said["run_id"] == f.attrs["run_id"] and said["protocol"] == kind and said["status"] == "completed"
-        assert json.loads(said["parameters"]) == json.loads(f.attrs["parameters"]) and json.loads(said["metadata"]) == {}
+        assert json.loads(said["parameters"]) == json.loads(f.attrs["parameters"]) and json.loads(said["metadata"]) == json.loads(f.attrs["metadata"])
         assert json.loads(said["units"]) == {name: f["data"][name].attrs["units"] for name in names}
         for k, name in enumerate(names):
             np.testing.assert_array_equal(np.array([float(r[k]) for r in rows[1:]]), f["data"][name][:])
@@ -140,6 +140,8 @@ def test_dta_export_opens_in_gamry_parser(run_files, kind, columns, tmp_path):
         for gamry, ours in columns.items():
             np.testing.assert_allclose(curve[gamry].to_numpy(dtype=float), f["data"][ours][:], rtol=1e-8)
     assert parser.get_header()["TAG"] == {"ccd": "CHRONOP", "cafm-sweep": "CV", "eis": "EISPOT"}[kind]
+    if kind == "ccd":  # the run's metadata in the NOTES (two lines, as the count says)
+        assert b'NOTES\tNOTES\t2\t' in raw and b'\r\n\tmetadata {"sample": "LPSCl-07", "operator": "ana"}\r\n' in raw
 
 
 def test_plot_and_export_refuse_files_that_are_not_runs(tmp_path):
