@@ -560,26 +560,19 @@ def _detection(args: argparse.Namespace, recorded: dict):
 
 def cmd_analyze(args: argparse.Namespace) -> int:
     from echemd.protocols import analysis
-    import h5py
-
-    from echemd.protocols.readers import hdf5_ccd_chunks, read_table
+    from echemd.protocols.readers import ccd_chunks, read_table
 
     try:
-        hdf5_ccd = args.kind == "ccd" and args.file.is_file() and h5py.is_hdf5(args.file)
-        if hdf5_ccd:  # read in chunks: a week-long run holds tens of millions of rows
-            chunks, table = hdf5_ccd_chunks(args.file, analysis.CHUNK_ROWS)
+        if args.kind == "ccd":  # read in chunks: a week-long run holds tens of millions of rows
+            chunks, table = ccd_chunks(args.file, analysis.CHUNK_ROWS)
         else:
             table = read_table(args.file, args.kind)
-            chunks = None
         area = args.area_cm2 if args.area_cm2 is not None else table.area_cm2
         if args.kind == "ccd":
             if area is None:
                 raise UsageError(f"{args.file}: give the electrode area with --area-cm2")
             detection = _detection(args, table.metadata.get("parameters", {}))
             sign = {"negative": -1, "positive": 1, None: None}[args.plating_sign]
-            if chunks is None:
-                whole = table.require("time_s", "current_A", "voltage_V")
-                chunks = lambda: [whole]  # noqa: E731
             result = analysis.analyze_ccd_chunks(chunks, area_cm2=area, detection=detection, plating_sign=sign)
         elif args.kind == "eis":
             thickness_mm = args.thickness_mm if args.thickness_mm is not None else table.metadata.get("parameters", {}).get("thickness_mm")

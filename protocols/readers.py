@@ -17,8 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from echemd.daemon.errors import EchemdError
-from echemd.protocols.text_tables import TableLayoutError, read_text_table
+from echemd.protocols.text_tables import HEAD_LINES, TableLayout, TableLayoutError, detect_layout, read_layout
 
+#: Bytes of a text table read to find its layout and encoding.
+HEAD_BYTES = 1 << 18
 NUMBER = re.compile(r"^[-+]?(\d+([.,]\d*)?|[.,]\d+)([eE][-+]?\d+)?$")
 
 
@@ -226,17 +228,56 @@ def _from_gamry(path: Path, kind: str) -> Table:
 
 def _from_text(path: Path, kind: str) -> Table:
     """A delimited text table (CSV, EC-Lab .mpt, ...: see text_tables.py), UTF-8 or cp1252."""
-    raw = path.read_bytes()
+    layout, encoding = _text_layout(path, kind)
+    if layout is None:  # no header: impedance.py's f, Re Z, Im Z
+        data = np.loadtxt(path, delimiter=",", ndmin=2)
+        return Table(dict(zip(EIS_COLUMNS, data.T)), str(path))
+    return Table(read_layout(path, layout, encoding=encoding), str(path))
+
+
+def _text_layout(path: Path, kind: str) -> tuple[TableLayout | None, str]:
+    """A text table's layout (None for impedance.py's header-less three columns) and encoding,
+    from its first HEAD_BYTES."""
+    with path.open("rb") as handle:
+        head = handle.read(HEAD_BYTES)
+    if len(head) == HEAD_BYTES:
+        head = head.rsplit(b"\n", 1)[0]  # (no character cut in two)
     try:
-        text = raw.decode("utf-8-sig")
+        text, encoding = head.decode("utf-8-sig"), "utf-8-sig"
     except UnicodeDecodeError:
-        text = raw.decode("cp1252", errors="replace")  # (EC-Lab and Windows spreadsheets)
+        text, encoding = head.decode("cp1252", errors="replace"), "cp1252"  # (EC-Lab and Windows spreadsheets)
     needed = {"eis": EIS_COLUMNS, "ccd": CCD_COLUMNS, "cafm": CAFM_COLUMNS}[kind]
     first = next((line for line in text.splitlines() if line.strip() and not line.startswith("#")), "")
     cells = [cell.strip() for cell in first.split(",")]
-    if cells and all(NUMBER.match(cell) for cell in cells):  # no header: impedance.py's f, Re Z, Im Z
+    if cells and all(NUMBER.match(cell) for cell in cells):
         if kind != "eis" or len(cells) != 3:
             raise UnreadableFile(f"{path}: a {kind} table needs a header naming {', '.join(needed)}")
-        data = np.loadtxt(path, delimiter=",", ndmin=2)
-        return Table(dict(zip(EIS_COLUMNS, data.T)), str(path))
-    return Table(read_text_table(text, str(path), needed), str(path))
+        return None, encoding
+    return detect_layout(text.splitlines()[:HEAD_LINES], str(path), needed), encoding
+
+
+def ccd_chunks(path: str | Path, rows: int) -> tuple[Callable[[], Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]], Table]:
+    """Any file ``analyze ccd`` reads as (time_s, current_A, voltage_V), ``rows`` at a time, read
+    afresh at each call of the first value returned, and its Table (area, parameters): run files
+    and text tables in chunks (memory that does not grow with the record), Gamry files whole."""
+    path = Path(path)
+    if not path.is_file():
+        raise UnreadableFile(f"{path}: no such file")
+    with path.open("rb") as handle:
+        start = handle.read(8)
+    if start.startswith(b"\x89HDF"):
+        return hdf5_ccd_chunks(path, rows)
+    if start.upper().startswith(b"EXPLAIN") or start.startswith(b"BIO-LOGI"):
+        table = read_table(path, "ccd")
+        whole = table.require(*CCD_COLUMNS)
+        return (lambda: iter([whole])), table
+    try:
+        layout, encoding = _text_layout(path, "ccd")
+    except TableLayoutError as exc:
+        raise UnreadableFile(str(exc)) from exc
+
+    def chunks() -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        for part in read_layout(path, layout, rows, encoding):
+            yield tuple(part[name] for name in CCD_COLUMNS)
+
+    return chunks, Table({}, str(path))

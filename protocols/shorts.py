@@ -44,6 +44,9 @@ from echemd.protocols.streaming import Persistence, TrailingWindow, WindowMax
 #: The settle time ends when the polarization fell less than this fraction of the drop threshold
 #: over the last settle_window_s: a transient decaying with a time constant as long as the window
 #: then has less than ~40 % of the threshold left to fall.
+#: A step's |I| is summed as a whole number of these (1 pA): exactly, so its charge is the same
+#: however its samples were cut into blocks (a float sum's rounding depends on the cut).
+CURRENT_QUANTUM_A = 1e-12
 SETTLE_CALM_FRACTION = 0.2
 #: The running median spans smoothing_s, but never fewer samples than this (a single-sample spike
 #: always falls out) nor more (bounded cost per sample at fast sampling).
@@ -52,6 +55,12 @@ MIN_SMOOTHING_SAMPLES, MAX_SMOOTHING_SAMPLES = 5, 101
 #: many times the floor; the evidence shows the last SUSPECT_STEPS steps.
 SUSPECT_FLOOR_FACTOR, SUSPECT_STEPS = 3.0, 4
 
+
+
+def current_quanta(current_A: np.ndarray) -> int:
+    """Sum of |I| over samples, in whole CURRENT_QUANTUM_A (exact: int64 pieces of a million samples, |I| < 9 A)."""
+    quanta = np.rint(np.nan_to_num(np.abs(np.asarray(current_A, dtype=np.float64))) / CURRENT_QUANTUM_A).astype(np.int64)
+    return sum(int(piece.sum()) for piece in np.array_split(quanta, max(1, len(quanta) // 1_000_000 + 1)))
 
 class ShortDetection(BaseModel):
     """The short criterion's parameters (lab units); a protocol parameter group and `analyze ccd` options."""
@@ -175,7 +184,7 @@ class ShortWatch(StopCondition):
         self._t0: float | None = None
         self.sample_interval_s = sample_interval_s
         self._last_t = math.nan  # latest sample's time, s
-        self._charge_As = 0.0  # |I| integrated over the step, A s
+        self._current_quanta = 0  # |I| summed over the step's samples, in CURRENT_QUANTUM_A
         self._last_p = math.nan  # latest smoothed polarization, V
         self._last_density = math.nan  # latest window-mean |I| / area, A/cm2
         self._highest_V = -math.inf  # highest smoothed polarization of the step, V
@@ -192,9 +201,9 @@ class ShortWatch(StopCondition):
         if self._t0 is None:
             self._t0 = float(t_raw[0])
         current = np.asarray(columns["current_A"], dtype=np.float64)
-        charge_before = self._charge_As
+        quanta_before = self._current_quanta
         self._last_t = float(t_raw[-1])
-        self._charge_As += float(np.abs(current).sum()) * self.sample_interval_s
+        self._current_quanta += current_quanta(current)
         t, t_window, p = self._median.update(t_raw, np.asarray(columns["voltage_V"]) * np.sign(current))
         amps = self._mean_current.update(t_raw, np.abs(current))[2]
         if not len(t):
@@ -254,7 +263,7 @@ class ShortWatch(StopCondition):
         # the step as far as it went when the short was found (whatever the block held after it)
         through = int(np.searchsorted(t_raw, t[i], side="right"))
         self._last_t = float(t_raw[through - 1])
-        self._charge_As = charge_before + float(np.abs(current[:through]).sum()) * self.sample_interval_s
+        self._current_quanta = quanta_before + current_quanta(current[:through])
         self._last_p, self._last_density = float(p[i]), float(density[i])
         return self.stop
 
@@ -271,7 +280,7 @@ class ShortWatch(StopCondition):
         last_mV = self._last_p * 1e3
         return {
             "duration_s": self._last_t - self.started_s,
-            "charge_mAh_cm2": self._charge_As / self.area_cm2 / 3.6,
+            "charge_mAh_cm2": self._current_quanta * CURRENT_QUANTUM_A * self.sample_interval_s / self.area_cm2 / 3.6,
             "polarization_mV": last_mV,
             "asr_ohm_cm2": _finite(self._last_p / self._last_density) if self._last_density > 0 else None,
             "rise_percent": _finite((last_mV / settled_mV - 1) * 100) if settled_mV else None,

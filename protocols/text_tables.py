@@ -42,6 +42,8 @@ SI_UNITS = {"time_s": "s", "voltage_V": "V", "current_A": "A", "bias_V": "V", "f
 PREFIXES = {"": 1.0, "k": 1e3, "M": 1e6, "m": 1e-3, "u": 1e-6, "µ": 1e-6, "μ": 1e-6, "n": 1e-9, "p": 1e-12}
 TIME_UNITS = {"s": 1.0, "sec": 1.0, "ms": 1e-3, "min": 60.0, "h": 3600.0}
 OHMS = ("ohm", "Ohm", "OHM", "Ω", "ohms")
+#: Lines read to find a table's layout (an EC-Lab settings block runs to ~100).
+HEAD_LINES = 400
 NUMBER = re.compile(r"^[-+]?(\d+([.,]\d*)?|[.,]\d+)([eE][-+]?\d+)?$")
 UNIT_IN_NAME = re.compile(r"^(?P<name>.*?)\s*(?:/\s*(?P<slash>[^/()\[\]]+)|\((?P<paren>[^()]*)\)|\[(?P<bracket>[^\[\]]*)\])\s*$")
 
@@ -56,30 +58,65 @@ class ColumnMeaning:
     factor: float  # value in the file x factor = value in SI
 
 
-def read_text_table(text: str, source: str, needed: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """The ``needed`` echemd columns (and ``spectrum`` when the file has one) from a table's text."""
-    lines = _data_lines(text)
-    if not lines:
+@dataclass(frozen=True)
+class TableLayout:
+    """Where a text table's numbers are and what they mean, from its first lines."""
+
+    delimiter: str
+    decimal: str  # "." or ","
+    skip_lines: int  # lines before the first row of numbers (settings block, header, units row)
+    columns: dict[str, tuple[int, float]]  # echemd column -> (index in a row, factor to SI)
+
+
+def detect_layout(lines: list[str], source: str, needed: tuple[str, ...]) -> TableLayout:
+    """A table's layout from its first lines (enough to hold its header and some rows); raises
+    TableLayoutError naming the columns found and the ones needed."""
+    start = 0
+    if lines and lines[0].strip().startswith("EC-Lab ASCII FILE"):
+        found = re.match(r"\s*Nb header lines\s*:\s*(\d+)", lines[1]) if len(lines) > 1 else None
+        if found is None:
+            raise TableLayoutError(f"{source}: an EC-Lab text file without its 'Nb header lines : N' line")
+        start = int(found[1]) - 1
+    while start < len(lines) and (not lines[start].strip() or lines[start].startswith("#")):  # (echemd's export: what the run was)
+        start += 1
+    if start >= len(lines):
         raise TableLayoutError(f"{source}: no table")
-    delimiter = "\t" if "\t" in lines[0] else ";" if ";" in lines[0] else ","
-    rows = [[cell.strip() for cell in row] for row in csv.reader(lines, delimiter=delimiter)]
-    rows = [row for row in rows if any(row)]
-    header, body = rows[0], rows[1:]
-    units = body[0] if body and not any(NUMBER.match(cell) for cell in body[0] if cell) else None
+    delimiter = "\t" if "\t" in lines[start] else ";" if ";" in lines[start] else ","
+    header = [cell.strip() for cell in next(csv.reader([lines[start]], delimiter=delimiter))]
+    skip = start + 1
+    following = next((line for line in lines[skip:] if line.strip()), "")
+    cells = [cell.strip() for cell in next(csv.reader([following], delimiter=delimiter))] if following else []
+    units = cells if cells and not any(NUMBER.match(cell) for cell in cells if cell) else None
     if units is not None:
-        body = body[1:]
+        skip = lines.index(following, skip) + 1
     meanings = {k: m for k, cell in enumerate(header) if (m := meaning(cell, units[k] if units and k < len(units) else ""))}
-    found = {m.column: k for k, m in meanings.items()}
-    missing = [name for name in needed if name not in found]
+    found_columns = {m.column: (k, m.factor) for k, m in sorted(meanings.items(), reverse=True)}  # (the first of two wins)
+    missing = [name for name in needed if name not in found_columns]
     if missing:
         raise TableLayoutError(f"{source}: no {', '.join(missing)} column among {', '.join(repr(c) for c in header if c)}; "
                                f"needed: {', '.join(needed)} (as e.g. time/s, Ewe/V, <I>/mA, freq/Hz, Re(Z)/Ohm, -Im(Z)/Ohm, "
                                "or time_s, voltage_V, current_A)")
-    decimal_comma = delimiter != "," and any("," in cell for row in body[:50] for cell in row)
-    wanted = [name for name in (*needed, "spectrum") if name in found]
-    values = np.array([[_number(row[found[name]], decimal_comma) if found[name] < len(row) else np.nan for name in wanted] for row in body],
-                      dtype=np.float64).reshape(len(body), len(wanted))
-    return {name: values[:, j] * meanings[found[name]].factor for j, name in enumerate(wanted)}
+    sample = [line for line in lines[skip:skip + 50] if line.strip()]
+    decimal = "," if delimiter != "," and any("," in line for line in sample) else "."
+    wanted = {name: found_columns[name] for name in (*needed, "spectrum") if name in found_columns}
+    return TableLayout(delimiter, decimal, skip, wanted)
+
+
+def read_layout(source, layout: TableLayout, chunk_rows: int | None = None, encoding: str = "utf-8"):
+    """The table's columns in SI (a dict of arrays), or, with ``chunk_rows``, an iterator of such
+    dicts ``chunk_rows`` rows at a time.  ``source``: a path or a file-like object."""
+    import pandas as pd
+
+    names = list(layout.columns)
+    indices = [layout.columns[name][0] for name in names]
+    frames = pd.read_csv(source, sep=layout.delimiter, decimal=layout.decimal, skiprows=layout.skip_lines, header=None, usecols=indices,
+                         comment="#", skip_blank_lines=True, encoding=encoding, chunksize=chunk_rows, engine="c", on_bad_lines="skip")
+
+    def columns(frame) -> dict[str, np.ndarray]:
+        return {name: pd.to_numeric(frame[index], errors="coerce").to_numpy(dtype=np.float64) * layout.columns[name][1]
+                for name, index in zip(names, indices)}
+
+    return (columns(frame) for frame in frames) if chunk_rows else columns(frames)
 
 
 def meaning(cell: str, unit_row: str = "") -> ColumnMeaning | None:
@@ -116,20 +153,3 @@ def _to_si(unit: str, si: str) -> float | None:
         if unit.endswith(base) and unit[: len(unit) - len(base)] in PREFIXES:
             return PREFIXES[unit[: len(unit) - len(base)]]
     return None
-
-
-def _data_lines(text: str) -> list[str]:
-    """The table's lines: an EC-Lab text export's header block and echemd's '#' lines left out."""
-    lines = text.splitlines()
-    if lines and lines[0].strip().startswith("EC-Lab ASCII FILE"):
-        found = re.match(r"\s*Nb header lines\s*:\s*(\d+)", lines[1]) if len(lines) > 1 else None
-        if found is None:
-            raise TableLayoutError("an EC-Lab text file without its 'Nb header lines : N' line")
-        lines = lines[int(found[1]) - 1:]
-    return [line for line in lines if line.strip() and not line.startswith("#")]
-
-
-def _number(cell: str, decimal_comma: bool) -> float:
-    if not cell:
-        return float("nan")
-    return float(cell.replace(",", ".") if decimal_comma else cell)
