@@ -1,5 +1,5 @@
-"""`echemd analyze ccd` on a long run file: seconds and peak memory per million rows, against a raw
-h5py read of the same three columns in the same run.
+"""`echemd analyze ccd` on a long run file and on the same rows as CSV: seconds and peak memory per
+million rows, against a raw read of the same three columns (h5py; pandas for the CSV) in the same run.
 
 The file: a run file's layout (data/time_s, current_A, voltage_V; parameters with the area) holding
 ROWS samples of long-term plating/stripping at 1 s (0.8 mA/cm2, 0.4 mAh/cm2 per half cycle: one
@@ -40,6 +40,21 @@ with h5py.File(sys.argv[1], "r") as f:
     columns = [f["data"][name][:] for name in ("time_s", "current_A", "voltage_V")]
 print(sum(len(c) for c in columns))
 """
+RAW_CSV_READ = """
+import sys, pandas
+print(len(pandas.read_csv(sys.argv[1], engine="c")))
+"""
+
+
+def write_csv(run_file: Path, path: Path) -> None:
+    """The run file's three columns as a CSV (time_s,current_A,voltage_V), a million rows at a time."""
+    with h5py.File(run_file, "r") as f, open(path, "w") as out:
+        out.write("time_s,current_A,voltage_V\n")
+        n = len(f["data/time_s"])
+        for start in range(0, n, 1_000_000):
+            stop = min(n, start + 1_000_000)
+            np.savetxt(out, np.column_stack([f["data"][name][start:stop] for name in ("time_s", "current_A", "voltage_V")]),
+                       delimiter=",", fmt="%.10g")
 
 
 def write_run_file(path: Path, rows: int) -> None:
@@ -83,11 +98,21 @@ def main() -> None:
         baseline_s, baseline_mb = _raw(script, path)
         analyze_s, analyze_mb = measure("echemd.daemon.cli", "analyze", "ccd", str(path), "--plating-sign", "negative")
         idle_s, idle_mb = measure("echemd.daemon.cli", "--version")
+        csv_path = Path(folder) / "long.csv"
+        write_csv(path, csv_path)
+        csv_script = Path(folder) / "raw_csv_read.py"
+        csv_script.write_text(RAW_CSV_READ)
+        csv_baseline_s, csv_baseline_mb = _raw(csv_script, csv_path)
+        csv_s, csv_mb = measure("echemd.daemon.cli", "analyze", "ccd", str(csv_path), "--plating-sign", "negative", "--area-cm2", str(AREA_CM2))
+        csv_size_mb = csv_path.stat().st_size / 1e6
     per_m = rows / 1e6
     print(f"analyze ccd: {analyze_s:.2f} s ({analyze_s / per_m:.2f} s per million rows), peak {analyze_mb:.0f} MB "
           f"(the CLI alone: {idle_s:.2f} s, {idle_mb:.0f} MB)")
     print(f"baseline, h5py reading the 3 columns whole: {baseline_s:.2f} s, peak {baseline_mb:.0f} MB")
     print(f"ratios: time {analyze_s / baseline_s:.1f}x the raw read; memory {analyze_mb / baseline_mb:.2f}x")
+    print(f"the same rows as CSV ({csv_size_mb:.0f} MB): analyze ccd {csv_s:.2f} s ({csv_s / per_m:.2f} s per million rows), "
+          f"peak {csv_mb:.0f} MB; baseline, pandas reading it whole: {csv_baseline_s:.2f} s, peak {csv_baseline_mb:.0f} MB "
+          f"(time {csv_s / csv_baseline_s:.1f}x, memory {csv_mb / csv_baseline_mb:.2f}x)")
 
 
 def _raw(script: Path, path: Path) -> tuple[float, float]:
