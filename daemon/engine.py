@@ -104,6 +104,8 @@ class Engine:
         self.emit(StepStarted(self.last_time_s, step.label))
         self._overload = 0
         taken = _Taken(step.keep_samples)
+        if self.hold is not None and self.paused():  # paused before the step began (before the run started, say): hold first
+            self._hold(step)
         part: Step | None = step
         stop = None
         while part is not None:

@@ -30,7 +30,7 @@ from echemd.daemon.recovery import left_running, recover_file
 from echemd.daemon.recorder import publish_status
 from echemd.daemon.run import Run
 from echemd.daemon.runner import InstrumentRunner
-from echemd.daemon.vocabulary import FINAL_STATUSES, RunStatus
+from echemd.daemon.vocabulary import ACTIVE_STATUSES, FINAL_STATUSES, RunStatus
 from echemd.daemon.runfile import RunFileSettings, finish_pending_ends, utc_now
 from echemd.daemon.runfile_reader import RunFileReader, read_attrs
 from echemd.daemon.security import CurveServer
@@ -426,12 +426,13 @@ class Daemon:
         return {"run_id": run.run_id, "status": run.status}
 
     def pause(self, params: dict[str, Any]) -> dict[str, Any]:
-        """Pause a running run at its next block; the instrument holds as the protocol declares."""
+        """Pause a running run at its next block (the instrument holds as the protocol declares), or a
+        queued one before its first step (it holds as soon as it starts)."""
         run = self._run(_parse(RunParams, params).run_id)
         if run.protocol.pause_hold is None:
             raise ApiError("refused", f"{run.protocol.name} runs cannot be paused")
-        if run.status not in (RunStatus.RUNNING, RunStatus.PAUSED):
-            raise ApiError("refused", f"run {run.run_id} is {run.status}: only a running run can be paused")
+        if run.status not in ACTIVE_STATUSES:
+            raise ApiError("refused", f"run {run.run_id} is {run.status}: only a queued or running run can be paused")
         self.queues[run.instrument].pause(run, True)
         return {"run_id": run.run_id, "status": run.status, "hold": run.protocol.pause_hold}
 

@@ -389,3 +389,30 @@ def test_a_request_that_arrives_while_the_daemon_starts_waits_for_it(lab, tmp_pa
         assert len(answers) == 1 and {i["name"] for i in answers[0]} == {"sim-pstat-1", "sim-pstat-2", "sim-smu-1"}
     finally:
         daemon.close()
+
+
+def test_a_queued_run_paused_holds_before_its_first_step_and_runs_when_resumed(lab):
+    """Pausing a run that has not started (queued behind another, or its host still starting)
+    holds it at open circuit as soon as it starts: no current before it is resumed."""
+    daemon = Daemon(lab(), sim_speed=1.0)
+    try:
+        with Client(daemon.control.endpoint) as client:
+            first = client.submit("ccd", "sim-pstat-1", **CCD)
+            second = client.submit("ccd", "sim-pstat-1", **CCD, sample_interval_s=0.1)
+            assert client.call("pause", run_id=second)["status"] == "queued"
+            client.abort(first)
+            until(lambda: client.status(second)["status"] == "paused")
+            until(lambda: client.status(second)["n_samples"] >= 5)
+            held = np.concatenate([b.columns["current_A"] for b in client.fetch_blocks(second)[0]])
+            assert len(held) >= 5 and np.all(held == 0.0)  # open circuit from its first sample
+            client.call("resume", run_id=second)
+
+            def plating():
+                blocks = client.fetch_blocks(second)[0]
+                return np.any(np.concatenate([b.columns["current_A"] for b in blocks]) < 0)
+
+            until(plating)
+            client.abort(second)
+            assert client.wait(second, timeout_s=10)["status"] == "aborted"
+    finally:
+        daemon.close()
