@@ -9,7 +9,6 @@ spaces instead of tabs.  Anything they cannot read raises :class:`UnreadableFile
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,11 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from echemd.daemon.errors import EchemdError
-from echemd.protocols.text_tables import HEAD_LINES, TableLayout, TableLayoutError, detect_layout, read_layout
+from echemd.protocols.text_tables import HEAD_LINES, NUMBER, TableLayout, TableLayoutError, detect_layout, read_layout
 
 #: Bytes of a text table read to find its layout and encoding.
 HEAD_BYTES = 1 << 18
-NUMBER = re.compile(r"^[-+]?(\d+([.,]\d*)?|[.,]\d+)([eE][-+]?\d+)?$")
 
 
 class UnreadableFile(EchemdError):
@@ -158,18 +156,12 @@ CAFM_COLUMNS = ("time_s", "bias_V", "current_A")
 def read_table(path: str | Path, kind: str) -> Table:
     """The columns ``kind`` ('eis', 'ccd' or 'cafm') needs, from an HDF5, DTA or CSV file."""
     path = Path(path)
-    if not path.is_file():
-        raise UnreadableFile(f"{path}: no such file")
-    with path.open("rb") as handle:
-        start = handle.read(8)
+    form = _file_form(path)
     try:
-        if start.startswith(b"\x89HDF"):
+        if form == "hdf5":
             return _from_hdf5(path)
-        if start.upper().startswith(b"EXPLAIN"):
+        if form == "gamry":
             return _from_gamry(path, kind)
-        if start.startswith(b"BIO-LOGI"):
-            raise UnreadableFile(f"{path}: a BioLogic EC-Lab binary file (.mpr): echemd reads EC-Lab's text export (.mpt: in EC-Lab, "
-                                 "Experiment > Export as Text), not the binary format")
         return _from_text(path, kind)
     except UnreadableFile:
         raise
@@ -190,7 +182,7 @@ def hdf5_ccd_chunks(path: str | Path, rows: int) -> tuple[Callable[[], Iterator[
         missing = [name for name in CCD_COLUMNS if name not in run.names]
         if missing:
             raise UnreadableFile(f"{path}: no {', '.join(missing)} column (has: {', '.join(run.names)})")
-    described = _from_hdf5(path, columns=False)
+        described = _run_table(run, path, columns=False)
 
     def chunks() -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         with RunFileReader(path) as run:
@@ -199,11 +191,33 @@ def hdf5_ccd_chunks(path: str | Path, rows: int) -> tuple[Callable[[], Iterator[
     return chunks, described
 
 
-def _from_hdf5(path: Path, columns: bool = True) -> Table:
+def _from_hdf5(path: Path) -> Table:
     from echemd.daemon.runfile_reader import RunFileReader
 
     with RunFileReader(path) as run:
-        return Table(run.columns() if columns else {}, str(path), run.area_cm2, {"protocol": run.protocol, "parameters": run.parameters})
+        return _run_table(run, path, columns=True)
+
+
+def _run_table(run, path: Path, columns: bool) -> Table:
+    """An open run file (RunFileReader) as a Table: its columns (or none), area and parameters."""
+    return Table(run.columns() if columns else {}, str(path), run.area_cm2, {"protocol": run.protocol, "parameters": run.parameters})
+
+
+def _file_form(path: Path) -> str:
+    """What a file is, from its first bytes: 'hdf5', 'gamry' (EXPLAIN) or 'text'; raises
+    UnreadableFile for a missing file and for an EC-Lab binary file."""
+    if not path.is_file():
+        raise UnreadableFile(f"{path}: no such file")
+    with path.open("rb") as handle:
+        start = handle.read(8)
+    if start.startswith(b"\x89HDF"):
+        return "hdf5"
+    if start.upper().startswith(b"EXPLAIN"):
+        return "gamry"
+    if start.startswith(b"BIO-LOGI"):
+        raise UnreadableFile(f"{path}: a BioLogic EC-Lab binary file (.mpr): echemd reads EC-Lab's text export (.mpt: in EC-Lab, "
+                             "Experiment > Export as Text), not the binary format")
+    return "text"
 
 
 def _from_gamry(path: Path, kind: str) -> Table:
@@ -261,13 +275,10 @@ def ccd_chunks(path: str | Path, rows: int) -> tuple[Callable[[], Iterator[tuple
     afresh at each call of the first value returned, and its Table (area, parameters): run files
     and text tables in chunks (memory that does not grow with the record), Gamry files whole."""
     path = Path(path)
-    if not path.is_file():
-        raise UnreadableFile(f"{path}: no such file")
-    with path.open("rb") as handle:
-        start = handle.read(8)
-    if start.startswith(b"\x89HDF"):
+    form = _file_form(path)
+    if form == "hdf5":
         return hdf5_ccd_chunks(path, rows)
-    if start.upper().startswith(b"EXPLAIN") or start.startswith(b"BIO-LOGI"):
+    if form == "gamry":
         table = read_table(path, "ccd")
         whole = table.require(*CCD_COLUMNS)
         return (lambda: iter([whole])), table
