@@ -40,9 +40,10 @@ class Publisher:
     (:meth:`to_daemon`) it feeds a PUSH socket connected to that ingest endpoint: a host's
     messages reach subscribers through the daemon's proxy, in the order the host sent them."""
 
-    def __init__(self, context: zmq.Context, outgoing: zmq.Socket, heartbeat: bool, ingest_endpoint: str | None = None) -> None:
-        """``outgoing``: the socket the proxy feeds (owned from now on); ``ingest_endpoint``: also
-        take messages from other processes there (bound; see :attr:`ingest_endpoint`)."""
+    def __init__(self, context: zmq.Context, outgoing: zmq.Socket, endpoint: str, heartbeat: bool, ingest_endpoint: str | None = None) -> None:
+        """``outgoing``: the socket the proxy feeds (owned from now on), at ``endpoint``;
+        ``ingest_endpoint``: also take messages from other processes there (bound; see :attr:`ingest_endpoint`)."""
+        self.endpoint = endpoint
         self._context = context
         self._socket = outgoing
         name = next(_publishers)
@@ -76,9 +77,7 @@ class Publisher:
         socket.setsockopt(zmq.SNDHWM, high_water_mark)
         socket.setsockopt(zmq.LINGER, 500)
         bind_or_close(socket, endpoint)
-        publisher = cls(context, socket, heartbeat=True, ingest_endpoint=ingest_endpoint)
-        publisher.endpoint = socket.getsockopt_string(zmq.LAST_ENDPOINT)
-        return publisher
+        return cls(context, socket, socket.getsockopt_string(zmq.LAST_ENDPOINT), heartbeat=True, ingest_endpoint=ingest_endpoint)
 
     @classmethod
     def to_daemon(cls, context: zmq.Context, ingest_endpoint: str) -> "Publisher":
@@ -87,9 +86,7 @@ class Publisher:
         socket.setsockopt(zmq.SNDHWM, 100_000)
         socket.setsockopt(zmq.LINGER, 2000)
         socket.connect(ingest_endpoint)
-        publisher = cls(context, socket, heartbeat=False)
-        publisher.endpoint = ingest_endpoint
-        return publisher
+        return cls(context, socket, ingest_endpoint, heartbeat=False)
 
     def data(self, block: DataBlock) -> None:
         self._send(encode_data(block))
