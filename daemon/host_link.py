@@ -29,7 +29,6 @@ import numpy as np
 from echemd.config.models import RunLimits
 from echemd.daemon.run import Run
 from echemd.daemon.stream import DataBlock
-from echemd.daemon.vocabulary import RunStatus
 from echemd.protocols import PROTOCOLS
 
 #: How often each side tells the other it is alive, s.

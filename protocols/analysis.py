@@ -87,14 +87,14 @@ def analyze_ccd(time_s, current_A, voltage_V, area_cm2: float, detection: ShortD
 
 def analyze_ccd_chunks(chunks: Chunks, area_cm2: float, detection: ShortDetection | None = None, plating_sign: int | None = None) -> dict:
     """:func:`analyze_ccd` of a record too long to hold: ``chunks()`` yields its (time_s, current_A,
-    voltage_V) pieces in order, afresh at each call (it is read twice: the steps' currents first,
-    to find the plating sign, then everything).  Memory: one chunk and one step's first STEP_HEAD
-    samples.  Rows with no current (NaN: another step's rows, e.g. an impedance spectrum's) are
+    voltage_V) pieces in order, afresh at each call (without a ``plating_sign`` it is read twice:
+    the steps' currents first, to find the plating sign, then everything).  Memory: one chunk and
+    one step's first STEP_HEAD samples.  Rows with no current (NaN: another step's rows, e.g. an impedance spectrum's) are
     skipped.  The answer does not depend on how the record is cut into chunks."""
     if not area_cm2 or area_cm2 <= 0:
         raise ValueError("the electrode area (cm2) is needed to turn currents into current densities")
-    heads = [head for head in _step_heads(chunks) if head.current_A != 0]
-    sign = plating_sign if plating_sign is not None else infer_plating_sign([head.current_A for head in heads])
+    sign = plating_sign if plating_sign is not None else infer_plating_sign(
+        [head.current_A for head in _step_heads(chunks) if head.current_A != 0])
     monitor = ShortMonitor(detection or ShortDetection(), area_cm2)
     verdict = CCDVerdict(monitor)
     plating_mA_cm2, plating_steps, watch, watch_head, phase, density = None, 0, None, None, "", 0.0
@@ -139,7 +139,7 @@ class _StepHead:
 
     def settle(self) -> None:
         t, i = np.concatenate(self._time), np.concatenate(self._current)
-        self.current_A, self.sample_interval_s, self.settled = float(np.median(i)), _sample_interval_s(t), True
+        self.current_A, self.sample_interval_s, self.settled = _median(i), _sample_interval_s(t), True
         self._time, self._current = [], []
 
 
@@ -200,7 +200,16 @@ def _step_starts(current: np.ndarray) -> list[int]:
 
 def _sample_interval_s(time_s: np.ndarray) -> float:
     """A step's sample interval, s (the median spacing; 1 s for a step of one sample)."""
-    return float(np.median(np.diff(time_s))) if len(time_s) > 1 else 1.0
+    return _median(np.diff(time_s)) if len(time_s) > 1 else 1.0
+
+
+def _median(values: np.ndarray) -> float:
+    """The median of finite values (np.median's answer at a fraction of its cost: one partition)."""
+    half = len(values) // 2
+    if len(values) % 2:
+        return float(np.partition(values, half)[half])
+    low, high = np.partition(values, (half - 1, half))[half - 1: half + 1]
+    return float((low + high) / 2)
 
 
 def sweeps(bias_V: np.ndarray) -> list[slice]:

@@ -58,9 +58,12 @@ SUSPECT_FLOOR_FACTOR, SUSPECT_STEPS = 3.0, 4
 
 
 def current_quanta(current_A: np.ndarray) -> int:
-    """Sum of |I| over samples, in whole CURRENT_QUANTUM_A (exact: int64 pieces of a million samples, |I| < 9 A)."""
-    quanta = np.rint(np.nan_to_num(np.abs(np.asarray(current_A, dtype=np.float64))) / CURRENT_QUANTUM_A).astype(np.int64)
-    return sum(int(piece.sum()) for piece in np.array_split(quanta, max(1, len(quanta) // 1_000_000 + 1)))
+    """Sum of |I| over samples, in whole CURRENT_QUANTUM_A (exact: int64 pieces of a million samples,
+    |I| < 9 A); a non-finite sample counts as none."""
+    magnitude = np.rint(np.abs(np.asarray(current_A, dtype=np.float64)) / CURRENT_QUANTUM_A)
+    magnitude[~np.isfinite(magnitude)] = 0
+    quanta = magnitude.astype(np.int64)
+    return sum(int(quanta[start:start + 1_000_000].sum()) for start in range(0, len(quanta), 1_000_000))
 
 class ShortDetection(BaseModel):
     """The short criterion's parameters (lab units); a protocol parameter group and `analyze ccd` options."""
@@ -297,11 +300,13 @@ class ShortWatch(StopCondition):
         since_start = t_window - self._t0
         watched = since_start >= c.settle_s  # calm is judged on a full window after the shortest settle time
         ends = since_start >= c.settle_max_s
-        if watched.any():
+        # the settle time ends by the first sample past settle_max_s: later ones need no judging
+        last = int(np.argmax(ends)) + 1 if ends.any() else len(t)
+        if watched[:last].any():
             first = int(np.argmax(watched))
-            highest = self._settling.update(t[first:], p[first:])
-            calm = highest - p[first:] < SETTLE_CALM_FRACTION * np.maximum(threshold_V, c.drop_threshold_fraction * highest)
-            ends[first:] |= calm & (since_start[first:] >= c.settle_s + c.settle_window_s)
+            highest = self._settling.update(t[first:last], p[first:last])
+            calm = highest - p[first:last] < SETTLE_CALM_FRACTION * np.maximum(threshold_V, c.drop_threshold_fraction * highest)
+            ends[first:last] |= calm & (since_start[first:last] >= c.settle_s + c.settle_window_s)
         if not ends.any():
             return len(t)
         k = int(np.argmax(ends))

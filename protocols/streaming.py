@@ -10,15 +10,20 @@ Times are in seconds and must increase from block to block.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 
+@functools.cache
 def _filter(name: str):
     """scipy.ndimage's running filter for a statistic (imported on first use: it takes ~0.3 s, and
-    a CLI call that never analyses should not pay it)."""
+    a CLI call that never analyses should not pay it; looked up once: scipy's lazy attributes cost
+    ~15 us a time, which a whole record's analysis paid ~30,000 times)."""
     from scipy import ndimage
 
-    function = {"median": ndimage.median_filter, "mean": ndimage.uniform_filter1d, "min": ndimage.minimum_filter1d}[name]
+    function = {"median": ndimage.median_filter, "mean": ndimage.uniform_filter1d, "min": ndimage.minimum_filter1d,
+                "max": ndimage.maximum_filter1d}[name]
     return lambda x, w, o: function(x, size=w, mode="nearest", origin=o)
 
 
@@ -63,7 +68,14 @@ class TrailingWindow:
 
 
 class WindowMax:
-    """For each sample, the largest value fed at times within ``span_s`` before it (inclusive; None: ever)."""
+    """For each sample, the largest value fed at times within ``span_s`` before it (inclusive; None: ever).
+
+    A block costs a few numpy passes whatever its length (a range-maximum table over the block,
+    ~log2(length) levels); blocks longer than MAX_PIECE samples are taken MAX_PIECE at a time, so
+    the table stays small (at most ~9 MB).
+    """
+
+    MAX_PIECE = 1 << 16
 
     def __init__(self, span_s: float | None) -> None:
         self.span_s = span_s
@@ -72,22 +84,25 @@ class WindowMax:
         self._v = np.empty(0)
 
     def update(self, t: np.ndarray, v: np.ndarray) -> np.ndarray:
+        t, v = np.asarray(t, dtype=np.float64), np.asarray(v, dtype=np.float64)
         out = np.empty(len(t))
-        start = 0
-        while start < len(t):  # in pieces no longer than the span: every sample of a piece sees all before it
-            n = len(t) - start if self.span_s is None else max(1, int(np.searchsorted(t[start:], t[start] + self.span_s, side="right")))
-            out[start:start + n] = self._piece(t[start:start + n], v[start:start + n])
-            start += n
+        for start in range(0, len(t), self.MAX_PIECE):
+            piece = slice(start, start + self.MAX_PIECE)
+            out[piece] = self._piece(t[piece], v[piece])
         return out
 
     def _piece(self, t: np.ndarray, v: np.ndarray) -> np.ndarray:
         old_t, old_v = self._t, self._v
-        if len(old_v):
-            first = np.zeros(len(t), dtype=np.int64) if self.span_s is None else np.searchsorted(old_t, t - self.span_s, side="left")
-            old_max = np.where(first < len(old_v), old_v[np.minimum(first, len(old_v) - 1)], -np.inf)
+        if self.span_s is None:
+            maxima = np.maximum.accumulate(v)
+            if len(old_v):
+                maxima = np.maximum(maxima, old_v[0])
         else:
-            old_max = np.full(len(t), -np.inf)
-        maxima = np.maximum(old_max, np.maximum.accumulate(v))
+            starts = t - self.span_s
+            maxima = _range_max(v, np.searchsorted(t, starts, side="left"))
+            if len(old_v):  # the earlier values still in each sample's window: a suffix of the survivors, whose first is its largest
+                first_old = np.searchsorted(old_t, starts, side="left")
+                maxima = np.maximum(maxima, np.where(first_old < len(old_v), old_v[np.minimum(first_old, len(old_v) - 1)], -np.inf))
         all_t, all_v = np.concatenate([old_t, t]), np.concatenate([old_v, v])
         if self.span_s is not None:
             recent = all_t >= t[-1] - self.span_s
@@ -96,6 +111,33 @@ class WindowMax:
         survivors = all_v > later_max  # on a tie the later sample survives: it stays in the window longer
         self._t, self._v = all_t[survivors], all_v[survivors]
         return maxima
+
+
+def _range_max(v: np.ndarray, first: np.ndarray) -> np.ndarray:
+    """max(v[first[k] : k + 1]) for every k (``first`` non-decreasing, ``first[k] <= k``).
+
+    Ranges that start at 0 are a cumulative maximum (a block shorter than the span: the common case
+    live).  When the others all span the same number of samples (uniform sampling) they are scipy's
+    running maximum; otherwise a sparse table: level j holds the maxima of 2**j consecutive values,
+    and any range is the larger of two (overlapping) entries of one level."""
+    maxima = np.maximum.accumulate(v)
+    if not len(v) or first[-1] == 0:
+        return maxima
+    k = np.arange(len(v))
+    length = k - first + 1
+    inside = first > 0  # a suffix: first is non-decreasing
+    width = int(length[-1])
+    if (length[inside] == width).all():
+        running = _filter("max")(v, width, width - 1 - width // 2)  # output k: the maximum of samples k-width+1 .. k
+        maxima[inside] = running[inside]
+        return maxima
+    level = np.frexp(length)[1] - 1  # floor(log2(length)), exact for integers
+    table = np.full((int(level.max()) + 1, len(v)), -np.inf)
+    table[0] = v
+    for j in range(1, len(table)):
+        half = 1 << (j - 1)
+        table[j, : len(v) - half] = np.maximum(table[j - 1, : len(v) - half], table[j - 1, half:])
+    return np.maximum(table[level, first], table[level, k - (1 << level) + 1])
 
 
 class Persistence:

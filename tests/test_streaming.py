@@ -49,6 +49,24 @@ def test_window_max(seed, sizes, span):
     np.testing.assert_array_equal(got, brute)
 
 
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 1000), sizes=st.lists(st.integers(1, 3000), min_size=1, max_size=4),
+       span=st.sampled_from([None, 3.0, 40.0, 700.0]), piece=st.sampled_from([7, 1 << 16]),
+       spacing=st.sampled_from([None, 1.0, 0.1]))
+def test_window_max_long_blocks(seed, sizes, span, piece, spacing):
+    """Blocks far longer than the span (a whole step, as `analyze` feeds them), cut into pieces or
+    not, sampled unevenly or evenly (whole seconds, or tenths whose windows differ by a sample)."""
+    t, v = signal(seed, n=2000)
+    if spacing is not None:
+        t = 5.0 + spacing * np.arange(len(t))
+    streamed = WindowMax(span)
+    streamed.MAX_PIECE = piece
+    got = np.concatenate([streamed.update(t[s], v[s]) for s in blocks(len(t), sizes)])
+    first = np.zeros(len(t), dtype=int) if span is None else np.searchsorted(t, t - span, side="left")
+    brute = np.array([v[first[i]: i + 1].max() for i in range(len(t))])
+    np.testing.assert_array_equal(got, brute)
+
+
 @settings(max_examples=60, deadline=None)
 @given(seed=st.integers(0, 1000), sizes=partitions, hold=st.sampled_from([0.0, 1.0, 4.0, 10.0]))
 def test_persistence(seed, sizes, hold):
