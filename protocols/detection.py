@@ -12,11 +12,14 @@ from echemd.protocols.base import Stop, StopCondition
 
 
 def first_beyond(values: np.ndarray, limit: float) -> int | None:
-    """Index of the first value with |value| > limit, or None (one reduction when none is: the common case)."""
+    """Index of the first value with |value| > limit, or None; a NaN (no reading) is not beyond.
+
+    One reduction when none is (the common case)."""
     magnitude = np.abs(values)
     if not len(magnitude) or magnitude.max() <= limit:
         return None
-    return int(np.argmax(magnitude > limit))
+    beyond = np.flatnonzero(magnitude > limit)  # (a NaN makes the max NaN: look at each value)
+    return int(beyond[0]) if beyond.size else None
 
 
 class VoltageLimit(StopCondition):

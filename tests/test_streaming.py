@@ -115,3 +115,12 @@ def test_safety_monitor_names_the_same_limit_at_the_same_sample(seed, sizes, whi
     streamed = SafetyMonitor(RunLimits(**limits))
     found = next((m for s in blocks(n, sizes) if (m := streamed.check({k: v[s] for k, v in columns.items()}))), None)
     assert whole is not None and found == whole
+
+
+def test_a_sample_with_no_reading_is_not_beyond_a_limit():
+    """NaN (no reading) is not beyond |V| or |I| limits, and does not hide a real reading that is."""
+    monitor = SafetyMonitor(RunLimits(max_abs_voltage_V=1.0))
+    assert monitor.check({"time_s": np.array([1.0, 2.0]), "voltage_V": np.array([0.1, np.nan])}) is None
+    message = monitor.check({"time_s": np.array([3.0, 4.0, 5.0]), "voltage_V": np.array([np.nan, -1.5, 2.0])})
+    assert message.startswith("voltage_V = -1.5 at t = 4 s is beyond the limit max_abs_voltage_V = 1")
+    assert VoltageLimit(1.0).update({"time_s": np.array([1.0, 2.0]), "voltage_V": np.array([np.nan, 0.5])}) is None
