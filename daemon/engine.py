@@ -108,34 +108,42 @@ class Engine:
             self._hold(step)
         part: Step | None = step
         stop = None
+        checks = _StopChecks(step.stops)
         while part is not None:
-            stop, paused = self._acquire(part, step, taken)
+            stop, paused = self._acquire(part, step, taken, checks)
             if stop is not None or not paused:
                 break
             self._hold(step)
             part = step.remainder(taken.n_samples)
         return taken.outcome(stop)
 
-    def _acquire(self, part: Step, step: Step, taken: "_Taken") -> tuple[Stop | None, bool]:
+    def _acquire(self, part: Step, step: Step, taken: "_Taken", checks: "_StopChecks") -> tuple[Stop | None, bool]:
         """Acquire ``part`` of ``step``; returns (stop, paused)."""
         check_kind(part, self.instrument)
         acquisition = part.acquire(self.instrument)
+        stop, paused = None, False
         try:
             for block in acquisition:
                 with self.turn:
                     columns = self._take(block)
                     taken.add(columns)
-                    stop = _first_stop(step.stops, columns)
+                    stop = checks.feed(columns)
                 if stop is not None:
-                    self.event(EventKind.STOP, f"{step.label}: {stop.reason} at {stop.time_s:.6g} s")
-                    return stop, False
+                    break
                 if self.aborted():
                     raise RunAborted()
                 if self.hold is not None and self.paused():
-                    return None, True
+                    paused = True
+                    break
         finally:
             acquisition.close()
-        return None, False
+        if stop is None:  # the samples held back are judged before the step ends or holds
+            with self.turn:
+                stop = checks.feed(None)
+        if stop is not None:
+            self.event(EventKind.STOP, f"{step.label}: {stop.reason} at {stop.time_s:.6g} s")
+            return stop, False
+        return None, paused
 
     def _take(self, block, holding: bool = False) -> dict[str, np.ndarray]:
         """Rebase, record and safety-check one block; a limit fails the run, or pauses it where asked."""
@@ -223,9 +231,35 @@ class _Taken:
         return StepOutcome(columns, stop, self.n_samples)
 
 
-def _first_stop(conditions, columns: Mapping[str, np.ndarray]):
-    for condition in conditions:
-        stop = condition.update(columns)
-        if stop is not None:
-            return stop
-    return None
+class _StopChecks:
+    """A step's stop conditions, each fed the step's samples in order: every block, or, for a
+    condition with a ``batch_s``, once what it has not seen spans that long.  When any condition
+    stops the step, or the samples run out (``feed(None)``), everything held back is judged, and
+    the earliest stop ends the step (on a tie, the first condition's): the same stop as feeding
+    every condition every block."""
+
+    def __init__(self, conditions) -> None:
+        self._conditions = list(conditions)
+        self._held: list[list[Mapping[str, np.ndarray]]] = [[] for _ in self._conditions]
+        self._fed_to_s = [-np.inf] * len(self._conditions)
+
+    def feed(self, columns: Mapping[str, np.ndarray] | None) -> Stop | None:
+        """Take a block (None: the acquisition ended); the stop that ends the step, or None."""
+        stops = [self._judge(k, columns, everything=columns is None) for k in range(len(self._conditions))]
+        if any(stops):
+            stops = [stop or self._judge(k, None, everything=True) for k, stop in enumerate(stops)]
+        found = [stop for stop in stops if stop is not None]
+        return min(found, key=lambda stop: stop.time_s) if found else None
+
+    def _judge(self, k: int, columns: Mapping[str, np.ndarray] | None, everything: bool) -> Stop | None:
+        held = self._held[k]
+        if columns is not None and len(columns["time_s"]):
+            held.append(columns)
+        if not held:
+            return None
+        if not everything and held[-1]["time_s"][-1] - self._fed_to_s[k] < self._conditions[k].batch_s:
+            return None
+        block = held[0] if len(held) == 1 else {name: np.concatenate([b[name] for b in held]) for name in held[0]}
+        held.clear()
+        self._fed_to_s[k] = float(block["time_s"][-1])
+        return self._conditions[k].update(block)

@@ -46,7 +46,16 @@ class Stop:
 
 
 class StopCondition(abc.ABC):
-    """Watches a step's samples as they arrive; :meth:`update` returns a Stop to end the step."""
+    """Watches a step's samples as they arrive; :meth:`update` returns a Stop to end the step.
+
+    ``batch_s``: the engine may hold samples back and feed them in blocks spanning up to this long
+    (s of run time), and always feeds what it holds when the acquisition ends (step end, pause) or
+    another condition stops the step: for a condition whose answer does not depend on how its
+    samples are cut into blocks and that judges over seconds (the short detector), at a fraction of
+    the cost per sample.  0 (the default): every block as it arrives (a safety cut-off).
+    """
+
+    batch_s: float = 0.0
 
     @abc.abstractmethod
     def update(self, columns: Mapping[str, np.ndarray]) -> Stop | None:

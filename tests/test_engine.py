@@ -8,6 +8,7 @@ from echemd.daemon.engine import Controls, Engine, RunAborted, RunFailed
 from echemd.daemon.run_events import HoldChanged, Note, Samples, StepStarted
 from echemd.drivers.registry import open_instrument
 from echemd.protocols import CCD
+from echemd.protocols.base import Galvanostatic, Stop, StopCondition
 
 
 @pytest.fixture
@@ -90,3 +91,55 @@ def test_engines_record_a_block_only_while_holding_their_turn(pstat):
     runner.join(30)
     assert not runner.is_alive() and sum(len(block["time_s"]) for block in recorded) > 1000
     assert pstat.output_on is False and not turn.locked()
+
+
+class Watcher(StopCondition):
+    """Keeps the blocks it is fed; stops at the first sample at or after ``stop_at_s``."""
+
+    def __init__(self, batch_s: float, stop_at_s: float = np.inf, reason: str = "watched") -> None:
+        self.batch_s, self.stop_at_s, self.reason, self.blocks = batch_s, stop_at_s, reason, []
+
+    def update(self, columns):
+        self.blocks.append(columns["time_s"].copy())
+        hit = np.flatnonzero(columns["time_s"] >= self.stop_at_s)
+        return Stop(self.reason, float(columns["time_s"][hit[0]])) if hit.size else None
+
+
+def run_step(instrument, *watchers):
+    """One 8 s galvanostatic step sampled every 10 ms, at 20x real time (a block of ~20 samples every
+    10 ms, as a polled instrument hands them over), watched by ``watchers``; (outcome, recorded times)."""
+    engine, recorded, _ = engine_for(instrument)
+
+    def plan():
+        outcome = yield Galvanostatic(-1e-5, 8.0, 0.01, "hold", stops=watchers, keep_samples=False)
+        return outcome
+
+    outcome = engine.run(plan())
+    return outcome, np.concatenate([block["time_s"] for block in recorded])
+
+
+@pytest.fixture
+def paced():
+    return open_instrument(load_default_config().instrument("sim-pstat-1"), sim_speed=20.0)
+
+
+def test_a_condition_that_allows_it_is_fed_held_back_samples_in_blocks_of_its_batch_span(paced):
+    every, batched = Watcher(0.0), Watcher(1.0)
+    outcome, recorded = run_step(paced, every, batched)
+    assert outcome.stop is None and len(every.blocks) >= 30  # ~20 samples per block
+    assert np.array_equal(np.concatenate(batched.blocks), recorded)  # every sample once, in order: the last ones at the step's end
+    spans = np.diff([-np.inf] + [block[-1] for block in batched.blocks])[1:-1]
+    assert len(batched.blocks) < 12 and np.all(spans >= 1.0)
+
+
+@pytest.mark.parametrize("batch_s", [0.0, 1.0, 100.0])
+def test_a_step_ends_on_the_same_stop_however_its_conditions_are_fed(paced, batch_s):
+    # the held-back condition's stop (3.0 s) comes before the other one's (3.5 s): it ends the step,
+    # as it does when fed every block; with a 100 s batch it is only judged when the other stops
+    outcome, recorded = run_step(paced, Watcher(0.0, 3.5, "safety"), Watcher(batch_s, 3.0, "short"))
+    assert (outcome.stop.reason, outcome.stop.time_s) == ("short", recorded[recorded >= 3.0][0])
+    # fed every block it ends the step at once; held back, by the next batch or when the other one stops
+    assert recorded[-1] < {0.0: 3.5, 1.0: 4.0, 100.0: 4.0}[batch_s] and (batch_s < 100 or recorded[-1] >= 3.5)
+    # held back to the step's end: judged then, and the step ends on it
+    outcome, recorded = run_step(paced, Watcher(batch_s, 7.9, "short"))
+    assert (outcome.stop.reason, outcome.stop.time_s) == ("short", recorded[recorded >= 7.9][0])
