@@ -44,7 +44,10 @@ class SafetyMonitor:
         found += _beyond(columns, "current_A", lim.max_abs_current_A, "max_abs_current_A")
         charge = hits = None
         if "current_A" in columns:  # each sample's current over the interval up to it
-            charge = self.charge_C + np.cumsum(np.abs(columns["current_A"]) * np.diff(t, prepend=self._last_time_s))
+            interval = np.empty(len(t))
+            interval[0] = t[0] - self._last_time_s
+            np.subtract(t[1:], t[:-1], out=interval[1:])
+            charge = self.charge_C + np.cumsum(np.abs(columns["current_A"]) * interval)
             self.charge_C = float(charge[-1])
         if "compliance" in columns:
             hits = self.compliance_hits + np.cumsum(np.asarray(columns["compliance"]) != 0)
