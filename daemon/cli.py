@@ -136,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--plating-sign", choices=("negative", "positive"),
                          help="ccd: the current sign that plates Li on the working electrode (default: found from the data)")
     _add_detection_options(analyze)
+    _add_column_option(analyze)
     for verb, (_, arguments, help_text) in REQUEST_VERBS.items():
         request = verbs.add_parser(verb, help=help_text)
         for argument in arguments:
@@ -147,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                                         "the first whose columns it has: eis, cafm, ccd)")
     plot.add_argument("--area-cm2", type=float, help="electrode area where the file does not say, cm2")
     plot.add_argument("--spectrum", type=int, help="which impedance spectrum of a file holding several (from 1)")
+    _add_column_option(plot)
     export = verbs.add_parser("export", help="export a run file as CSV, Gamry DTA, bluesky documents (JSON lines) or a Battery Data Format table")
     export.add_argument("file", type=Path)
     export.add_argument("--format", choices=("csv", "dta", "bluesky", "bdf"), required=True)
@@ -496,9 +498,11 @@ def cmd_plot(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.file}: no such file")
     try:
         if h5py.is_hdf5(args.file):
+            if args.column:
+                raise UsageError(f"{args.file}: --column names a text table's columns; a run file's are known")
             print(plot_run(args.file, args.output))
         else:
-            print(plot_table(args.file, args.output, args.kind, args.area_cm2, args.spectrum))
+            print(plot_table(args.file, args.output, args.kind, args.area_cm2, args.spectrum, _named_columns(args)))
     except (EchemdError, KeyError, ValueError) as exc:
         raise UsageError(f"{args.file}: cannot plot it: {exc}") from exc
     return EXIT_OK
@@ -526,6 +530,22 @@ def cmd_keys(args: argparse.Namespace) -> int:
     public, secret = create_keys(args.dir, args.name)
     print(json.dumps({"public": str(public), "secret": str(secret)}))
     return EXIT_OK
+
+
+def _add_column_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--column", action="append", metavar="NAME=HEADER[@UNIT]",
+                        help="a text table's column whose name echemd does not know, e.g. voltage_V='Spannung@mV' or "
+                             "time_s='Zeit [min]' (NAME: time_s, voltage_V, current_A, bias_V, frequency_Hz, z_real_ohm, "
+                             "z_imag_ohm, spectrum; HEADER as written in the file; UNIT where the header does not say it; repeatable)")
+
+
+def _named_columns(args: argparse.Namespace) -> dict:
+    from echemd.protocols.text_tables import named_columns
+
+    try:
+        return named_columns(args.column)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
 
 
 def _add_detection_options(parser: argparse.ArgumentParser) -> None:
@@ -562,11 +582,12 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from echemd.protocols import analysis
     from echemd.protocols.readers import ccd_chunks, read_table
 
+    named = _named_columns(args)
     try:
         if args.kind == "ccd":  # read in chunks: a week-long run holds tens of millions of rows
-            chunks, table = ccd_chunks(args.file, analysis.CHUNK_ROWS)
+            chunks, table = ccd_chunks(args.file, analysis.CHUNK_ROWS, named)
         else:
-            table = read_table(args.file, args.kind)
+            table = read_table(args.file, args.kind, named)
         area = args.area_cm2 if args.area_cm2 is not None else table.area_cm2
         if args.kind == "ccd":
             if area is None:

@@ -33,10 +33,11 @@ def plot_run(run_file: str | Path, out: str | Path) -> Path:
 
 
 def plot_table(path: str | Path, out: str | Path, kind: str | None = None, area_cm2: float | None = None,
-               spectrum: int | None = None) -> Path:
+               spectrum: int | None = None, named: dict | None = None) -> Path:
     """Write the figure of a file from other software (Gamry DTA, EC-Lab text, CSV) to ``out``:
     its data analysed as ``echemd analyze`` does (``kind`` ccd, eis or cafm: by default the first
-    whose columns the file has, in the order eis, cafm, ccd).  Raises UnreadableFile, FitError."""
+    whose columns the file has, in the order eis, cafm, ccd; ``named``: which of a text table's
+    columns is which, as readers.read_table takes it).  Raises UnreadableFile, FitError."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -48,7 +49,7 @@ def plot_table(path: str | Path, out: str | Path, kind: str | None = None, area_
     kinds = [kind] if kind else ["eis", "cafm", "ccd"]
     for k, candidate in enumerate(kinds):
         try:
-            table, kind = read_table(path, candidate), candidate
+            table, kind = read_table(path, candidate, named), candidate
             break
         except UnreadableFile as exc:
             if k == len(kinds) - 1:

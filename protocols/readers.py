@@ -18,6 +18,9 @@ import numpy as np
 from echemd.daemon.errors import EchemdError
 from echemd.protocols.text_tables import HEAD_LINES, NUMBER, TableLayout, TableLayoutError, detect_layout, read_layout
 
+#: Which of a text table's columns is which, as the reader said (text_tables.named_columns).
+Named = dict[str, tuple[str, str | None]]
+
 #: Bytes of a text table read to find its layout and encoding.
 HEAD_BYTES = 1 << 18
 
@@ -153,16 +156,17 @@ CCD_COLUMNS = ("time_s", "current_A", "voltage_V")
 CAFM_COLUMNS = ("time_s", "bias_V", "current_A")
 
 
-def read_table(path: str | Path, kind: str) -> Table:
-    """The columns ``kind`` ('eis', 'ccd' or 'cafm') needs, from an HDF5, DTA or CSV file."""
+def read_table(path: str | Path, kind: str, named: Named | None = None) -> Table:
+    """The columns ``kind`` ('eis', 'ccd' or 'cafm') needs, from an HDF5, DTA or CSV file; ``named``:
+    which of a text table's columns is which, where its names do not say (text_tables.named_columns)."""
     path = Path(path)
-    form = _file_form(path)
+    form = _file_form(path, named)
     try:
         if form == "hdf5":
             return _from_hdf5(path)
         if form == "gamry":
             return _from_gamry(path, kind)
-        return _from_text(path, kind)
+        return _from_text(path, kind, named)
     except UnreadableFile:
         raise
     except TableLayoutError as exc:
@@ -203,21 +207,22 @@ def _run_table(run, path: Path, columns: bool) -> Table:
     return Table(run.columns() if columns else {}, str(path), run.area_cm2, {"protocol": run.protocol, "parameters": run.parameters})
 
 
-def _file_form(path: Path) -> str:
+def _file_form(path: Path, named: Named | None = None) -> str:
     """What a file is, from its first bytes: 'hdf5', 'gamry' (EXPLAIN) or 'text'; raises
-    UnreadableFile for a missing file and for an EC-Lab binary file."""
+    UnreadableFile for a missing file, for an EC-Lab binary file, and for columns ``named`` in a
+    file that is no text table (its columns are known)."""
     if not path.is_file():
         raise UnreadableFile(f"{path}: no such file")
     with path.open("rb") as handle:
         start = handle.read(8)
-    if start.startswith(b"\x89HDF"):
-        return "hdf5"
-    if start.upper().startswith(b"EXPLAIN"):
-        return "gamry"
     if start.startswith(b"BIO-LOGI"):
         raise UnreadableFile(f"{path}: a BioLogic EC-Lab binary file (.mpr): echemd reads EC-Lab's text export (.mpt: in EC-Lab, "
                              "Experiment > Export as Text), not the binary format")
-    return "text"
+    form = "hdf5" if start.startswith(b"\x89HDF") else "gamry" if start.upper().startswith(b"EXPLAIN") else "text"
+    if named and form != "text":
+        raise UnreadableFile(f"{path}: --column names a text table's columns; this is a {'run file' if form == 'hdf5' else 'Gamry file'}, "
+                             "whose columns echemd knows")
+    return form
 
 
 def _from_gamry(path: Path, kind: str) -> Table:
@@ -240,16 +245,16 @@ def _from_gamry(path: Path, kind: str) -> Table:
     return Table(columns, str(path), area, {"tag": dta.tag, "truncated": any(c.truncated for c in dta.curves.values())})
 
 
-def _from_text(path: Path, kind: str) -> Table:
+def _from_text(path: Path, kind: str, named: Named | None = None) -> Table:
     """A delimited text table (CSV, EC-Lab .mpt, ...: see text_tables.py), UTF-8 or cp1252."""
-    layout, encoding = _text_layout(path, kind)
+    layout, encoding = _text_layout(path, kind, named)
     if layout is None:  # no header: impedance.py's f, Re Z, Im Z
         data = np.loadtxt(path, delimiter=",", ndmin=2)
         return Table(dict(zip(EIS_COLUMNS, data.T)), str(path))
     return Table(read_layout(path, layout, encoding=encoding), str(path))
 
 
-def _text_layout(path: Path, kind: str) -> tuple[TableLayout | None, str]:
+def _text_layout(path: Path, kind: str, named: Named | None = None) -> tuple[TableLayout | None, str]:
     """A text table's layout (None for impedance.py's header-less three columns) and encoding,
     from its first HEAD_BYTES."""
     with path.open("rb") as handle:
@@ -267,15 +272,15 @@ def _text_layout(path: Path, kind: str) -> tuple[TableLayout | None, str]:
         if kind != "eis" or len(cells) != 3:
             raise UnreadableFile(f"{path}: a {kind} table needs a header naming {', '.join(needed)}")
         return None, encoding
-    return detect_layout(text.splitlines()[:HEAD_LINES], str(path), needed), encoding
+    return detect_layout(text.splitlines()[:HEAD_LINES], str(path), needed, named), encoding
 
 
-def ccd_chunks(path: str | Path, rows: int) -> tuple[Callable[[], Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]], Table]:
+def ccd_chunks(path: str | Path, rows: int, named: Named | None = None) -> tuple[Callable[[], Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]], Table]:
     """Any file ``analyze ccd`` reads as (time_s, current_A, voltage_V), ``rows`` at a time, read
     afresh at each call of the first value returned, and its Table (area, parameters): run files
     and text tables in chunks (memory that does not grow with the record), Gamry files whole."""
     path = Path(path)
-    form = _file_form(path)
+    form = _file_form(path, named)
     if form == "hdf5":
         return hdf5_ccd_chunks(path, rows)
     if form == "gamry":
@@ -283,7 +288,7 @@ def ccd_chunks(path: str | Path, rows: int) -> tuple[Callable[[], Iterator[tuple
         whole = table.require(*CCD_COLUMNS)
         return (lambda: iter([whole])), table
     try:
-        layout, encoding = _text_layout(path, "ccd")
+        layout, encoding = _text_layout(path, "ccd", named)
     except TableLayoutError as exc:
         raise UnreadableFile(str(exc)) from exc
 

@@ -14,7 +14,10 @@ holds and in what unit, in one of the ways instrument software writes it:
 A leading ``-`` means the column holds the negated quantity (``-Im(Z)``); SI prefixes are read
 case-sensitively (``mHz`` is not ``MHz``).  An EC-Lab ``cycle number`` (or ``z cycle``) column
 becomes ``spectrum``, so a GEIS/PEIS loop's spectra are told apart.  A table that lacks a
-quantity raises UnreadableFile naming the columns found and the ones needed.
+quantity raises UnreadableFile naming the columns found and the ones needed.  Where a name is
+none of these (``Zeit [min]``, ``Spannung``), the reader says which column is which: ``--column
+voltage_V=Spannung@mV`` (a header cell, exactly as written, and its unit when the cell does not
+say it: see :func:`named_columns`).
 """
 
 from __future__ import annotations
@@ -68,9 +71,34 @@ class TableLayout:
     columns: dict[str, tuple[int, float]]  # echemd column -> (index in a row, factor to SI)
 
 
-def detect_layout(lines: list[str], source: str, needed: tuple[str, ...]) -> TableLayout:
-    """A table's layout from its first lines (enough to hold its header and some rows); raises
-    TableLayoutError naming the columns found and the ones needed."""
+def named_columns(options: list[str] | None) -> dict[str, tuple[str, str | None]]:
+    """``--column NAME=HEADER[@UNIT]`` options as {echemd column: (header cell, unit or None)}.
+
+    NAME is an echemd column (time_s, voltage_V, current_A, bias_V, frequency_Hz, z_real_ohm,
+    z_imag_ohm, spectrum); HEADER the table's header cell exactly as written (a leading ``-``: it
+    holds the negated quantity, as everywhere); UNIT the cell's unit when neither the cell (``I/mA``,
+    ``Zeit [min]``) nor a units row says it (otherwise SI).  Raises ValueError for an unknown NAME, a
+    NAME given twice, or an option without ``=``."""
+    named: dict[str, tuple[str, str | None]] = {}
+    for option in options or ():
+        column, equals, header = option.partition("=")
+        column = column.strip()
+        if not equals or not header.strip():
+            raise ValueError(f"--column {option!r}: give NAME=HEADER, e.g. voltage_V='Ewe/V' or current_A='Strom@mA'")
+        if column not in SI_UNITS:
+            raise ValueError(f"--column {option!r}: {column!r} is not an echemd column; one of {', '.join(SI_UNITS)}")
+        if column in named:
+            raise ValueError(f"--column {column} is given twice")
+        header, at, unit = header.rpartition("@") if "@" in header else (header, "", "")
+        named[column] = (header.strip(), unit.strip() if at else None)
+    return named
+
+
+def detect_layout(lines: list[str], source: str, needed: tuple[str, ...],
+                  named: dict[str, tuple[str, str | None]] | None = None) -> TableLayout:
+    """A table's layout from its first lines (enough to hold its header and some rows), with the
+    columns ``named`` by the reader (:func:`named_columns`) taken as said; raises TableLayoutError
+    naming the columns found and the ones needed."""
     start = 0
     if lines and lines[0].strip().startswith("EC-Lab ASCII FILE"):
         found = re.match(r"\s*Nb header lines\s*:\s*(\d+)", lines[1]) if len(lines) > 1 else None
@@ -91,6 +119,11 @@ def detect_layout(lines: list[str], source: str, needed: tuple[str, ...]) -> Tab
         skip = lines.index(following, skip) + 1
     meanings = {k: m for k, cell in enumerate(header) if (m := meaning(cell, units[k] if units and k < len(units) else ""))}
     found_columns = {m.column: (k, m.factor) for k, m in sorted(meanings.items(), reverse=True)}  # (the first of two wins)
+    for column, (cell, unit) in (named or {}).items():
+        if cell not in header:
+            raise TableLayoutError(f"{source}: --column {column}={cell}: no such column among {', '.join(repr(c) for c in header if c)}")
+        k = header.index(cell)
+        found_columns[column] = (k, _named_factor(source, column, cell, unit, units[k] if units and k < len(units) else ""))
     missing = [name for name in needed if name not in found_columns]
     if missing:
         raise TableLayoutError(f"{source}: no {', '.join(missing)} column among {', '.join(repr(c) for c in header if c)}; "
@@ -141,6 +174,25 @@ def meaning(cell: str, unit_row: str = "") -> ColumnMeaning | None:
             if factor is not None:
                 return ColumnMeaning(column, sign * factor)
     return None
+
+
+def _named_factor(source: str, column: str, cell: str, unit: str | None, unit_row: str) -> float:
+    """The factor to SI of a header cell the reader said holds ``column``: the unit given, else the
+    cell's own (``/mA``, ``(s)``, ``[min]``), else the units row's, else SI; a leading '-' negates."""
+    text = cell.strip().strip('"')
+    sign = -1.0 if text.startswith("-") else 1.0
+    match = UNIT_IN_NAME.match(text.lstrip("-").strip())
+    if match and (match["paren"] or "").strip().lower() == "z":  # Re(Z), Im(Z): part of the name
+        match = None
+    own = (match["slash"] or match["paren"] or match["bracket"] or "") if match else ""
+    unit = (unit if unit is not None else own or unit_row).strip()
+    if column == "spectrum" or not unit:
+        return sign
+    factor = _to_si(unit, SI_UNITS[column])
+    if factor is None:
+        raise TableLayoutError(f"{source}: --column {column}: {unit!r} is not a unit of {SI_UNITS[column]} "
+                               f"(say it with @UNIT, e.g. {column}={cell}@m{SI_UNITS[column]})")
+    return sign * factor
 
 
 def _to_si(unit: str, si: str) -> float | None:

@@ -3,10 +3,11 @@ units row, and columns in other names and units give the same analysis as echemd
 
 import json
 
+import h5py
 import numpy as np
 import pytest
 
-from echemd.protocols.text_tables import meaning
+from echemd.protocols.text_tables import detect_layout, meaning, named_columns
 from test_analyze import ccd_csv, echemd
 
 AREA_CM2 = 0.0314
@@ -159,3 +160,48 @@ def test_a_text_table_read_in_chunks_gives_the_whole_records_answer(tmp_path, ki
         assert max(len(part[0]) for part in chunks()) <= rows
         answers.append(analysis.analyze_ccd_chunks(chunks, area_cm2=AREA_CM2))
     assert answers[0] == answers[1] == answers[2] and answers[0]["ccd_mA_cm2"] == 1.5
+
+
+def test_columns_whose_names_echemd_does_not_know_are_named_by_the_reader(tmp_path):
+    reference = tmp_path / "ccd.csv"
+    ccd_csv(reference, short_after_s=300)
+    t, i, v = np.loadtxt(reference, delimiter=",", skiprows=1).T
+    expected = analyze("ccd", reference, "--area-cm2", AREA_CM2)
+    german = tmp_path / "zelle.csv"  # names echemd does not know; a voltage in mV that nothing in the file says, a current in µA
+    rows = [f"{a:.6f};{b * 1e3:.6f};{c * 1e6:.6f}".replace(".", ",") for a, b, c in zip(t, v, i)]
+    german.write_text("\n".join(["Zeit [s];Spannung;Strom/µA", *rows]) + "\n", encoding="utf-8")
+    code, _, err = echemd("analyze", "ccd", german, "--area-cm2", AREA_CM2)
+    assert code == 2 and "no time_s, current_A, voltage_V column among 'Zeit [s]', 'Spannung', 'Strom/µA'" in err
+
+    named = ["--column", "time_s=Zeit [s]", "--column", "voltage_V=Spannung@mV", "--column", "current_A=Strom/µA"]
+    result = analyze("ccd", german, "--area-cm2", AREA_CM2, *named)
+    assert result["ccd_mA_cm2"] == expected["ccd_mA_cm2"] == 1.5 and result["short_rule"] == expected["short_rule"]
+    assert result["short_detected_at_s"] == pytest.approx(expected["short_detected_at_s"], abs=1e-6)
+    assert result["drop_mV"] == pytest.approx(expected["drop_mV"], rel=1e-4)
+    assert result["plated_mAh_cm2"] == pytest.approx(expected["plated_mAh_cm2"], rel=1e-6)
+    code, out, err = echemd("plot", german, "-o", tmp_path / "zelle.png", "--kind", "ccd", "--area-cm2", AREA_CM2, *named)
+    assert code == 0 and (tmp_path / "zelle.png").stat().st_size > 10_000, err
+
+    run_file = tmp_path / "run.h5"
+    h5py.File(run_file, "w").close()
+    for options, message in ((["--column", "voltage_V=Volt"], "--column voltage_V=Volt: no such column among 'Zeit [s]', 'Spannung'"),
+                             (["--column", "voltage_V=Spannung@furlong"], "'furlong' is not a unit of V"),
+                             (["--column", "potential=Spannung"], "'potential' is not an echemd column; one of time_s, voltage_V"),
+                             (["--column", "voltage_V=Spannung", "--column", "voltage_V=Spannung@mV"], "--column voltage_V is given twice"),
+                             (["--column", "voltage_V"], "give NAME=HEADER")):
+        code, _, err = echemd("analyze", "ccd", german, "--area-cm2", AREA_CM2, *options)
+        assert code == 2 and message in err, (options, err)
+    for verb in (["analyze", "ccd"], ["plot", "-o", tmp_path / "run.png"]):
+        code, _, err = echemd(*verb, run_file, "--column", "voltage_V=Spannung")
+        assert code == 2 and "--column names a text table's columns" in err, err
+
+
+@pytest.mark.parametrize("option, unit_row, factor", [("time_s=Zeit [min]", "", 60.0), ("time_s=Zeit", "h", 3600.0), ("time_s=Zeit", "", 1.0),
+                                                      ("current_A=-Strom@mA", "", -1e-3), ("z_imag_ohm=Im(Z)", "", 1.0),
+                                                      ("voltage_V=Spannung (mV)@V", "", 1.0)])
+def test_a_named_column_takes_its_unit_from_the_option_the_header_or_the_units_row(option, unit_row, factor):
+    named = named_columns([option])
+    column, (cell, _) = next(iter(named.items()))
+    lines = [f"{cell};x", f"{unit_row};" if unit_row else "1;2", "1;2"]
+    layout = detect_layout(lines, "t.csv", (column,), named)
+    assert layout.columns[column] == (0, factor)
