@@ -8,8 +8,8 @@ Each scenario is one life of a run file, run in a forked child:
   ``interrupted``, optionally compressing it).
 
 The child carries a counter through every call that changes a file on disk (h5py opens, closes,
-flushes, creations, writes, resizes, attribute writes and copies; ``os.replace``; ``os.fsync``)
-and kills itself (``os._exit``: no clean-up runs, like SIGKILL) just before or just after the
+flushes, creations, writes, resizes, attribute writes and copies; the run writer's low-level
+appends; ``os.replace``; ``os.fsync``) and kills itself (``os._exit``: no clean-up runs, like SIGKILL) just before or just after the
 K-th one.  For every K the parent then checks:
 
 1. right after the kill, every ``<run_id>.h5`` in the folder opens (SWMR mode) with its columns;
@@ -37,6 +37,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from echemd.daemon import runfile
 from echemd.daemon.runfile import RunFile, RunFileSettings
 from echemd.daemon.runfile_reader import read_attrs
 from echemd.daemon.recovery import recover_interrupted
@@ -54,6 +55,7 @@ CALLS = [
     (h5py.Group, "create_group"), (h5py.Group, "create_dataset"), (h5py.Group, "copy"),
     (h5py.Dataset, "resize"), (h5py.Dataset, "__setitem__"),
     (h5py.AttributeManager, "__setitem__"),
+    (runfile, "grow_to"), (runfile, "write_at"),  # (the writer's low-level appends)
 ]
 
 

@@ -255,10 +255,10 @@ class RunFile:
         if self._pending:
             start, end = self._written, self._n
             for name, dataset in self._data.items():
-                dataset.resize((end,))
-                dataset[start:end] = np.concatenate([block[name] for block in self._pending])
-            self._index.resize((self._blocks,))
-            self._index[self._blocks_written : self._blocks] = self._pending_offsets
+                grow_to(dataset, end)
+                write_at(dataset, start, np.concatenate([block[name] for block in self._pending]))
+            grow_to(self._index, self._blocks)
+            write_at(self._index, self._blocks_written, np.asarray(self._pending_offsets, dtype=np.int64))
             self._pending.clear()
             self._pending_offsets.clear()
             self._written, self._blocks_written = end, self._blocks
@@ -490,3 +490,21 @@ def rewrite_run_file(path: Path, compress: bool = False, finish: Callable[[h5py.
             finish(target)
 
     return file_transitions.rewrite(path, write_copy)
+
+
+# A run's columns grow at every flush: by h5py's low-level calls, the same HDF5 operations as
+# ``resize`` and a slice assignment without their Python selection machinery (~150 -> ~45 us per
+# column, paid for every column of every run at every flush, on the thread that also runs the
+# engines).  (Module functions: benchmarks/crash_points.py kills a writer around each.)
+
+
+def grow_to(dataset: h5py.Dataset, size: int) -> None:
+    """Extend the 1-D ``dataset`` to ``size`` elements."""
+    dataset.id.set_extent((size,))
+
+
+def write_at(dataset: h5py.Dataset, start: int, values: np.ndarray) -> None:
+    """``dataset[start:start + len(values)] = values`` (converted to the dataset's dtype)."""
+    file_space = dataset.id.get_space()
+    file_space.select_hyperslab((start,), (len(values),))
+    dataset.id.write(h5py.h5s.create_simple((len(values),)), file_space, np.ascontiguousarray(values, dtype=dataset.dtype))
