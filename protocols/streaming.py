@@ -99,9 +99,9 @@ class TrailingWindow:
 class WindowMax:
     """For each sample, the largest value fed at times within ``span_s`` before it (inclusive; None: ever).
 
-    A block costs a few numpy passes whatever its length (a range-maximum table over the block,
-    ~log2(length) levels); blocks longer than MAX_PIECE samples are taken MAX_PIECE at a time, so
-    the table stays small (at most ~9 MB).
+    A block costs a few numpy passes whatever its length (see :func:`_range_max`); blocks longer
+    than MAX_PIECE samples are taken MAX_PIECE at a time, so a range-maximum table stays small (at
+    most ~9 MB).
     """
 
     MAX_PIECE = 1 << 16
