@@ -20,7 +20,8 @@ class SafetyMonitor:
     """Watches the blocks of one run: |V|, |I|, charge passed, compliance hits, duration.
 
     Every limit is judged sample by sample, so the answer (which limit, at which sample) is the same
-    however the samples are split into blocks.
+    however the samples are split into blocks.  A sample without a reading (NaN) is beyond no limit
+    and adds no charge; the limits go on being judged on the samples after it.
     """
 
     def __init__(self, limits: RunLimits) -> None:
@@ -47,7 +48,8 @@ class SafetyMonitor:
             interval = np.empty(len(t))
             interval[0] = t[0] - self._last_time_s
             np.subtract(t[1:], t[:-1], out=interval[1:])
-            charge = self.charge_C + np.cumsum(np.abs(columns["current_A"]) * interval)
+            # (a sample without a reading adds no charge: a NaN would make the total NaN, and the limit never trip)
+            charge = self.charge_C + np.cumsum(np.nan_to_num(np.abs(columns["current_A"]) * interval))
             self.charge_C = float(charge[-1])
         if "compliance" in columns:
             hits = self.compliance_hits + np.cumsum(np.asarray(columns["compliance"]) != 0)

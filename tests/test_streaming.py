@@ -2,6 +2,7 @@
 building blocks of the short detector, the voltage-limit stop and the engine's safety monitor."""
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -124,3 +125,8 @@ def test_a_sample_with_no_reading_is_not_beyond_a_limit():
     message = monitor.check({"time_s": np.array([3.0, 4.0, 5.0]), "voltage_V": np.array([np.nan, -1.5, 2.0])})
     assert message.startswith("voltage_V = -1.5 at t = 4 s is beyond the limit max_abs_voltage_V = 1")
     assert VoltageLimit(1.0).update({"time_s": np.array([1.0, 2.0]), "voltage_V": np.array([np.nan, 0.5])}) is None
+    # nor does it stop the charge being counted: the charge limit still trips after it
+    monitor = SafetyMonitor(RunLimits(max_charge_C=0.25))
+    assert monitor.check({"time_s": np.array([1.0, 2.0]), "current_A": np.array([0.1, np.nan])}) is None
+    message = monitor.check({"time_s": np.array([3.0, 4.0]), "current_A": np.array([0.1, 0.1])})
+    assert message == "charge passed 0.3 C at t = 4 s is beyond the limit max_charge_C = 0.25" and monitor.charge_C == pytest.approx(0.3)
