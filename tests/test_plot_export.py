@@ -81,6 +81,20 @@ def test_the_eis_figure_is_in_ohm_cm2_with_a_marker_at_each_decade(run_files):
         points = [complex(*text.xy) for text in nyquist.texts]  # labelled points stay apart (no pile of labels)
         span = np.ptp(nyquist.lines[0].get_xdata())
         assert all(abs(a - b) >= 0.04 * span for k, a in enumerate(points) for b in points[:k])
+        with h5py.File(run_files["eis"], "r") as f:
+            result = json.loads(f["result"].attrs["json"])
+            frequency, z_imag = f["data/frequency_Hz"][:], f["data/z_imag_ohm"][:]
+        fit = [line for line in nyquist.lines if line.get_label().startswith("fit ")]
+        assert [line.get_label() for line in fit] == [f"fit {result['circuit']}"] and nyquist.get_legend() is not None
+        # the fit line follows the data: at the data's deepest point its -Z'' is within 10 % of it
+        deepest = np.max(-z_imag) * 0.0314
+        assert np.max(fit[0].get_ydata()) == pytest.approx(deepest, rel=0.1)
+        residuals = figure.axes[2]
+        assert residuals.get_ylabel() == "Kramers-Kronig residual (% of |Z|)" and residuals.get_legend() is not None
+        real, imag = residuals.lines[:2]
+        assert (real.get_label(), imag.get_label()) == ("real", "imag")
+        np.testing.assert_allclose(real.get_xdata(), frequency)
+        assert np.all(np.abs(real.get_ydata()) < 5) and np.all(np.abs(imag.get_ydata()) < 5)  # a steady simulated cell: small, in %
     finally:
         plt.close(figure)
 
@@ -88,12 +102,20 @@ def test_the_eis_figure_is_in_ohm_cm2_with_a_marker_at_each_decade(run_files):
 def test_the_cafm_figure_draws_each_cycle_in_its_own_colour_in_microamps(run_files):
     import matplotlib.pyplot as plt
 
+    from matplotlib.colors import same_color
+
     figure = run_figure(run_files["cafm-sweep"])
     try:
         linear = figure.axes[0]
         cycles = [line for line in linear.lines if line.get_label().startswith("cycle")]
         assert [line.get_label() for line in cycles] == ["cycle 1", "cycle 2"]
         assert tuple(cycles[0].get_color()) != tuple(cycles[1].get_color()) and linear.get_ylabel() == "current (µA)"
+        with h5py.File(run_files["cafm-sweep"], "r") as f:
+            triggers = [t for t in json.loads(f["result"].attrs["json"])["triggering_bias_V"] if t is not None]
+        assert triggers  # the simulated junction forms a filament in each sweep
+        for axis in figure.axes[:2]:  # each triggering bias marked on both panels
+            marks = [line.get_xdata()[0] for line in axis.lines if same_color(line.get_color(), "tab:red")]
+            assert marks == pytest.approx(triggers)
     finally:
         plt.close(figure)
 
