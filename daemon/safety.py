@@ -49,7 +49,7 @@ class SafetyMonitor:
             interval[0] = t[0] - self._last_time_s
             np.subtract(t[1:], t[:-1], out=interval[1:])
             # (a sample without a reading adds no charge: a NaN would make the total NaN, and the limit never trip)
-            charge = self.charge_C + np.cumsum(np.nan_to_num(np.abs(columns["current_A"]) * interval))
+            charge = self.charge_C + np.cumsum(np.fmax(np.abs(columns["current_A"]) * interval, 0.0))  # (fmax: NaN -> 0)
             self.charge_C = float(charge[-1])
         if "compliance" in columns:
             hits = self.compliance_hits + np.cumsum(np.asarray(columns["compliance"]) != 0)
