@@ -44,21 +44,20 @@ from echemd.protocols.streaming import Persistence, TrailingWindow, WindowMax
 #: The settle time ends when the polarization fell less than this fraction of the drop threshold
 #: over the last settle_window_s: a transient decaying with a time constant as long as the window
 #: then has less than ~40 % of the threshold left to fall.
+SETTLE_CALM_FRACTION = 0.2
 #: A step's |I| is summed as a whole number of these (1 pA): exactly, so its charge is the same
 #: however its samples were cut into blocks (a float sum's rounding depends on the cut).
 CURRENT_QUANTUM_A = 1e-12
-SETTLE_CALM_FRACTION = 0.2
 #: The running median spans smoothing_s, but never fewer samples than this (a single-sample spike
 #: always falls out) nor more (bounded cost per sample at fast sampling).
 MIN_SMOOTHING_SAMPLES, MAX_SMOOTHING_SAMPLES = 5, 101
 #: Live, a step's samples are judged in blocks of this much run time, s (at 1 kHz a watch fed every
-#: 10 ms block cost ~200 us a block, ~20 us when fed 0.2 s at a time; a short is confirmed over
+#: 10 ms block cost ~200 us a block, ~15 us when fed 0.2 s at a time; a short is confirmed over
 #: confirm_s, 5 s by default: the step ends at most this much later than it would otherwise).
 JUDGE_EVERY_S = 0.2
 #: A run that ends without a detected short is suspect when its last step's resistance is below this
 #: many times the floor; the evidence shows the last SUSPECT_STEPS steps.
 SUSPECT_FLOOR_FACTOR, SUSPECT_STEPS = 3.0, 4
-
 
 
 def current_quanta(current_A: np.ndarray) -> int:
