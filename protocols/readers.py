@@ -16,10 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from echemd.daemon.errors import EchemdError
-from echemd.protocols.text_tables import HEAD_LINES, NUMBER, TableLayout, TableLayoutError, detect_layout, read_layout
-
-#: Which of a text table's columns is which, as the reader said (text_tables.named_columns).
-Named = dict[str, tuple[str, str | None]]
+from echemd.protocols.text_tables import HEAD_LINES, NUMBER, Named, TableLayout, TableLayoutError, detect_layout, read_layout
 
 #: Bytes of a text table read to find its layout and encoding.
 HEAD_BYTES = 1 << 18

@@ -71,7 +71,11 @@ class TableLayout:
     columns: dict[str, tuple[int, float]]  # echemd column -> (index in a row, factor to SI)
 
 
-def named_columns(options: list[str] | None) -> dict[str, tuple[str, str | None]]:
+#: Which of a table's columns is which, as the reader said: {echemd column: (header cell, unit or None)}.
+Named = dict[str, tuple[str, str | None]]
+
+
+def named_columns(options: list[str] | None) -> Named:
     """``--column NAME=HEADER[@UNIT]`` options as {echemd column: (header cell, unit or None)}.
 
     NAME is an echemd column (time_s, voltage_V, current_A, bias_V, frequency_Hz, z_real_ohm,
@@ -79,7 +83,7 @@ def named_columns(options: list[str] | None) -> dict[str, tuple[str, str | None]
     holds the negated quantity, as everywhere); UNIT the cell's unit when neither the cell (``I/mA``,
     ``Zeit [min]``) nor a units row says it (otherwise SI).  Raises ValueError for an unknown NAME, a
     NAME given twice, or an option without ``=``."""
-    named: dict[str, tuple[str, str | None]] = {}
+    named: Named = {}
     for option in options or ():
         column, equals, header = option.partition("=")
         column = column.strip()
@@ -95,7 +99,7 @@ def named_columns(options: list[str] | None) -> dict[str, tuple[str, str | None]
 
 
 def detect_layout(lines: list[str], source: str, needed: tuple[str, ...],
-                  named: dict[str, tuple[str, str | None]] | None = None) -> TableLayout:
+                  named: Named | None = None) -> TableLayout:
     """A table's layout from its first lines (enough to hold its header and some rows), with the
     columns ``named`` by the reader (:func:`named_columns`) taken as said; raises TableLayoutError
     naming the columns found and the ones needed."""
@@ -154,13 +158,7 @@ def read_layout(source, layout: TableLayout, chunk_rows: int | None = None, enco
 
 def meaning(cell: str, unit_row: str = "") -> ColumnMeaning | None:
     """What a header cell holds: its echemd column and the factor to SI; None when not known."""
-    text = cell.strip().strip('"')
-    sign = -1.0 if text.startswith("-") else 1.0
-    text = text.lstrip("-").strip()
-    match = UNIT_IN_NAME.match(text)
-    if match and (match["paren"] or "").strip().lower() == "z":  # Re(Z), Im(Z): part of the name
-        match = None
-    name, unit = (match["name"], match["slash"] or match["paren"] or match["bracket"] or "") if match else (text, "")
+    sign, name, unit = _split_cell(cell)
     unit = (unit or unit_row).strip()
     key = name.replace("<", "").replace(">", "").strip().lower()
     for column, names in NAMES.items():
@@ -176,15 +174,22 @@ def meaning(cell: str, unit_row: str = "") -> ColumnMeaning | None:
     return None
 
 
+def _split_cell(cell: str) -> tuple[float, str, str]:
+    """A header cell as (sign, name, unit): a leading '-' is a negated quantity (-1.0); the unit is
+    what follows a '/' or sits in () or [] at the end ('' when none; the Z of Re(Z) is the name's)."""
+    text = cell.strip().strip('"')
+    sign = -1.0 if text.startswith("-") else 1.0
+    text = text.lstrip("-").strip()
+    match = UNIT_IN_NAME.match(text)
+    if match and (match["paren"] or "").strip().lower() == "z":  # Re(Z), Im(Z): part of the name
+        match = None
+    return (sign, match["name"], match["slash"] or match["paren"] or match["bracket"] or "") if match else (sign, text, "")
+
+
 def _named_factor(source: str, column: str, cell: str, unit: str | None, unit_row: str) -> float:
     """The factor to SI of a header cell the reader said holds ``column``: the unit given, else the
     cell's own (``/mA``, ``(s)``, ``[min]``), else the units row's, else SI; a leading '-' negates."""
-    text = cell.strip().strip('"')
-    sign = -1.0 if text.startswith("-") else 1.0
-    match = UNIT_IN_NAME.match(text.lstrip("-").strip())
-    if match and (match["paren"] or "").strip().lower() == "z":  # Re(Z), Im(Z): part of the name
-        match = None
-    own = (match["slash"] or match["paren"] or match["bracket"] or "") if match else ""
+    sign, _, own = _split_cell(cell)
     unit = (unit if unit is not None else own or unit_row).strip()
     if column == "spectrum" or not unit:
         return sign
