@@ -38,6 +38,7 @@ from echemd.daemon.recorder import publish_status
 from echemd.daemon.run import Run
 from echemd.daemon.runfile import RunFileSettings
 from echemd.daemon.runner import InstrumentRunner
+from echemd.daemon.security import ClientKeys
 from echemd.daemon.vocabulary import RunStatus
 from echemd.drivers.registry import make_instrument
 
@@ -50,10 +51,13 @@ INSTRUMENT_CONFIG = TypeAdapter(InstrumentConfig)
 
 
 class InstrumentHost:
-    def __init__(self, link_endpoint: str, name: str) -> None:
+    def __init__(self, link_endpoint: str, name: str, keys: ClientKeys | None = None) -> None:
+        """``keys``: the link's CURVE keys, where it has them (host_link.LinkCurve)."""
         self.name = name
         self.context = zmq.Context()
         self.link = self.context.socket(zmq.DEALER)
+        if keys is not None:
+            keys.apply(self.link)
         self.link.setsockopt_string(zmq.IDENTITY, name)
         self.link.setsockopt(zmq.LINGER, 2000)
         self.link.connect(link_endpoint)
@@ -67,7 +71,7 @@ class InstrumentHost:
         self.link.send(encode("hello", pid=os.getpid()))
         setup = self._wait_for_setup()
         self._lock_file = hold_as_host(setup["data_dir"])
-        self.publisher = Publisher.to_daemon(self.context, setup["ingest"])
+        self.publisher = Publisher.to_daemon(self.context, setup["ingest"], keys)
         files = RunFileSettings(**setup["files"])
         turn = threading.Lock()  # this process's runners take turns on a block (see Engine)
         self.runners: dict[str, InstrumentRunner] = {}
@@ -246,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if hasattr(os, "nice"):  # (POSIX)
         os.nice(HOST_NICENESS)
-    host = InstrumentHost(args.link, args.name)
+    host = InstrumentHost(args.link, args.name, host_link.keys_from_environment())
     signal.signal(signal.SIGTERM, lambda *_: host._stop("aborted: instrument host stopped (SIGTERM)", RunStatus.ABORTED))
     host.serve()
     return 0

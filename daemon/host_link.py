@@ -1,8 +1,9 @@
 """The link between the daemon and its instrument hosts: one JSON object per ZeroMQ message,
-``{"kind": ..., ...}``, over TCP (a ROUTER socket in the daemon, a DEALER in each host, whose
-identity is the host's name).  Nothing else passes between them: a host gets its instruments'
-configuration over the link and pushes its data stream to the daemon's ingest endpoint, so a host
-could as well run on another machine.
+``{"kind": ..., ...}`` (a ROUTER socket in the daemon, a DEALER in each host, whose identity is the
+host's name).  Nothing else passes between them: a host gets its instruments' configuration over
+the link and pushes its data stream to the daemon's ingest endpoint, so a host could as well run
+on another machine.  Where the link is TCP its sockets are CURVE, with keys made at each daemon
+start (:class:`LinkCurve`): no one else can pose as a host or push data into the stream.
 
 host -> daemon
   ``hello {pid}``; ``ready {connected: {instrument: bool}}`` once its instruments are opened;
@@ -21,13 +22,16 @@ daemon -> host
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import zmq
 
 from echemd.config.models import RunLimits
 from echemd.daemon.run import Run
+from echemd.daemon.security import ClientKeys, ZapHandler
 from echemd.daemon.stream import DataBlock
 from echemd.protocols import PROTOCOLS
 
@@ -41,6 +45,54 @@ DAEMON_SILENT_S = 3.0
 ACK_TIMEOUT_S = 10.0
 #: How long the daemon waits for a host's answer to a fetch before it reads the file instead, s.
 FETCH_TIMEOUT_S = 10.0
+
+
+#: The ZAP domain of the daemon's sockets that face its hosts (the link and the ingest).
+ZAP_DOMAIN = "echemd-hosts"
+#: The environment variable a host finds its CURVE keys in (never its arguments, which any local
+#: user can read; a process's environment only its owner can).
+KEYS_VARIABLE = "ECHEMD_HOST_KEYS"
+
+
+class LinkCurve:
+    """CURVE on a TCP host link: a key pair for the daemon and one its hosts share, made at each
+    daemon start and never written down.  The daemon's link and ingest sockets are CURVE servers
+    whose ZAP handler admits the hosts' key only; a host gets its keys (not the daemon's secret) in
+    its environment.  Over TCP on loopback (Windows, where there are no ipc sockets) this keeps
+    other local users out, as the private socket folder does on POSIX; it is also what a host on
+    another machine would need."""
+
+    def __init__(self, zap: ZapHandler) -> None:
+        self.public, self.secret = zmq.curve_keypair()
+        host_public, host_secret = zmq.curve_keypair()
+        self.hosts = ClientKeys(self.public, host_public, host_secret)
+        zap.admit(ZAP_DOMAIN, self)
+
+    def callback(self, domain: str, client_key: bytes) -> bool:
+        """(ZAP) only the hosts' key is admitted."""
+        return client_key == self.hosts.public
+
+    def apply(self, socket: zmq.Socket) -> None:
+        """Make ``socket`` (not yet bound) a CURVE server for the hosts."""
+        socket.curve_server = True
+        socket.curve_publickey = self.public
+        socket.curve_secretkey = self.secret
+        socket.zap_domain = ZAP_DOMAIN.encode()
+
+    def environment(self) -> dict[str, str]:
+        """What to add to a host's environment for it to find its keys."""
+        keys = self.hosts
+        return {KEYS_VARIABLE: json.dumps({"server": keys.server_public.decode(), "public": keys.public.decode(), "secret": keys.secret.decode()})}
+
+
+def keys_from_environment() -> ClientKeys | None:
+    """(In a host) its link keys, taken out of the environment (its children do not inherit them);
+    None when its link is not CURVE."""
+    raw = os.environ.pop(KEYS_VARIABLE, None)
+    if raw is None:
+        return None
+    keys = json.loads(raw)
+    return ClientKeys(keys["server"].encode(), keys["public"].encode(), keys["secret"].encode())
 
 
 def encode(kind: str, **fields: Any) -> bytes:

@@ -32,13 +32,14 @@ import zmq
 from echemd.config.models import InstrumentConfig
 from echemd.daemon import host_link
 from echemd.daemon.control import bind_or_close
-from echemd.daemon.host_link import BEAT_S, FETCH_TIMEOUT_S, HOST_SILENT_S, encode
+from echemd.daemon.host_link import BEAT_S, FETCH_TIMEOUT_S, HOST_SILENT_S, LinkCurve, encode
 from echemd.daemon.instrument_queue import SHUTDOWN
 from echemd.daemon.outbox import Outbox
 from echemd.daemon.recorder import Alert
 from echemd.daemon.run import Run
 from echemd.daemon.runner import Ended
 from echemd.daemon.runfile import RunFileSettings
+from echemd.daemon.security import ZapHandler
 from echemd.daemon.stream import DataBlock
 from echemd.daemon.vocabulary import RunStatus
 from echemd.drivers.base import Instrument
@@ -59,18 +60,25 @@ QUICK_DEATH_S = 10.0
 HostDied = Callable[[Run, str], None]
 
 
-class PrivateSockets:
-    """Where the daemon and its hosts meet: on POSIX, ipc sockets in a folder only this user can
-    enter (mode 0700), so no other local user can pose as a host or push data into the stream;
-    elsewhere TCP on loopback.  The folder is ``.echemd-hosts`` in the data folder (the folder
-    lock makes it this daemon's), or a temporary one where that path is too long for a socket."""
+#: Whether the daemon and its hosts meet on ipc sockets (POSIX); elsewhere TCP on loopback, with CURVE.
+IPC_LINK = os.name == "posix"
 
-    def __init__(self, data_dir: Path) -> None:
+
+class PrivateSockets:
+    """Where the daemon and its hosts meet, so that no other local user can pose as a host or push
+    data into the stream: on POSIX, ipc sockets in a folder only this user can enter (mode 0700);
+    elsewhere TCP on loopback, whose sockets are CURVE (:attr:`curve`).  The folder is
+    ``.echemd-hosts`` in the data folder (the folder lock makes it this daemon's), or a temporary
+    one where that path is too long for a socket."""
+
+    def __init__(self, data_dir: Path, zap: ZapHandler) -> None:
         self.data_dir = data_dir
         self.folder: Path | None = None  # (made on first use)
+        #: The keys of the link's sockets: None over ipc (the folder keeps others out).
+        self.curve = None if IPC_LINK else LinkCurve(zap)
 
     def endpoint(self, name: str) -> str:
-        if os.name != "posix":
+        if self.curve is not None:
             return "tcp://127.0.0.1:*"
         if self.folder is None:
             folder = self.data_dir / HOST_SOCKETS
@@ -151,9 +159,10 @@ class HostedInstrument:
 class HostPool:
     def __init__(self, context: zmq.Context, groups: list[list[InstrumentConfig]], *, files: RunFileSettings, version: str,
                  sim_speed: float | str | None, ingest_endpoint: str, data_dir: Path, ended: Ended, alert: Alert, died: HostDied,
-                 link_endpoint: str) -> None:
+                 sockets: PrivateSockets) -> None:
         """``ended``: told how each run ended (the daemon's record, submissions, alerts); ``alert``:
-        raises a run's alert; ``died``: a run's host died under it."""
+        raises a run's alert; ``died``: a run's host died under it; ``sockets``: where the link is
+        bound (the ingest endpoint, already bound by the publisher, is one of them too)."""
         self.ended, self.alert, self.died = ended, alert, died
         self.closing = threading.Event()
         self._setup = {"files": files.__dict__, "version": version, "sim_speed": sim_speed, "ingest": ingest_endpoint, "data_dir": str(data_dir)}
@@ -163,7 +172,10 @@ class HostPool:
         self._link = context.socket(zmq.ROUTER)
         self._link.setsockopt(zmq.LINGER, 0)
         self._link.setsockopt(zmq.ROUTER_MANDATORY, 1)  # (a message to a host that is gone raises instead of vanishing)
-        bind_or_close(self._link, link_endpoint)
+        self.curve = sockets.curve
+        if self.curve is not None:
+            self.curve.apply(self._link)
+        bind_or_close(self._link, sockets.endpoint("link"))
         self.link_endpoint = self._link.getsockopt_string(zmq.LAST_ENDPOINT)
         self._outbox = Outbox(context, "daemon-link")
         self._requests = itertools.count()
@@ -181,7 +193,8 @@ class HostPool:
         host.failure = ""
         command = [sys.executable, "-m", "echemd.daemon.host", "--link", self.link_endpoint, "--name", host.name,
                    "--log-level", logging.getLevelName(logging.getLogger().getEffectiveLevel())]
-        host.process = subprocess.Popen(command, stdin=subprocess.DEVNULL)
+        environment = {**os.environ, **self.curve.environment()} if self.curve is not None else None
+        host.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, env=environment)
         log.info("instrument host %s (pid %d): %s", host.name, host.process.pid, ", ".join(config.name for config in host.configs))
 
     def close(self) -> None:

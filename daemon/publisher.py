@@ -24,7 +24,7 @@ import zmq
 
 from echemd.daemon.control import bind_or_close
 from echemd.daemon.outbox import Outbox
-
+from echemd.daemon.security import ClientKeys
 from echemd.daemon.stream import DataBlock, encode_data, encode_heartbeat, encode_notice
 
 log = logging.getLogger(__name__)
@@ -40,9 +40,12 @@ class Publisher:
     (:meth:`to_daemon`) it feeds a PUSH socket connected to that ingest endpoint: a host's
     messages reach subscribers through the daemon's proxy, in the order the host sent them."""
 
-    def __init__(self, context: zmq.Context, outgoing: zmq.Socket, endpoint: str, heartbeat: bool, ingest_endpoint: str | None = None) -> None:
+    def __init__(self, context: zmq.Context, outgoing: zmq.Socket, endpoint: str, heartbeat: bool, ingest_endpoint: str | None = None,
+                 ingest_secure=None) -> None:
         """``outgoing``: the socket the proxy feeds (owned from now on), at ``endpoint``;
-        ``ingest_endpoint``: also take messages from other processes there (bound; see :attr:`ingest_endpoint`)."""
+        ``ingest_endpoint``: also take messages from other processes there (bound; see
+        :attr:`ingest_endpoint`), as a CURVE server when ``ingest_secure`` (its ``apply``) says so
+        (the daemon's own threads, over inproc, need no keys)."""
         self.endpoint = endpoint
         self._context = context
         self._socket = outgoing
@@ -52,6 +55,8 @@ class Publisher:
         self.ingest_endpoint = ""
         if ingest_endpoint is not None:
             self._incoming.setsockopt(zmq.RCVHWM, 100_000)
+            if ingest_secure is not None:
+                ingest_secure.apply(self._incoming)
             bind_or_close(self._incoming, ingest_endpoint)
             self.ingest_endpoint = self._incoming.getsockopt_string(zmq.LAST_ENDPOINT)
         control = f"inproc://echemd-publish-control-{name}"
@@ -68,7 +73,7 @@ class Publisher:
 
     @classmethod
     def bound(cls, context: zmq.Context, endpoint: str, high_water_mark: int = 10_000, secure=None,
-              ingest_endpoint: str | None = None) -> "Publisher":
+              ingest_endpoint: str | None = None, ingest_secure=None) -> "Publisher":
         """The daemon's publisher: a PUB socket bound to ``endpoint`` (raises ZMQError when it
         cannot be), taking the hosts' messages on ``ingest_endpoint``."""
         socket = context.socket(zmq.PUB)
@@ -77,12 +82,16 @@ class Publisher:
         socket.setsockopt(zmq.SNDHWM, high_water_mark)
         socket.setsockopt(zmq.LINGER, 500)
         bind_or_close(socket, endpoint)
-        return cls(context, socket, socket.getsockopt_string(zmq.LAST_ENDPOINT), heartbeat=True, ingest_endpoint=ingest_endpoint)
+        return cls(context, socket, socket.getsockopt_string(zmq.LAST_ENDPOINT), heartbeat=True, ingest_endpoint=ingest_endpoint,
+                   ingest_secure=ingest_secure)
 
     @classmethod
-    def to_daemon(cls, context: zmq.Context, ingest_endpoint: str) -> "Publisher":
-        """An instrument host's publisher: everything goes to the daemon's ``ingest_endpoint``."""
+    def to_daemon(cls, context: zmq.Context, ingest_endpoint: str, keys: ClientKeys | None = None) -> "Publisher":
+        """An instrument host's publisher: everything goes to the daemon's ``ingest_endpoint``
+        (with the host's CURVE ``keys`` where the link has them)."""
         socket = context.socket(zmq.PUSH)
+        if keys is not None:
+            keys.apply(socket)
         socket.setsockopt(zmq.SNDHWM, 100_000)
         socket.setsockopt(zmq.LINGER, 2000)
         socket.connect(ingest_endpoint)

@@ -69,23 +69,41 @@ class AuthorizedClients:
             return False
 
 
-class CurveServer:
-    """Runs the ZAP authenticator and makes sockets CURVE servers."""
+class ZapHandler:
+    """The daemon's ZAP handler (a ZeroMQ context has one): it admits CURVE clients by a callback
+    per ZAP domain (the control and data sockets' clients, the instrument hosts).  Its thread starts
+    with the first domain; without one nothing runs."""
 
-    def __init__(self, context: zmq.Context, config: SecurityConfig) -> None:
+    def __init__(self, context: zmq.Context) -> None:
+        self._context = context
+        self._authenticator: ThreadAuthenticator | None = None
+
+    def admit(self, domain: str, provider) -> None:
+        """Admit to the sockets of ``domain`` (``*``: those that name none) the clients whose key
+        ``provider.callback(domain, key_z85)`` accepts."""
+        if self._authenticator is None:
+            self._authenticator = ThreadAuthenticator(self._context)
+            self._authenticator.start()
+        self._authenticator.configure_curve_callback(domain=domain, credentials_provider=provider)
+
+    def stop(self) -> None:
+        if self._authenticator is not None:
+            self._authenticator.stop()
+            self._authenticator = None
+
+
+class CurveServer:
+    """Makes the control and data sockets CURVE servers that admit the authorized clients."""
+
+    def __init__(self, zap: ZapHandler, config: SecurityConfig) -> None:
         self.public, self.secret = zmq.auth.load_certificate(str(config.server_secret_key))
         if self.secret is None:
             raise ValueError(f"{config.server_secret_key} holds no secret key")
         if not Path(config.authorized_clients).is_dir():
             raise ValueError(f"{config.authorized_clients}: no such folder of client public keys")
-        self.authenticator = ThreadAuthenticator(context)
-        self.authenticator.start()
-        self.authenticator.configure_curve_callback(domain="*", credentials_provider=AuthorizedClients(Path(config.authorized_clients)))
+        zap.admit("*", AuthorizedClients(Path(config.authorized_clients)))
 
     def apply(self, socket: zmq.Socket) -> None:
         socket.curve_server = True
         socket.curve_publickey = self.public
         socket.curve_secretkey = self.secret
-
-    def stop(self) -> None:
-        self.authenticator.stop()

@@ -33,7 +33,7 @@ from echemd.daemon.runner import InstrumentRunner
 from echemd.daemon.vocabulary import ACTIVE_STATUSES, FINAL_STATUSES, RunStatus
 from echemd.daemon.runfile import RunFileSettings, finish_pending_ends, utc_now
 from echemd.daemon.runfile_reader import RunFileReader, read_attrs
-from echemd.daemon.security import CurveServer
+from echemd.daemon.security import CurveServer, ZapHandler
 from echemd.daemon.submissions import SubmissionRecord, Submissions
 from echemd.drivers.registry import make_instrument
 from echemd.protocols import PROTOCOLS, ProtocolRefused
@@ -142,18 +142,21 @@ class Daemon:
         self.curve: CurveServer | None = None
         self.publisher: Publisher | None = None
         n_hosts = _host_count(config)
-        self._host_sockets = PrivateSockets(self.data_dir)
+        self._zap = ZapHandler(self._context)
+        self._host_sockets: PrivateSockets | None = None
         try:  # whatever fails (a bind, an instrument, a host), everything started is stopped and the folder freed
-            self.curve = CurveServer(self._context, config.security) if config.security is not None else None
-            self.publisher = Publisher.bound(self._context, config.publish_endpoint, secure=self.curve,
-                                             ingest_endpoint=self._host_sockets.endpoint("ingest") if n_hosts else None)
+            self.curve = CurveServer(self._zap, config.security) if config.security is not None else None
             if n_hosts:
+                self._host_sockets = sockets = PrivateSockets(self.data_dir, self._zap)
+                self.publisher = Publisher.bound(self._context, config.publish_endpoint, secure=self.curve,
+                                                 ingest_endpoint=sockets.endpoint("ingest"), ingest_secure=sockets.curve)
                 groups = [config.instruments[k::n_hosts] for k in range(n_hosts)]
                 self.hosts = HostPool(self._context, groups, files=self.files, version=self.version, sim_speed=sim_speed,
                                       ingest_endpoint=self.publisher.ingest_endpoint, data_dir=self.data_dir, ended=self._ended,
-                                      alert=self._alert, died=self._host_died, link_endpoint=self._host_sockets.endpoint("link"))
+                                      alert=self._alert, died=self._host_died, sockets=sockets)
                 executors = dict(self.hosts.instruments)
             else:
+                self.publisher = Publisher.bound(self._context, config.publish_endpoint, secure=self.curve)
                 block_turn = threading.Lock()  # the runners process their blocks in turn (see Engine)
                 for instrument_config in config.instruments:
                     self.runners[instrument_config.name] = InstrumentRunner(
@@ -167,9 +170,7 @@ class Daemon:
             self._close_instruments()
             if self.publisher is not None:
                 self.publisher.close()
-            self._stop_curve()
-            self._context.term()
-            self._host_sockets.remove()
+            self._release_sockets()
             self.folder_lock.release()
             raise
         self.requeued = self._requeue(cancel_queued)
@@ -189,9 +190,7 @@ class Daemon:
         self.alerts.wait()  # (the alerts of the runs just ended get their chance)
         self.control.close()
         self.publisher.close()
-        self._stop_curve()
-        self._context.term()
-        self._host_sockets.remove()
+        self._release_sockets()
         self.folder_lock.release()
 
     def _requeue(self, cancel: bool) -> list[str]:
@@ -239,9 +238,12 @@ class Daemon:
             for run_id in finish_pending_ends():
                 self.submissions.remove(run_id)
 
-    def _stop_curve(self) -> None:
-        if self.curve is not None:
-            self.curve.stop()
+    def _release_sockets(self) -> None:
+        """(Every socket closed) stop the ZAP handler, end the context, remove the hosts' socket folder."""
+        self._zap.stop()
+        self._context.term()
+        if self._host_sockets is not None:
+            self._host_sockets.remove()
 
     def _close_instruments(self) -> None:
         """Stop the queues (a running run ends ``aborted: daemon shutdown``), then the hosts or runners."""

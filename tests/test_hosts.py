@@ -10,10 +10,13 @@ import h5py
 import numpy as np
 import zmq
 
+from echemd.daemon import host_link, hosts
 from echemd.daemon.client import Client, Subscription
 from echemd.daemon.host import HOST_NICENESS
 from echemd.daemon.runfile_reader import read_attrs
+from echemd.daemon.security import ClientKeys
 from echemd.daemon.service import Daemon
+from echemd.daemon.stream import DataBlock, encode_data
 from helpers import until
 from test_daemon import collect_stream
 
@@ -118,3 +121,64 @@ def test_a_subscriber_that_joins_a_run_in_its_host_late_gets_every_block_once(la
         assert sum(len(b) for b in blocks) == record["n_samples"] > 0
     finally:
         daemon.close()
+
+
+def test_a_tcp_link_is_curve_and_admits_no_one_but_the_daemons_hosts(lab, monkeypatch, caplog):
+    """The link as on Windows (no ipc sockets there): TCP on loopback, which any local user can
+    reach.  Runs go through it as over ipc; a stranger can neither push data into the stream nor
+    talk on the link, in plaintext or with the daemon's public key and a key of its own."""
+    monkeypatch.setattr(hosts, "IPC_LINK", False)
+    daemon = Daemon(lab(instrument_hosts=1), sim_speed="max")
+    context = zmq.Context()
+    try:
+        link, ingest, curve = daemon.hosts.link_endpoint, daemon.publisher.ingest_endpoint, daemon.hosts.curve
+        assert link.startswith("tcp://127.0.0.1:") and ingest.startswith("tcp://127.0.0.1:")
+        host = daemon.hosts.hosts["host-0"]
+        assert curve.hosts.secret.decode() not in " ".join(host.process.args)  # its keys come in its environment
+        with Client(daemon.control.endpoint) as client, Subscription(zmq.Context.instance(), daemon.publisher.endpoint, b"run.") as sub:
+            sub.wait_connected()
+            run_id = client.submit("ccd", "sim-pstat-1", **CCD)
+            blocks, statuses = collect_stream(sub, run_id)
+            record = client.wait(run_id, timeout_s=30)
+            assert statuses == ["running", "completed"] and record["result"]["ccd_mA_cm2"] == 1.0
+            assert [b.seq for b in blocks] == list(range(len(blocks))) and sum(len(b) for b in blocks) == record["n_samples"]
+
+            stranger_public, stranger_secret = zmq.curve_keypair()
+            callers = {"plaintext": None, "stranger": ClientKeys(curve.public, stranger_public, stranger_secret),
+                       "host": curve.hosts}  # (the hosts' own keys: what the test would see of a stranger let in)
+            sockets = []  # (kept open until the end: a closed socket's message never leaves)
+            for name, keys in callers.items():
+                push, dealer = context.socket(zmq.PUSH), context.socket(zmq.DEALER)
+                sockets += [push, dealer]
+                for socket in (push, dealer):
+                    socket.setsockopt(zmq.LINGER, 0)
+                    if keys is not None:
+                        keys.apply(socket)
+                dealer.setsockopt_string(zmq.IDENTITY, f"caller-{name}")
+                push.connect(ingest)
+                dealer.connect(link)
+                push.send_multipart(encode_data(DataBlock(f"forged-{name}", 0, 0, 0.0, {"time_s": np.zeros(3)}, {"time_s": "s"})))
+                dealer.send(host_link.encode("beat", connected={}))
+            forged, deadline = set(), time.monotonic() + 3.0
+            while time.monotonic() < deadline:
+                message = sub.receive(0.2)
+                if isinstance(message, DataBlock) and message.run_id.startswith("forged-"):
+                    forged.add(message.run_id)
+        assert forged == {"forged-host"}
+        heard = {record.getMessage() for record in caplog.records if "unknown peer" in record.getMessage()}
+        assert heard == {"host link: a message from an unknown peer b'caller-host'"}
+    finally:
+        context.destroy(linger=0)
+        daemon.close()
+
+
+def test_an_ipc_link_lives_in_a_folder_only_its_user_can_enter(lab):
+    daemon = Daemon(lab(instrument_hosts=1), sim_speed="max")
+    try:
+        link, ingest = daemon.hosts.link_endpoint, daemon.publisher.ingest_endpoint
+        folder = Path(link.removeprefix("ipc://")).parent
+        assert daemon.hosts.curve is None and ingest == f"ipc://{folder / 'ingest'}"
+        assert folder.stat().st_mode & 0o777 == 0o700
+    finally:
+        daemon.close()
+    assert not folder.exists()

@@ -10,6 +10,7 @@ import zmq
 
 from echemd.config import ConfigError, load_default_config
 from echemd.config.loader import parse_config
+from echemd.daemon import hosts
 from echemd.daemon.client import Client, Subscription
 from echemd.daemon.security import ClientKeys, create_keys
 from echemd.daemon.service import Daemon
@@ -17,6 +18,13 @@ from echemd.daemon.service import Daemon
 
 @pytest.fixture
 def secured(tmp_path):
+    daemon, alice, mallory = secured_daemon(tmp_path)
+    yield daemon, alice, mallory
+    daemon.close()
+
+
+def secured_daemon(tmp_path, **changes):
+    """A daemon on the simulated lab with a [security] table: (daemon, alice's keys (allowed), mallory's (not))."""
     keys = tmp_path / "keys"
     create_keys(keys, "server")
     allowed = keys / "allowed"
@@ -25,12 +33,10 @@ def secured(tmp_path):
     (allowed / "alice.key").write_bytes((keys / "alice" / "alice.key").read_bytes())
     _, mallory_secret = create_keys(keys / "mallory", "mallory")
     config = load_default_config().model_copy(update={
-        "control_endpoint": "tcp://127.0.0.1:*", "publish_endpoint": "tcp://127.0.0.1:*", "data_dir": tmp_path / "runs",
+        "control_endpoint": "tcp://127.0.0.1:*", "publish_endpoint": "tcp://127.0.0.1:*", "data_dir": tmp_path / "runs", **changes,
     })
     config = config.model_validate({**config.model_dump(), "security": {"server_secret_key": str(keys / "server.key_secret"), "authorized_clients": str(allowed)}})
-    daemon = Daemon(config)
-    yield daemon, ClientKeys.load(keys / "server.key", alice_secret), ClientKeys.load(keys / "server.key", mallory_secret)
-    daemon.close()
+    return Daemon(config), ClientKeys.load(keys / "server.key", alice_secret), ClientKeys.load(keys / "server.key", mallory_secret)
 
 
 def test_the_allow_list_is_read_at_every_connection_without_a_restart(secured, tmp_path):
@@ -53,6 +59,25 @@ def test_an_allow_listed_client_works_on_both_sockets(secured):
         blocks = list(client.subscribe(run_id))
         assert client.wait(run_id, timeout_s=30)["status"] == "completed"
     assert blocks and [b.seq for b in blocks] == list(range(len(blocks)))
+
+
+def test_with_a_tcp_host_link_the_hosts_and_the_clients_are_each_admitted_by_their_own_keys(tmp_path, monkeypatch):
+    """One ZAP handler, two domains: the allow-list for clients, the link's own key for hosts."""
+    monkeypatch.setattr(hosts, "IPC_LINK", False)  # (as on Windows)
+    daemon, alice, mallory = secured_daemon(tmp_path, instrument_hosts=1)
+    try:
+        assert daemon.hosts.link_endpoint.startswith("tcp://")
+        with Client(daemon.control.endpoint, keys=alice) as client:
+            run_id = client.submit("ccd", "sim-pstat-1", diameter_mm=2.0)
+            blocks = list(client.subscribe(run_id))
+            assert client.wait(run_id, timeout_s=30)["status"] == "completed"
+        assert blocks and [b.seq for b in blocks] == list(range(len(blocks)))
+        hosts_key = daemon.hosts.curve.hosts
+        as_host = ClientKeys(alice.server_public, hosts_key.public, hosts_key.secret)
+        with Client(daemon.control.endpoint, timeout_s=1.0, keys=as_host) as client, pytest.raises(TimeoutError):
+            client.ping()  # (the hosts' key is no client's)
+    finally:
+        daemon.close()
 
 
 def test_an_unknown_key_and_a_plaintext_client_get_nothing(secured):
