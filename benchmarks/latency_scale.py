@@ -16,10 +16,11 @@ Baselines, in the same run:
 
 Targets (2-core machine): 64 channels at 1 kHz lossless, p99 <= 40 ms, ping p99 <= 5 ms.
 
-    .venv/bin/python benchmarks/latency_scale.py [--channels 1 8 32 64] [--seconds 5] [--hosts N]
+    .venv/bin/python benchmarks/latency_scale.py [--channels 1 8 32 64] [--seconds 5] [--hosts N] [--tcp-link]
 
 ``--hosts``: instrument hosts (default: the daemon's, one per core; 0: every instrument in the
-daemon's process, as before the hosts).
+daemon's process, as before the hosts).  ``--tcp-link``: the daemon and its hosts meet over TCP on
+loopback with CURVE, as on Windows (default here: ipc sockets).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import zmq
 
 from common import host_pids, process_cpu_s, process_rss_mb, simulated_daemon
 from echemd.config import SimulatedPotentiostatConfig
+from echemd.daemon import hosts as instrument_hosts
 from echemd.daemon.client import Subscription
 from echemd.daemon.stream import DataBlock
 from echemd.drivers.simulated import SimulatedPotentiostat
@@ -167,7 +169,10 @@ def main() -> None:
     parser.add_argument("--channels", type=int, nargs="+", default=[1, 8, 32, 64])
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--hosts", type=int, default=None, help="instrument hosts (default: one per core; 0: none)")
+    parser.add_argument("--tcp-link", action="store_true", help="the host link over TCP with CURVE, as on Windows")
     args = parser.parse_args()
+    if args.tcp_link:
+        instrument_hosts.IPC_LINK = False
     base = latency_baseline(args.seconds)
     print(f"latency baseline (bare pyzmq, {POLL_REAL_S * 1e3:.0f} ms blocks, 2 processes): p50 {base['p50_ms']:.1f} ms, p99 {base['p99_ms']:.1f} ms")
     print(f"{'channels':>8}{'received':>10}{'lost':>6}{'p50 ms':>8}{'p99 ms':>8}{'max ms':>8}{'p99/base':>9}"
