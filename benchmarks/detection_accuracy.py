@@ -25,8 +25,8 @@ import numpy as np
 
 from short_corpus import CLASSES, Trace, corpus
 
-from echemd.protocols.analysis import analyze_ccd, constant_current_steps
-from echemd.protocols.shorts import ShortDetection
+from echemd.protocols.analysis.records import analyze_ccd, constant_current_steps
+from echemd.protocols.analysis.shorts import ShortDetection
 
 NAIVE_THRESHOLD_V = 2e-3
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from echemd.config import SymmetricCellConfig
 from echemd.drivers.simulated import SymmetricCell
-from echemd.protocols.kramers_kronig import lin_kk
+from echemd.protocols.analysis.kramers_kronig import lin_kk
 
 FREQUENCIES = np.logspace(6, -1, 57)
 DRIFTS = (0.0, 0.1, 0.2, 0.5)

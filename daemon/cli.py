@@ -491,7 +491,7 @@ def _writable_output(path: Path | None) -> None:
 def cmd_plot(args: argparse.Namespace) -> int:
     import h5py
 
-    from echemd.protocols.plots import plot_run, plot_table
+    from echemd.protocols.io.plots import plot_run, plot_table
 
     _writable_output(args.output)
     if not args.file.is_file():
@@ -509,7 +509,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from echemd.protocols.export import export
+    from echemd.protocols.io.export import export
 
     _writable_output(args.output)
     try:
@@ -540,7 +540,7 @@ def _add_column_option(parser: argparse.ArgumentParser) -> None:
 
 
 def _named_columns(args: argparse.Namespace) -> dict:
-    from echemd.protocols.text_tables import named_columns
+    from echemd.protocols.io.text_tables import named_columns
 
     try:
         return named_columns(args.column)
@@ -550,7 +550,7 @@ def _named_columns(args: argparse.Namespace) -> dict:
 
 def _add_detection_options(parser: argparse.ArgumentParser) -> None:
     """One --option per field of the short criterion (ccd), named and described as the protocol parameter."""
-    from echemd.protocols.shorts import ShortDetection
+    from echemd.protocols.analysis.shorts import ShortDetection
 
     for name, field in ShortDetection.model_fields.items():
         flags = [f"--{name.replace('_', '-')}"] + (["--threshold-mV"] if name == "drop_threshold_mV" else [])
@@ -563,7 +563,7 @@ def _detection(args: argparse.Namespace, recorded: dict):
     """The short criterion: the run file's recorded parameters, overridden by the options given."""
     from pydantic import ValidationError
 
-    from echemd.protocols.shorts import ShortDetection
+    from echemd.protocols.analysis.shorts import ShortDetection
 
     fields = ShortDetection.model_fields
     values = {name: value for name, value in recorded.items() if name in fields}
@@ -579,13 +579,13 @@ def _detection(args: argparse.Namespace, recorded: dict):
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from echemd.protocols import analysis
-    from echemd.protocols.readers import ccd_chunks, read_table
+    from echemd.protocols.analysis import records
+    from echemd.protocols.io.readers import ccd_chunks, read_table
 
     named = _named_columns(args)
     try:
         if args.kind == "ccd":  # read in chunks: a week-long run holds tens of millions of rows
-            chunks, table = ccd_chunks(args.file, analysis.CHUNK_ROWS, named)
+            chunks, table = ccd_chunks(args.file, records.CHUNK_ROWS, named)
         else:
             table = read_table(args.file, args.kind, named)
         area = args.area_cm2 if args.area_cm2 is not None else table.area_cm2
@@ -594,14 +594,14 @@ def cmd_analyze(args: argparse.Namespace) -> int:
                 raise UsageError(f"{args.file}: give the electrode area with --area-cm2")
             detection = _detection(args, table.metadata.get("parameters", {}))
             sign = {"negative": -1, "positive": 1, None: None}[args.plating_sign]
-            result = analysis.analyze_ccd_chunks(chunks, area_cm2=area, detection=detection, plating_sign=sign)
+            result = records.analyze_ccd_chunks(chunks, area_cm2=area, detection=detection, plating_sign=sign)
         elif args.kind == "eis":
             thickness_mm = args.thickness_mm if args.thickness_mm is not None else table.metadata.get("parameters", {}).get("thickness_mm")
-            result = analysis.analyze_eis(*table.spectrum(args.spectrum), circuit=args.circuit, area_cm2=area,
+            result = records.analyze_eis(*table.spectrum(args.spectrum), circuit=args.circuit, area_cm2=area,
                                           thickness_cm=thickness_mm / 10 if thickness_mm else None, symmetric=args.symmetric)
         else:
             bias, current = table.require("bias_V", "current_A")
-            result = analysis.analyze_cafm(bias, current)
+            result = records.analyze_cafm(bias, current)
     except (EchemdError, ValueError) as exc:  # an unreadable file, a fit that cannot be made, bad numbers
         raise UsageError(str(exc)) from exc
     print(json.dumps(result))

@@ -23,7 +23,7 @@ AREA_CM2 = math.pi * (CCD_PARAMETERS["diameter_mm"] / 20) ** 2
 
 def run_demo(data_dir: Path, out=print) -> bool:
     """Returns True when every run completed."""
-    from echemd.protocols.plots import plot_run
+    from echemd.protocols.io.plots import plot_run
 
     config = load_default_config().model_copy(update={
         "control_endpoint": "tcp://127.0.0.1:*",

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from echemd.config.models import RunLimits
-from echemd.protocols.detection import first_beyond
+from echemd.protocols.analysis.detection import first_beyond
 
 VOLTAGE_COLUMNS = ("voltage_V", "bias_V")
 

@@ -1,5 +1,8 @@
 """The science: protocols as plain descriptions (parameters + plan) that the daemon's runner executes.
 
+Their numerics (detectors, fits, analyses) are in :mod:`echemd.protocols.analysis`, the files they
+are read from and written to in :mod:`echemd.protocols.io`.
+
 The registry is built on first use (PEP 562), so that importing one module of this package (the
 short detector's options for the CLI, say) does not import every protocol and its numerics.
 """

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from echemd.config.models import InstrumentLimits
 from echemd.drivers.base import Instrument
 from echemd.protocols.base import Column, Plan, Presentation, ProtocolDefinition, ProtocolRefused, VoltageSweep
-from echemd.protocols.analysis import analyze_cafm
+from echemd.protocols.analysis.records import analyze_cafm
 
 
 class CAFMSweepParameters(BaseModel):

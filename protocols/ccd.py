@@ -29,7 +29,7 @@ from echemd.protocols.base import Event, Galvanostatic, OpenCircuit, Plan, Prese
 from echemd.protocols.impedance_sweep import IMPEDANCE_COLUMNS, ImpedanceSweep, landmarks
 from echemd.protocols.plating_base import (CHRONO_COLUMNS, HalfCycleParameters, check_plating, planned_samples, plating_attributes, short_fields,
                                             short_message, staircase)
-from echemd.protocols.shorts import ShortMonitor, ShortWatch
+from echemd.protocols.analysis.shorts import ShortMonitor, ShortWatch
 
 #: Per-step figures of a CCD result (``steps``: one list per key, a value per half cycle).
 #: ``stage``: "conditioning" or "ccd"; ``ocv_after_mV``: open-circuit voltage at the end of the rest

@@ -18,7 +18,7 @@ from pydantic import Field
 from echemd.config.models import InstrumentLimits
 from echemd.drivers.base import Instrument
 from echemd.daemon.errors import EchemdError
-from echemd.protocols.analysis import analyze_eis
+from echemd.protocols.analysis.records import analyze_eis
 from echemd.protocols.base import Column, Plan, Presentation, ProtocolDefinition
 from echemd.protocols.impedance_sweep import IMPEDANCE_COLUMNS, ImpedanceSweep, landmarks
 

@@ -17,7 +17,7 @@ from echemd.config.models import InstrumentLimits
 from echemd.drivers.base import Instrument
 from echemd.protocols.base import Plan, Presentation, ProtocolDefinition, VoltageSweep
 from echemd.protocols.cafm import SWEEP_COLUMNS, check_sweep
-from echemd.protocols.detection import find_triggering_bias
+from echemd.protocols.analysis.detection import find_triggering_bias
 
 
 class MemristorParameters(BaseModel):

@@ -16,8 +16,8 @@ from pydantic import Field, model_validator
 from echemd.config.models import InstrumentLimits
 from echemd.drivers.base import Instrument, InstrumentRefused
 from echemd.protocols.base import Column, ProtocolRefused, Stop, StopCondition
-from echemd.protocols.detection import VoltageLimit
-from echemd.protocols.shorts import ShortDetection, ShortMonitor, ShortWatch, smoothing_samples
+from echemd.protocols.analysis.detection import VoltageLimit
+from echemd.protocols.analysis.shorts import ShortDetection, ShortMonitor, ShortWatch, smoothing_samples
 
 CHRONO_COLUMNS = (
     Column("time_s", "s"),

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from echemd.protocols.analysis import analyze_cafm, analyze_ccd, constant_current_steps, sweeps
-from echemd.protocols.readers import read_gamry
+from echemd.protocols.analysis.records import analyze_cafm, analyze_ccd, constant_current_steps, sweeps
+from echemd.protocols.io.readers import read_gamry
 
 EXTERNAL = Path(__file__).resolve().parent / "data" / "external"  # copies of ../shared/data/external, LICENSE files beside
 

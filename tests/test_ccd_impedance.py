@@ -11,7 +11,7 @@ from echemd.daemon.client import Client, RemoteError
 from echemd.daemon.service import Daemon
 from echemd.drivers.simulated import SymmetricCell
 from echemd.config import SymmetricCellConfig
-from echemd.protocols.readers import read_gamry
+from echemd.protocols.io.readers import read_gamry
 from helpers import run_on_cell
 from test_analyze import echemd
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from echemd.protocols.detection import VoltageLimit, find_triggering_bias
+from echemd.protocols.analysis.detection import VoltageLimit, find_triggering_bias
 
 def test_voltage_limit():
     t = np.arange(5.0)

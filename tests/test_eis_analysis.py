@@ -9,9 +9,9 @@ import pytest
 
 from echemd.config import SymmetricCellConfig
 from echemd.drivers.simulated import SymmetricCell
-from echemd.protocols.eis_fitting import DEFAULT_CIRCUIT, FitError, assign, fit_circuit, initial_guess
-from echemd.protocols.kramers_kronig import lin_kk
-from echemd.protocols.readers import read_table
+from echemd.protocols.analysis.eis_fitting import DEFAULT_CIRCUIT, FitError, assign, fit_circuit, initial_guess
+from echemd.protocols.analysis.kramers_kronig import lin_kk
+from echemd.protocols.io.readers import read_table
 
 EXTERNAL = Path(__file__).resolve().parent / "data" / "external"  # copies of ../shared/data/external, LICENSE files beside
 EXAMPLE_CSV = EXTERNAL / "impedancepy_exampleData.csv"
@@ -218,7 +218,7 @@ def test_inductive_high_frequency_points_are_left_out_of_a_circuit_without_an_in
 
 
 def test_too_few_points_for_kramers_kronig_still_gives_the_fit_and_says_why_kk_was_not_run():
-    from echemd.protocols.analysis import analyze_eis
+    from echemd.protocols.analysis.records import analyze_eis
 
     f, z = spectrum(GAMRY_DTA)
     result = analyze_eis(f[:5], z[:5].real, z[:5].imag, "R0-p(R1,C1)")

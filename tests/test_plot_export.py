@@ -13,7 +13,7 @@ import pytest
 from echemd.config import load_default_config
 from echemd.daemon.client import Client
 from echemd.daemon.service import Daemon
-from echemd.protocols.plots import run_figure
+from echemd.protocols.io.plots import run_figure
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

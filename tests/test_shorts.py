@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from echemd.protocols.analysis import analyze_ccd
-from echemd.protocols.shorts import ShortDetection, ShortMonitor, smoothing_samples
+from echemd.protocols.analysis.records import analyze_ccd
+from echemd.protocols.analysis.shorts import ShortDetection, ShortMonitor, smoothing_samples
 from short_corpus import CLASSES, corpus, trace
 
 AREA = 0.0314  # 2 mm disc, cm2
@@ -227,7 +227,7 @@ def test_the_corpus_is_reproducible():
 def test_the_offline_ccd_is_the_same_for_any_cut_of_the_record_into_chunks():
     """A record read in chunks (a long run file) gives exactly the answer of the record read whole,
     wherever the chunks end, also with rows of other steps (NaN current: spectra) in between."""
-    from echemd.protocols.analysis import analyze_ccd_chunks
+    from echemd.protocols.analysis.records import analyze_ccd_chunks
 
     t, i, v, _ = ccd_record(densities=(0.5, 1.0, 1.5), shape=collapse(5400.0), seed=3)  # shorts in the 1.0 mA/cm2 plating
     i = i.copy()

@@ -8,8 +8,8 @@ from hypothesis import strategies as st
 
 from echemd.config.models import RunLimits
 from echemd.daemon.safety import SafetyMonitor
-from echemd.protocols.detection import VoltageLimit
-from echemd.protocols.streaming import Persistence, TrailingWindow, WindowMax
+from echemd.protocols.analysis.detection import VoltageLimit
+from echemd.protocols.analysis.streaming import Persistence, TrailingWindow, WindowMax
 
 partitions = st.lists(st.integers(1, 25), min_size=1, max_size=6)
 

@@ -7,7 +7,7 @@ import h5py
 import numpy as np
 import pytest
 
-from echemd.protocols.text_tables import detect_layout, meaning, named_columns
+from echemd.protocols.io.text_tables import detect_layout, meaning, named_columns
 from test_analyze import ccd_csv, echemd
 
 AREA_CM2 = 0.0314
@@ -123,7 +123,7 @@ def test_plot_draws_files_from_other_software_as_analyze_reads_them(tmp_path):
 
     plt.Figure.savefig = keep
     try:
-        from echemd.protocols.plots import plot_table
+        from echemd.protocols.io.plots import plot_table
 
         out = plot_table(mpt, tmp_path / "peis.png", area_cm2=0.5)
     finally:
@@ -145,8 +145,8 @@ def test_plot_draws_files_from_other_software_as_analyze_reads_them(tmp_path):
 @pytest.mark.parametrize("kind", ["csv", "mpt"])
 def test_a_text_table_read_in_chunks_gives_the_whole_records_answer(tmp_path, kind):
     """analyze ccd reads text tables in chunks (memory flat with length): any chunk size, the same verdict."""
-    from echemd.protocols import analysis
-    from echemd.protocols.readers import ccd_chunks
+    from echemd.protocols.analysis import records
+    from echemd.protocols.io.readers import ccd_chunks
 
     path = tmp_path / "ccd.csv"
     ccd_csv(path, short_after_s=300)
@@ -158,7 +158,7 @@ def test_a_text_table_read_in_chunks_gives_the_whole_records_answer(tmp_path, ki
     for rows in (997, 10_000, 10**7):
         chunks, _ = ccd_chunks(path, rows)
         assert max(len(part[0]) for part in chunks()) <= rows
-        answers.append(analysis.analyze_ccd_chunks(chunks, area_cm2=AREA_CM2))
+        answers.append(records.analyze_ccd_chunks(chunks, area_cm2=AREA_CM2))
     assert answers[0] == answers[1] == answers[2] and answers[0]["ccd_mA_cm2"] == 1.5
 
 

@@ -43,8 +43,8 @@ def plot_table(path: str | Path, out: str | Path, kind: str | None = None, area_
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from echemd.protocols import analysis
-    from echemd.protocols.readers import UnreadableFile, read_table
+    from echemd.protocols.analysis import records
+    from echemd.protocols.io.readers import UnreadableFile, read_table
 
     kinds = [kind] if kind else ["eis", "cafm", "ccd"]
     for k, candidate in enumerate(kinds):
@@ -59,13 +59,13 @@ def plot_table(path: str | Path, out: str | Path, kind: str | None = None, area_
     if kind == "eis":
         f, z_real, z_imag = table.spectrum(spectrum)
         figure = _eis(plt, {"frequency_Hz": f, "z_real_ohm": z_real, "z_imag_ohm": z_imag},
-                      analysis.analyze_eis(f, z_real, z_imag, area_cm2=area), area)
+                      records.analyze_eis(f, z_real, z_imag, area_cm2=area), area)
     elif kind == "cafm":
         bias, current = table.require("bias_V", "current_A")
-        figure = _cafm(plt, {"bias_V": bias, "current_A": current}, analysis.analyze_cafm(bias, current))
+        figure = _cafm(plt, {"bias_V": bias, "current_A": current}, records.analyze_cafm(bias, current))
     else:
         t, i, v = table.require("time_s", "current_A", "voltage_V")
-        result = analysis.analyze_ccd_chunks(lambda: [(t, i, v)], area_cm2=area) if area else {}
+        result = records.analyze_ccd_chunks(lambda: [(t, i, v)], area_cm2=area) if area else {}
         figure = _plating(plt, {"time_s": t, "current_A": i, "voltage_V": v}, result, [], area)
     figure.suptitle(f"{kind}  {Path(path).name}", fontsize=10)
     figure.tight_layout()
@@ -176,7 +176,7 @@ def _per_step(axis, steps: dict, result: dict) -> None:
 
 def _cafm(plt, data, result):
     """I-V on linear (µA) and log |I| axes, one colour per cycle (sweep), triggering biases marked."""
-    from echemd.protocols.analysis import sweeps
+    from echemd.protocols.analysis.records import sweeps
 
     bias, current = data["bias_V"], data["current_A"]
     figure, (linear, log) = plt.subplots(1, 2, figsize=(10, 4.2))
@@ -246,7 +246,7 @@ def _eis(plt, data, result, area_cm2):
     phase = bode.twinx()
     phase.semilogx(f, -np.degrees(np.angle(z)), "s", ms=2, color="tab:green")
     phase.set_ylabel("-phase (deg)")
-    from echemd.protocols.kramers_kronig import lin_kk
+    from echemd.protocols.analysis.kramers_kronig import lin_kk
 
     kk = lin_kk(f, z)
     residuals.semilogx(f, kk.residuals_real * 100, "o-", ms=2, label="real")

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from echemd.daemon.runfile_reader import RunFileReader
-from echemd.protocols.readers import spectrum_spans
+from echemd.protocols.io.readers import spectrum_spans
 
 
 
@@ -99,7 +99,7 @@ def export(run_file: str | Path, fmt: str, out: str | Path | None = None) -> Pat
 
         return export_bluesky(run_file, target)
     if fmt == "bdf":
-        from echemd.protocols.bdf import export_bdf
+        from echemd.protocols.io.bdf import export_bdf
 
         return export_bdf(run_file, target)
     return export_csv(run_file, target) if fmt == "csv" else export_dta(run_file, target)

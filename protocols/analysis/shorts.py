@@ -39,7 +39,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from echemd.protocols.base import Stop, StopCondition
-from echemd.protocols.streaming import Persistence, TrailingWindow, WindowMax
+from echemd.protocols.analysis.streaming import Persistence, TrailingWindow, WindowMax
 
 #: The settle time ends when the polarization fell less than this fraction of the drop threshold
 #: over the last settle_window_s: a transient decaying with a time constant as long as the window

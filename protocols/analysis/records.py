@@ -17,8 +17,8 @@ import numpy as np
 
 from echemd.daemon.errors import EchemdError
 from echemd.protocols.ccd import CCDVerdict
-from echemd.protocols.detection import find_triggering_bias
-from echemd.protocols.shorts import ShortDetection, ShortMonitor
+from echemd.protocols.analysis.detection import find_triggering_bias
+from echemd.protocols.analysis.shorts import ShortDetection, ShortMonitor
 
 #: Relative change of current that starts a new constant-current step.
 STEP_CHANGE = 0.01
@@ -274,8 +274,8 @@ def analyze_eis(frequency_Hz, z_real_ohm, z_imag_ohm, circuit: str | None = None
 
     impedance.py (and with it matplotlib and pandas) is imported here, only when a spectrum is fitted.
     """
-    from echemd.protocols.eis_fitting import DEFAULT_CIRCUIT, fit_circuit
-    from echemd.protocols.kramers_kronig import lin_kk
+    from echemd.protocols.analysis.eis_fitting import DEFAULT_CIRCUIT, fit_circuit
+    from echemd.protocols.analysis.kramers_kronig import lin_kk
 
     f = np.asarray(frequency_Hz, dtype=np.float64)
     z = np.asarray(z_real_ohm, dtype=np.float64) + 1j * np.asarray(z_imag_ohm, dtype=np.float64)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from echemd.daemon.errors import EchemdError
-from echemd.protocols.text_tables import HEAD_LINES, NUMBER, Named, TableLayout, TableLayoutError, detect_layout, read_layout
+from echemd.protocols.io.text_tables import HEAD_LINES, NUMBER, Named, TableLayout, TableLayoutError, detect_layout, read_layout
 
 #: Bytes of a text table read to find its layout and encoding.
 HEAD_BYTES = 1 << 18
