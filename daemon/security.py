@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING
 
 import zmq
 import zmq.auth
-from zmq.auth.thread import ThreadAuthenticator
 
-if TYPE_CHECKING:  # (a client imports this module: it needs no pydantic)
+if TYPE_CHECKING:  # (clients and hosts import this module: they need no pydantic, nor asyncio for a ZAP thread)
+    from zmq.auth.thread import ThreadAuthenticator
+
     from echemd.config.models import SecurityConfig
 
 
@@ -82,6 +83,8 @@ class ZapHandler:
         """Admit to the sockets of ``domain`` (``*``: those that name none) the clients whose key
         ``provider.callback(domain, key_z85)`` accepts."""
         if self._authenticator is None:
+            from zmq.auth.thread import ThreadAuthenticator
+
             self._authenticator = ThreadAuthenticator(self._context)
             self._authenticator.start()
         self._authenticator.configure_curve_callback(domain=domain, credentials_provider=provider)

@@ -67,12 +67,12 @@ def test_publisher_forwards_every_threads_messages_in_order_and_drains_on_close(
 
 
 def test_a_client_script_loads_neither_hdf5_nor_pydantic_nor_the_protocols():
-    """A lab's client (submit, subscribe, fetch) needs pyzmq and numpy only."""
+    """A lab's client (submit, subscribe, fetch) needs pyzmq and numpy only (not even the daemon's ZAP thread and its asyncio)."""
     import subprocess
     import sys
 
     code = ("import sys, echemd.daemon.client; "
-            "print(sorted(m for m in ('h5py', 'pydantic', 'scipy', 'echemd.protocols', 'echemd.config') if m in sys.modules))")
+            "print(sorted(m for m in ('h5py', 'pydantic', 'scipy', 'echemd.protocols', 'echemd.config', 'zmq.auth.thread') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
