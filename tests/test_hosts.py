@@ -8,6 +8,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import pytest
 import zmq
 
 from echemd.daemon import host_link, hosts
@@ -73,7 +74,9 @@ def test_pause_resume_abort_and_fetch_reach_a_run_in_its_host(lab):
         daemon.close()
 
 
-def test_a_host_killed_mid_run_is_noticed_its_run_interrupted_and_recovered_and_it_comes_back(lab):
+@pytest.mark.parametrize("ipc_link", [True, False], ids=["ipc", "tcp-curve"])
+def test_a_host_killed_mid_run_is_noticed_its_run_interrupted_and_recovered_and_it_comes_back(lab, monkeypatch, ipc_link):
+    monkeypatch.setattr(hosts, "IPC_LINK", ipc_link)  # (over TCP the host started again gets its keys again)
     daemon = Daemon(lab(instrument_hosts=2), sim_speed=1.0)
     try:
         with Client(daemon.control.endpoint) as client:
