@@ -60,7 +60,8 @@ with Client(daemon.control.endpoint) as client:
     until(lambda: h5py.File(path, "r", libver="latest", swmr=True).attrs["status"] == "failed")
     with h5py.File(path, "r") as f:
         assert "disk full" in f.attrs["error"] and len(f["data/time_s"]) == len(t)
-    assert not (disk / "runs" / "submitted" / f"{filled}.json").exists()
+    # then its submission record goes (the file is its record now; removed after the end is written)
+    until(lambda: not (disk / "runs" / "submitted" / f"{filled}.json").exists())
 daemon.close()  # (a full disk used to make this segfault)
 
 daemon = Daemon(config)  # a restart finds both runs, as they ended
