@@ -168,7 +168,7 @@ def test_a_tcp_link_is_curve_and_admits_no_one_but_the_daemons_hosts(lab, monkey
                 if isinstance(message, DataBlock) and message.run_id.startswith("forged-"):
                     forged.add(message.run_id)
         assert forged == {"forged-host"}
-        heard = {record.getMessage() for record in caplog.records if "unknown peer" in record.getMessage()}
+        heard = {entry.getMessage() for entry in caplog.records if "unknown peer" in entry.getMessage()}
         assert heard == {"host link: a message from an unknown peer b'caller-host'"}
     finally:
         context.destroy(linger=0)

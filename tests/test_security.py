@@ -64,7 +64,7 @@ def test_an_allow_listed_client_works_on_both_sockets(secured):
 def test_with_a_tcp_host_link_the_hosts_and_the_clients_are_each_admitted_by_their_own_keys(tmp_path, monkeypatch):
     """One ZAP handler, two domains: the allow-list for clients, the link's own key for hosts."""
     monkeypatch.setattr(hosts, "IPC_LINK", False)  # (as on Windows)
-    daemon, alice, mallory = secured_daemon(tmp_path, instrument_hosts=1)
+    daemon, alice, _ = secured_daemon(tmp_path, instrument_hosts=1)
     try:
         assert daemon.hosts.link_endpoint.startswith("tcp://")
         with Client(daemon.control.endpoint, keys=alice) as client:
