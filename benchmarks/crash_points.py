@@ -101,7 +101,7 @@ def life(folder: Path, compress: bool) -> None:
     progress(folder, "created")
     for i in range(BLOCKS):
         runfile.append(block(i * BLOCK))
-        with runfile._lock:
+        with runfile._io_lock:
             runfile._write(flush=True)  # as the writer thread does, at a known moment
     runfile.add_event(1.0, "step", "plate")
     runfile.close("completed", {"ccd_mA_cm2": 1.5, "cycles": [1, 2]})
@@ -120,7 +120,7 @@ def killed_writer(folder: Path) -> None:
                               columns=COLUMNS, version="9.9", settings=RunFileSettings(3600.0, reserve_bytes=0))
             for i in range(BLOCKS):
                 runfile.append(block(i * BLOCK))
-                with runfile._lock:
+                with runfile._io_lock:
                     runfile._write(flush=True)
         finally:
             os._exit(0)

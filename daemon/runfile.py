@@ -8,11 +8,14 @@ ends the SWMR file is closed and reopened once to set the final status and write
 Blocks and events are queued in memory and one writer thread for the whole process appends them
 (one write per column) and flushes, half a flush interval after the oldest unflushed change, so no
 sample stays unflushed longer than about 0.75 flush interval, even while no block arrives (a slow
-instrument, a paused run).  Why one thread: h5py serializes every HDF5 call behind one lock; dozens
-of worker threads writing their own files queue on it (and on the GIL) and stall each other for
-seconds.  Why batches: an HDF5 append costs the same for 10 samples as for 10,000, so instruments
-can deliver small blocks (low latency on the stream) cheaply.  A worker writes itself only when
-more than MAX_PENDING_SAMPLES wait (the writer fell behind: backpressure instead of memory growth).
+instrument, a paused run).  A block is queued under a lock of its own, never held across an HDF5
+call: the run's worker (which processes its block in turn with its process's other workers, see
+Engine) never waits for the writer writing its file.  Why one thread: h5py serializes every HDF5
+call behind one lock; dozens of worker threads writing their own files queue on it (and on the
+GIL) and stall each other for seconds.  Why batches: an HDF5 append costs the same for 10 samples
+as for 10,000, so instruments can deliver small blocks (low latency on the stream) cheaply.  A
+worker writes itself only when more than MAX_PENDING_SAMPLES wait (the writer fell behind:
+backpressure instead of memory growth).
 """
 
 from __future__ import annotations
@@ -63,6 +66,22 @@ class RunFileSettings:
     reserve_bytes: int = DEFAULT_RESERVE_BYTES
 
 
+@dataclass(frozen=True)
+class _Batch:
+    """What one write takes off a run file's queue: blocks (columns by name) with their sample
+    offsets, events (time, kind, message), and where each goes (sample, block and event counts
+    before and after)."""
+
+    blocks: list[dict[str, np.ndarray]]
+    offsets: list[int]
+    events: list[tuple[float, bytes, bytes]]
+    start: int
+    end: int
+    blocks_start: int
+    blocks_end: int
+    events_end: int
+
+
 def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
@@ -100,11 +119,14 @@ class RunFile:
         self.sparse = frozenset(sparse)
         self.t0 = time.time() if t0_unix_s is None else t0_unix_s
         self.flush_interval_s = settings.flush_interval_s
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the queue and the counts: held briefly, never across an HDF5 call
+        self._io_lock = threading.Lock()  # the HDF5 file: taken before _lock, never while holding it
+        self._closed = False
         self._n = 0  # samples received (written or pending)
         self._written = 0  # samples in the datasets
         self._blocks = 0  # blocks received
         self._blocks_written = 0
+        self._events_written = 0
         self._pending: list[dict[str, np.ndarray]] = []
         self._pending_offsets: list[int] = []
         self._pending_events: list[tuple[float, bytes, bytes]] = []
@@ -170,8 +192,11 @@ class RunFile:
             self._n += n
             self._blocks += 1
             self._changed()
-            if self._n - self._written >= MAX_PENDING_SAMPLES:
-                self._write(flush=False)
+            backlog = self._n - self._written >= MAX_PENDING_SAMPLES
+        if backlog:
+            with self._io_lock:
+                if self._file is not None:
+                    self._write(flush=False)
         return block
 
     def add_event(self, time_s: float, kind: str, message: str) -> int:
@@ -185,10 +210,10 @@ class RunFile:
 
     def read_blocks(self, from_seq: int, max_samples: int) -> tuple[list[DataBlock], int]:
         """Blocks from ``from_seq`` on (at least one, then up to ``max_samples`` samples) and the block count."""
-        with self._lock:
+        with self._io_lock:
             if self._file is not None:
                 self._write(flush=False)
-                return read_blocks(self._file, from_seq, max_samples, self._blocks, self._n)
+                return read_blocks(self._file, from_seq, max_samples, self._blocks_written, self._written)
         with RunFileReader(self.path) as closed:
             return closed.blocks(from_seq, max_samples)
 
@@ -196,37 +221,43 @@ class RunFile:
         """Write and flush what waits once its oldest change is half a flush interval old; fsync
         (the data reaches the disk: survives a power cut) every fsync_interval_s.  A flush alone
         gets the data to the OS: it survives a crash of the daemon."""
-        with self._lock:
-            if self._file is None or self._dirty_since is None or self._write_error is not None:
+        with self._io_lock:
+            if self._file is None:
                 return
-            now = time.monotonic()
-            if now - self._dirty_since < self.flush_interval_s / 2:
-                return
+            with self._lock:
+                now = time.monotonic()
+                if self._dirty_since is None or self._write_error is not None or now - self._dirty_since < self.flush_interval_s / 2:
+                    return
             self._write(flush=True)
-            self._dirty_since = None
             if now - self._last_fsync >= self.settings.fsync_interval_s:
                 os.fsync(self._file.id.get_vfd_handle())
                 self._last_fsync = now
 
     def _write(self, flush: bool) -> None:
         """Write what is pending (and flush).  A failure is kept: the run's next block fails on it
-        (see _check_writable) and the file takes nothing more.  Lock held."""
+        (see _check_writable) and the file takes nothing more.  I/O lock held."""
+        with self._lock:
+            if self._write_error is not None:
+                raise OSError(f"writing the run file {self.path} failed before: {self._write_error}") from self._write_error
+            batch = self._take_pending(flush)
         try:
-            self._write_pending()
+            self._write_batch(batch)
             if flush:
                 self._file.flush()
         except Exception as exc:
-            self._write_error = exc
+            with self._lock:
+                self._write_error = exc
             self._shrink_to_written()
             raise
+        with self._lock:
+            self._written, self._blocks_written, self._events_written = batch.end, batch.blocks_end, batch.events_end
 
     def _shrink_to_written(self) -> None:
         """After a failed write: cut every dataset back to what was written, so that the extents a
         write grew before it failed never show (or get recovered) as samples of zeros.  Best effort:
-        shrinking needs no new space, but the file may refuse everything by now.  Lock held."""
-        events_written = self._events - len(self._pending_events)
+        shrinking needs no new space, but the file may refuse everything by now.  I/O lock held."""
         sizes = [(dataset, self._written) for dataset in self._data.values()] + [(self._index, self._blocks_written)]
-        sizes += [(dataset, events_written) for dataset in self._event_columns]
+        sizes += [(dataset, self._events_written) for dataset in self._event_columns]
         for dataset, size in sizes:
             try:
                 if len(dataset) > size:
@@ -237,7 +268,7 @@ class RunFile:
     def _check_writable(self) -> None:
         """Raise if the file is closed, or if writing it failed (a full disk): the run then fails,
         its instrument goes safe, and the file keeps what was flushed before.  Lock held."""
-        if self._file is None:
+        if self._closed:
             raise ValueError(f"run file {self.path} is closed")
         if self._write_error is not None:
             raise OSError(f"writing the run file {self.path} failed: {self._write_error}") from self._write_error
@@ -246,28 +277,32 @@ class RunFile:
         if self._dirty_since is None:
             self._dirty_since = time.monotonic()
 
-    def _write_pending(self) -> None:
-        """Append the pending blocks (one resize and one write per column) and events, if the disk
-        keeps its reserve after them (see disk_space).  Lock held."""
-        samples = self._n - self._written
-        ensure_free(self.path.parent, 8 * (samples * len(self._data) + self._blocks - self._blocks_written)
-                    + (8 + 32 + 1024) * len(self._pending_events) + WRITE_OVERHEAD_BYTES, self.settings.reserve_bytes)
-        if self._pending:
-            start, end = self._written, self._n
+    def _take_pending(self, flush: bool) -> "_Batch":
+        """Everything queued, taken off the queue for one write (flushed, when ``flush``: nothing
+        is left unflushed then).  Lock held."""
+        batch = _Batch(self._pending, self._pending_offsets, self._pending_events, self._written, self._n, self._blocks_written,
+                       self._blocks, self._events)
+        self._pending, self._pending_offsets, self._pending_events = [], [], []
+        if flush:
+            self._dirty_since = None
+        return batch
+
+    def _write_batch(self, batch: "_Batch") -> None:
+        """Append a batch's blocks (one resize and one write per column) and events, if the disk
+        keeps its reserve after them (see disk_space).  I/O lock held."""
+        ensure_free(self.path.parent, 8 * ((batch.end - batch.start) * len(self._data) + batch.blocks_end - batch.blocks_start)
+                    + (8 + 32 + 1024) * len(batch.events) + WRITE_OVERHEAD_BYTES, self.settings.reserve_bytes)
+        if batch.blocks:
             for name, dataset in self._data.items():
-                grow_to(dataset, end)
-                write_at(dataset, start, np.concatenate([block[name] for block in self._pending]))
-            grow_to(self._index, self._blocks)
-            write_at(self._index, self._blocks_written, np.asarray(self._pending_offsets, dtype=np.int64))
-            self._pending.clear()
-            self._pending_offsets.clear()
-            self._written, self._blocks_written = end, self._blocks
-        if self._pending_events:
-            first = self._events - len(self._pending_events)
-            for dataset, values in zip(self._event_columns, zip(*self._pending_events)):
-                dataset.resize((self._events,))
+                grow_to(dataset, batch.end)
+                write_at(dataset, batch.start, np.concatenate([block[name] for block in batch.blocks]))
+            grow_to(self._index, batch.blocks_end)
+            write_at(self._index, batch.blocks_start, np.asarray(batch.offsets, dtype=np.int64))
+        if batch.events:
+            first = batch.events_end - len(batch.events)
+            for dataset, values in zip(self._event_columns, zip(*batch.events)):
+                dataset.resize((batch.events_end,))
                 dataset[first:] = values
-            self._pending_events.clear()
 
     def close(self, status: str, result: Mapping[str, Any] | None = None, error: str = "") -> None:
         """Flush and close; then set the final status, the finish time and the result (on a copy
@@ -279,14 +314,15 @@ class RunFile:
             raise ValueError(f"a run file cannot end {status!r}")
         status = RunStatus(status).value  # (a plain str for HDF5)
         _WRITER.discard(self)
-        with self._lock:
+        with self._io_lock:
             if self._file is None:
                 return
-            failure = self._write_error
+            with self._lock:
+                self._closed = True  # (a block or event queued from now on is refused)
+                failure = self._write_error
             try:
                 if failure is None:
-                    self._write_pending()
-                    self._file.flush()
+                    self._write(flush=True)
             except Exception as exc:
                 failure = exc
             finally:

@@ -233,10 +233,10 @@ def test_a_disk_that_fills_mid_run_fails_the_run_safely_and_keeps_what_was_flush
             until(lambda: client.status(run_id)["n_samples"] >= 50)
             until(lambda: read_attrs(daemon.data_dir / f"{run_id}.h5")["n_samples"] >= 50)  # flushed
 
-            def disk_full(self):
+            def disk_full(self, batch):
                 raise OSError(28, "No space left on device")
 
-            monkeypatch.setattr(RunFile, "_write_pending", disk_full)
+            monkeypatch.setattr(RunFile, "_write_batch", disk_full)
             record = client.wait(run_id, timeout_s=20)
             assert daemon.runners["sim-pstat-1"].instrument.output_on is False
             assert client.instruments()[0]["state"] == "idle"  # the disk failed, not the instrument: it stays connected

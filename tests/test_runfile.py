@@ -1,4 +1,7 @@
 import json
+import subprocess
+import sys
+import threading
 import time
 
 import h5py
@@ -66,6 +69,21 @@ def test_an_swmr_reader_follows_the_run_while_it_is_written(tmp_path):
         np.testing.assert_array_equal(voltage[:], -0.1 - 1e-4 * np.arange(150.0))
     runfile.close("aborted")
     assert read_attrs(path)["status"] == "aborted"
+
+
+def test_samples_a_fetch_wrote_are_still_flushed_in_time(tmp_path):
+    """A fetch writes what waits (unflushed) to read it back: the writer must still flush it
+    within the flush interval, though no block arrives after."""
+    path = tmp_path / "r1.h5"
+    runfile = new_runfile(path, flush_interval_s=0.2)
+    runfile.append(block(0, 100))
+    assert runfile.read_blocks(0, 1000)[1] == 1
+    time.sleep(0.5)  # (the flush is due 0.1 s after the block)
+    # read by another process (in this one HDF5 would share the writer's cache: it sees unflushed data)
+    read = "import h5py, sys; print(h5py.File(sys.argv[1], 'r', libver='latest', swmr=True)['data/voltage_V'][:].tolist())"
+    seen = subprocess.run([sys.executable, "-c", read, str(path)], capture_output=True, text=True, timeout=60, check=True).stdout
+    assert json.loads(seen) == block(0, 100)["voltage_V"].tolist()
+    runfile.close("completed")
 
 
 @pytest.mark.parametrize("flush_interval_s", [0.0, 1.0], ids=["written-at-once", "batched"])
@@ -172,16 +190,46 @@ def test_recovery_keeps_the_gap_free_prefix_and_can_compress(tmp_path):
     assert read_attrs(path)["n_samples"] == 150
 
 
+def test_a_block_is_queued_while_the_writer_is_writing_the_same_file(tmp_path, monkeypatch):
+    """The run's worker never waits for an HDF5 call on its file: in the daemon it processes its
+    block in turn with every other channel, which would all wait behind the writer."""
+    runfile = new_runfile(tmp_path / "r1.h5", flush_interval_s=0.0)
+    writing, release = threading.Event(), threading.Event()
+    original = runfile._write_batch
+
+    def slow_disk(batch):
+        writing.set()
+        release.wait(10)
+        original(batch)
+
+    monkeypatch.setattr(runfile, "_write_batch", slow_disk)
+    runfile.append(block(0, 100))
+    assert writing.wait(5)  # the writer thread is inside its write
+    queued = threading.Event()
+    worker = threading.Thread(target=lambda: (runfile.append(block(100, 50)), runfile.add_event(0.1, "step", "next"), queued.set()))
+    worker.start()
+    try:
+        assert queued.wait(2), "the block waited for the writer"
+    finally:
+        release.set()
+        worker.join(10)
+    runfile.close("completed")
+    with h5py.File(tmp_path / "r1.h5", "r") as f:
+        np.testing.assert_array_equal(f["data/time_s"][:], np.arange(150.0))
+        np.testing.assert_array_equal(f["stream/block_offset"][:], [0, 100])
+        assert [bytes(kind) for kind in f["events/kind"][:]] == [b"step"]
+
+
 def test_a_failed_write_fails_the_next_block_and_the_file_says_why(tmp_path, monkeypatch):
     path = tmp_path / "r1.h5"
     runfile = new_runfile(path, flush_interval_s=0.0)
     runfile.append(block(0, 100))
     assert runfile.read_blocks(0, 1000)[1] == 1  # written
 
-    def disk_full():
+    def disk_full(batch):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(runfile, "_write_pending", disk_full)
+    monkeypatch.setattr(runfile, "_write_batch", disk_full)
     with pytest.raises(OSError, match="No space left on device"):  # the writer thread meets the full disk
         for start in range(100, 100_000, 50):  # within ms: a block soon after fails
             runfile.append(block(start, 50))
