@@ -16,11 +16,13 @@ Baselines, in the same run:
 
 Targets (2-core machine): 64 channels at 1 kHz lossless, p99 <= 40 ms, ping p99 <= 5 ms.
 
-    .venv/bin/python benchmarks/latency_scale.py [--channels 1 8 32 64] [--seconds 5] [--hosts N] [--tcp-link]
+    .venv/bin/python benchmarks/latency_scale.py [--channels 1 8 32 64] [--seconds 5] [--hosts N] [--tcp-link] [--repeat N]
 
 ``--hosts``: instrument hosts (default: the daemon's, one per core; 0: every instrument in the
 daemon's process, as before the hosts).  ``--tcp-link``: the daemon and its hosts meet over TCP on
-loopback with CURVE, as on Windows (default here: ipc sockets).
+loopback with CURVE, as on Windows (default here: ipc sockets).  ``--repeat``: measure each channel
+count N times (a row each) and end with the medians: on a noisy 2-core machine one run's p99 can
+be half or twice the next one's.
 """
 
 from __future__ import annotations
@@ -164,12 +166,19 @@ def latency_baseline(seconds: float) -> dict:
     return {"p50_ms": float(np.percentile(latency, 50) * 1e3), "p99_ms": float(np.percentile(latency, 99) * 1e3)}
 
 
+def print_row(channels: int, r: dict, base: dict) -> None:
+    print(f"{channels:8d}{r['received']:10.0f}{r['expected'] - r['received']:6.0f}{r['p50_ms']:8.1f}{r['p99_ms']:8.1f}{r['max_ms']:8.1f}"
+          f"{r['p99_ms'] / base['p99_ms']:9.2f}{r['cores']:7.2f}{r['sim']:9.2f}{r['cores'] - r['sim']:8.2f}{r['rss_mb']:8.0f}"
+          f"{r['hosts']:6.0f}{r['ping_p99_ms']:9.2f}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--channels", type=int, nargs="+", default=[1, 8, 32, 64])
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--hosts", type=int, default=None, help="instrument hosts (default: one per core; 0: none)")
     parser.add_argument("--tcp-link", action="store_true", help="the host link over TCP with CURVE, as on Windows")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per channel count (the medians follow)")
     args = parser.parse_args()
     if args.tcp_link:
         instrument_hosts.IPC_LINK = False
@@ -177,12 +186,17 @@ def main() -> None:
     print(f"latency baseline (bare pyzmq, {POLL_REAL_S * 1e3:.0f} ms blocks, 2 processes): p50 {base['p50_ms']:.1f} ms, p99 {base['p99_ms']:.1f} ms")
     print(f"{'channels':>8}{'received':>10}{'lost':>6}{'p50 ms':>8}{'p99 ms':>8}{'max ms':>8}{'p99/base':>9}"
           f"{'cores':>7}{'sim only':>9}{'daemon':>8}{'RSS MB':>8}{'hosts':>6}{'ping p99':>9}")
+    runs: dict[int, list[dict]] = {}
     for n in args.channels:
-        r = measure(n, args.seconds, args.hosts)
-        sim = simulation_only(n, args.seconds)
-        print(f"{n:8d}{r['received']:10d}{r['expected'] - r['received']:6d}{r['p50_ms']:8.1f}{r['p99_ms']:8.1f}{r['max_ms']:8.1f}"
-              f"{r['p99_ms'] / base['p99_ms']:9.2f}{r['cores']:7.2f}{sim:9.2f}{r['cores'] - sim:8.2f}{r['rss_mb']:8.0f}{r['hosts']:6d}"
-              f"{r['ping_p99_ms']:9.2f}", flush=True)
+        for _ in range(args.repeat):
+            r = measure(n, args.seconds, args.hosts)
+            r["sim"] = simulation_only(n, args.seconds)
+            runs.setdefault(n, []).append(r)
+            print_row(n, r, base)
+    if args.repeat > 1:
+        print(f"medians of {args.repeat} runs:")
+        for n, rows in runs.items():
+            print_row(n, {key: float(np.median([r[key] for r in rows])) for key in rows[0]}, base)
     print("cores and RSS: the daemon process and its instrument hosts (simulated instruments included); sim only: the same "
           "instruments alone, one interpreter; daemon: the difference; ping p99: control round trip (ms) from another process "
           "meanwhile. Targets (2 cores): 64 channels 0 lost, p99 <= 40 ms, ping p99 <= 5 ms.")
