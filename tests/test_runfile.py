@@ -220,6 +220,53 @@ def test_a_block_is_queued_while_the_writer_is_writing_the_same_file(tmp_path, m
         assert [bytes(kind) for kind in f["events/kind"][:]] == [b"step"]
 
 
+def test_fetches_while_the_worker_appends_and_the_writer_writes_see_every_block_as_streamed(tmp_path):
+    """Three threads on one run file, as in a running daemon: the run's worker appending small
+    blocks, the writer thread writing all the time, and fetches from a client: every block a fetch
+    returns is the block as streamed (its seq, offset and samples), and the file ends whole."""
+    path = tmp_path / "r1.h5"
+    runfile = new_runfile(path, flush_interval_s=0.0)
+    sizes = np.random.default_rng(7).integers(1, 40, 1500)
+    appended = threading.Event()
+    problems: list[str] = []
+
+    def fetch_all_the_time():
+        try:
+            fetch_until_appended()
+        except Exception as exc:
+            problems.append(repr(exc))
+
+    def fetch_until_appended():
+        rng = np.random.default_rng(8)
+        while not appended.is_set():
+            n_blocks = runfile.read_blocks(0, 1)[1]
+            if not n_blocks:
+                continue
+            blocks, count = runfile.read_blocks(int(rng.integers(0, n_blocks)), int(rng.integers(1, 500)))
+            for b in blocks:
+                expected = block(b.offset, len(b))
+                if b.seq >= count or not np.array_equal(b.columns["time_s"], expected["time_s"]) \
+                        or not np.array_equal(b.columns["voltage_V"], expected["voltage_V"]):
+                    problems.append(f"block {b.seq} at {b.offset} ({len(b)} samples) of {count}")
+
+    fetcher = threading.Thread(target=fetch_all_the_time)
+    fetcher.start()
+    try:
+        start = 0
+        for k, n in enumerate(sizes):
+            streamed = runfile.append(block(start, int(n)))
+            assert (streamed.seq, streamed.offset) == (k, start)
+            start += int(n)
+    finally:
+        appended.set()
+        fetcher.join(30)
+    runfile.close("completed")
+    assert not problems, problems[:5]
+    with h5py.File(path, "r") as f:
+        np.testing.assert_array_equal(f["data/time_s"][:], np.arange(float(sizes.sum())))
+        np.testing.assert_array_equal(f["stream/block_offset"][:], np.concatenate([[0], np.cumsum(sizes)[:-1]]))
+
+
 def test_a_failed_write_fails_the_next_block_and_the_file_says_why(tmp_path, monkeypatch):
     path = tmp_path / "r1.h5"
     runfile = new_runfile(path, flush_interval_s=0.0)
