@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import json
 import logging
 import math
@@ -19,18 +20,21 @@ from typing import Any
 
 import zmq
 
-from echemd.config import ConfigError, load_config
+from echemd.config import parameter_sets
 from echemd.daemon.client import DEFAULT_CONTROL_ENDPOINT, Client, RemoteError
 from echemd.daemon.errors import EchemdError
 from echemd.daemon.vocabulary import ACTIVE_STATUSES, FINAL_STATUSES, RunStatus
-from echemd.drivers.base import DriverUnavailable
-from echemd.config import parameter_sets
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 #: Ctrl-C (what a shell reports for SIGINT); a run being waited for goes on in the daemon.
 EXIT_INTERRUPTED = 130
 #: A daemon that does not answer a ping within this long is not there, s.
 CONNECT_TIMEOUT_S = 2.0
+#: What the verbs that run the daemon or read run files import beyond the client's packages, by
+#: import name: the ``daemon`` extra of pyproject.toml (``pip install "echemd[daemon]"``).
+DAEMON_MODULES = ("h5py", "pydantic", "pyvisa", "pymeasure", "impedance", "pandas", "matplotlib", "scipy", "filelock", "event_model")
+#: The verbs that need them; the others are a client's and need only ``pip install echemd``.
+DAEMON_VERBS = frozenset({"serve", "demo", "analyze", "plot", "export"})
 
 
 class UsageError(EchemdError):
@@ -166,8 +170,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def missing_daemon_modules() -> list[str]:
+    """The packages of the ``daemon`` extra this Python cannot import (import names)."""
+    missing = []
+    for name in DAEMON_MODULES:
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):  # (a package whose import machinery fails is as good as missing)
+            found = False
+        if not found:
+            missing.append(name)
+    return missing
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)  # (a daemon verb's options are unknown where its packages are missing)
+    if args.verb in DAEMON_VERBS and (missing := missing_daemon_modules()):
+        print(f"echemd {args.verb} needs the daemon's packages, missing here ({', '.join(missing)}): "
+              f"pip install \"echemd[daemon]\"", file=sys.stderr)
+        return EXIT_USAGE
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         code = VERBS[args.verb](args)
@@ -182,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     except zmq.ZMQError as exc:  # a malformed --endpoint URL, an unknown transport
         print(f"echemd: bad endpoint {getattr(args, 'endpoint', '')!r}: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except (UsageError, ConfigError) as exc:
+    except UsageError as exc:
         print(f"echemd: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except RemoteError as exc:
@@ -206,10 +230,15 @@ def _client(args: argparse.Namespace) -> Iterator[Client]:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from echemd.config import ConfigError, load_config
     from echemd.daemon.folder_lock import FolderInUse
     from echemd.daemon.service import Daemon
+    from echemd.drivers.base import DriverUnavailable
 
-    config = load_config(args.config)
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from exc
     overrides = {"control_endpoint": args.control, "publish_endpoint": args.publish, "data_dir": args.data_dir}
     config = config.model_validate({**config.model_dump(), **{k: v for k, v in overrides.items() if v is not None}})
     stop = threading.Event()
@@ -276,6 +305,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     metadata = _once_each(args.meta, "--meta")
     with _client(args) as client:
         protocol, instrument, parameters = _run_request(args, client)
+        headlines = _headlines(client)
         run_id = client.submit(protocol, instrument, metadata=metadata or None, allow_large=args.allow_large, **parameters)
         if not args.wait:
             print(json.dumps({"run_id": run_id}) if args.json else run_id)
@@ -289,11 +319,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     final = {key: record[key] for key in ("run_id", "status", "file", "result")}
     if record["error"]:
         final["error"] = record["error"]
-    print(json.dumps(final) if args.json else _readable_run(record))
+    print(json.dumps(final) if args.json else _readable_run(record, headlines))
     return EXIT_OK if record["status"] == RunStatus.COMPLETED else EXIT_FAILED
 
 
-def _readable_run(record: dict[str, Any]) -> str:
+def _readable_run(record: dict[str, Any], headlines: dict[str, str]) -> str:
     """A run record as a few lines a person reads (``--json`` gives the record itself)."""
     lines = [f"{record['run_id']}  {record['status']}  {record.get('protocol', '')} on {record.get('instrument', '')}"]
     details = []
@@ -306,7 +336,7 @@ def _readable_run(record: dict[str, Any]) -> str:
     details.append(f"{record.get('n_samples', 0):,} samples")
     lines.append("  " + ", ".join(details))
     if record.get("result"):
-        lines.append(f"  result: {_headline(record) or '(see --json)'}")
+        lines.append(f"  result: {_headline(record, headlines) or '(see --json)'}")
     if record.get("error"):
         lines.append(f"  error: {record['error']}")
     lines.append(f"  file: {record.get('file', '')}")
@@ -333,16 +363,17 @@ def _wait_with_progress(client: Client, run_id: str) -> dict[str, Any]:
 def cmd_status(args: argparse.Namespace) -> int:
     with _client(args) as client:
         status = client.status(args.run_id)
+        headlines = _headlines(client) if not args.json else {}
     if args.json:
         print(json.dumps(status))
     elif args.run_id is not None:
-        print(_readable_run(status))
+        print(_readable_run(status, headlines))
     else:
         print(f"echemd {status['version']}: {len(status['instruments'])} instruments, {len(status['active_runs'])} active runs")
         for name, instrument in status["instruments"].items():
             print(f"  {name:<16} {instrument['state']:<8} {instrument['current_run'] or ''}")
         for record in status["active_runs"]:
-            print(_readable_run(record))
+            print(_readable_run(record, headlines))
     return EXIT_OK
 
 
@@ -386,13 +417,15 @@ def _matches(record: dict[str, Any], args: argparse.Namespace) -> bool:
     return True
 
 
-def _headline(record: dict[str, Any]) -> str:
-    """The result key the run's protocol declares most telling, and its value; or the run's error."""
-    from echemd.protocols import PROTOCOLS
+def _headlines(client: Client) -> dict[str, str]:
+    """Each protocol's most telling result key, as the daemon describes its protocols."""
+    return {protocol["name"]: protocol.get("headline", "") for protocol in client.protocols()}
 
+
+def _headline(record: dict[str, Any], headlines: dict[str, str]) -> str:
+    """The result key the run's protocol declares most telling (``headlines``), and its value; or the run's error."""
     result = record.get("result") or {}
-    protocol = PROTOCOLS.get(record.get("protocol", ""))
-    key = protocol.presentation.headline if protocol is not None else ""
+    key = headlines.get(record.get("protocol", ""), "")
     if key not in result:
         return record.get("error", "")[:40]
     value = result[key]
@@ -403,6 +436,7 @@ def _headline(record: dict[str, Any]) -> str:
 def cmd_runs(args: argparse.Namespace) -> int:
     with _client(args) as client:
         records = [record for record in client.runs() if _matches(record, args)]
+        headlines = _headlines(client) if not args.json else {}
     if args.json:
         print(json.dumps(records))
         return EXIT_OK
@@ -410,7 +444,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     for record in records:
         started = (record.get("started") or "")[:16].replace("T", " ")
         rows.append((record["run_id"], record["status"], record.get("protocol", ""), record.get("instrument", ""),
-                     str((record.get("metadata") or {}).get("sample", "")), started, str(record.get("n_samples", 0)), _headline(record)))
+                     str((record.get("metadata") or {}).get("sample", "")), started, str(record.get("n_samples", 0)), _headline(record, headlines)))
     widths = [max(len(row[k]) for row in rows) for k in range(len(rows[0]) - 1)]
     for row in rows:
         print("  ".join(cell.ljust(width) if k != 6 else cell.rjust(width) for k, (cell, width) in enumerate(zip(row, widths))) + "  " + row[-1])
@@ -549,9 +583,14 @@ def _named_columns(args: argparse.Namespace) -> dict:
 
 
 def _add_detection_options(parser: argparse.ArgumentParser) -> None:
-    """One --option per field of the short criterion (ccd), named and described as the protocol parameter."""
-    from echemd.protocols.analysis.shorts import ShortDetection
-
+    """One --option per field of the short criterion (ccd), named and described as the protocol
+    parameter; none where the daemon's packages are missing (``main`` then says so)."""
+    try:
+        from echemd.protocols.analysis.shorts import ShortDetection
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").partition(".")[0] in DAEMON_MODULES:
+            return
+        raise
     for name, field in ShortDetection.model_fields.items():
         flags = [f"--{name.replace('_', '-')}"] + (["--threshold-mV"] if name == "drop_threshold_mV" else [])
         parser.add_argument(*flags, dest=name, default=None, metavar="VALUE",

@@ -6,6 +6,8 @@ takes them the same way: bluesky's LiveTable or BestEffortCallback, a TiledWrite
 serializer, or bluesky-kafka's Publisher to put them on a Kafka topic.
 
     python examples/bluesky_live.py [--endpoint tcp://127.0.0.1:5710] [--instrument sim-pstat-1]
+
+Needs event-model beside the client (`pip install echemd event-model`; the daemon's extra has it).
 """
 
 import argparse

@@ -3,7 +3,8 @@
     python examples/live_plot.py RUN_ID [--endpoint URL] [-o live.png]
 
 Every sample arrives once and in order (gaps are repaired from the daemon), so the plot is the run
-file's content as it grows.  Ends when the run ends.
+file's content as it grows.  Ends when the run ends.  Needs matplotlib beside the client
+(`pip install echemd matplotlib`; the daemon's extra has it).
 """
 
 import argparse

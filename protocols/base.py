@@ -270,5 +270,6 @@ class ProtocolDefinition:
             "instrument_kind": self.instrument_kind,
             "columns": {column.name: column.units for column in self.columns},
             "pause_hold": self.pause_hold.value if self.pause_hold is not None else None,
+            "headline": self.presentation.headline,
             "parameters_schema": self.parameters.model_json_schema(),
         }
