@@ -36,6 +36,7 @@ from typing import Any
 import zmq
 
 from echemd.daemon.errors import ApiError
+from echemd.daemon.security import SocketSecurity
 
 log = logging.getLogger(__name__)
 MAX_REQUEST_BYTES = 1 << 20
@@ -130,7 +131,7 @@ def _not_a_number(name: str) -> float:
 
 
 class ControlServer:
-    def __init__(self, context: zmq.Context, endpoint: str, handler: Handler, secure=None) -> None:
+    def __init__(self, context: zmq.Context, endpoint: str, handler: Handler, secure: SocketSecurity | None = None) -> None:
         self._handler = handler
         self._cache = ReplyCache()
         self._secure = secure is not None

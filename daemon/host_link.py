@@ -31,7 +31,7 @@ import zmq
 
 from echemd.config.models import RunLimits
 from echemd.daemon.run import Run
-from echemd.daemon.security import ClientKeys, ZapHandler
+from echemd.daemon.security import ClientKeys, ZapHandler, serve_curve
 from echemd.daemon.stream import DataBlock
 from echemd.protocols import PROTOCOLS
 
@@ -74,10 +74,7 @@ class LinkCurve:
 
     def apply(self, socket: zmq.Socket) -> None:
         """Make ``socket`` (not yet bound) a CURVE server for the hosts."""
-        socket.curve_server = True
-        socket.curve_publickey = self.public
-        socket.curve_secretkey = self.secret
-        socket.zap_domain = ZAP_DOMAIN.encode()
+        serve_curve(socket, self.public, self.secret, ZAP_DOMAIN)
 
     def environment(self) -> dict[str, str]:
         """What to add to a host's environment for it to find its keys."""

@@ -24,7 +24,7 @@ import zmq
 
 from echemd.daemon.control import bind_or_close
 from echemd.daemon.outbox import Outbox
-from echemd.daemon.security import ClientKeys
+from echemd.daemon.security import ClientKeys, SocketSecurity
 from echemd.daemon.stream import DataBlock, encode_data, encode_heartbeat, encode_notice
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ class Publisher:
     messages reach subscribers through the daemon's proxy, in the order the host sent them."""
 
     def __init__(self, context: zmq.Context, outgoing: zmq.Socket, endpoint: str, heartbeat: bool, ingest_endpoint: str | None = None,
-                 ingest_secure=None) -> None:
+                 ingest_secure: SocketSecurity | None = None) -> None:
         """``outgoing``: the socket the proxy feeds (owned from now on), at ``endpoint``;
         ``ingest_endpoint``: also take messages from other processes there (bound; see
         :attr:`ingest_endpoint`), as a CURVE server when ``ingest_secure`` (its ``apply``) says so
@@ -72,8 +72,8 @@ class Publisher:
             self._heartbeat.start()
 
     @classmethod
-    def bound(cls, context: zmq.Context, endpoint: str, high_water_mark: int = 10_000, secure=None,
-              ingest_endpoint: str | None = None, ingest_secure=None) -> "Publisher":
+    def bound(cls, context: zmq.Context, endpoint: str, high_water_mark: int = 10_000, secure: SocketSecurity | None = None,
+              ingest_endpoint: str | None = None, ingest_secure: SocketSecurity | None = None) -> "Publisher":
         """The daemon's publisher: a PUB socket bound to ``endpoint`` (raises ZMQError when it
         cannot be), taking the hosts' messages on ``ingest_endpoint``."""
         socket = context.socket(zmq.PUB)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import zmq
 import zmq.auth
@@ -43,6 +43,22 @@ class ClientKeys:
         socket.curve_serverkey = self.server_public
         socket.curve_publickey = self.public
         socket.curve_secretkey = self.secret
+
+
+class SocketSecurity(Protocol):
+    """What secures a socket before it binds (CurveServer, host_link.LinkCurve) or connects (ClientKeys)."""
+
+    def apply(self, socket: zmq.Socket) -> None: ...
+
+
+def serve_curve(socket: zmq.Socket, public: bytes, secret: bytes, zap_domain: str = "") -> None:
+    """Make ``socket`` (not yet bound) a CURVE server with this key pair (z85), its clients judged
+    by the ZAP handler of ``zap_domain`` ("": the one for sockets that name no domain)."""
+    socket.curve_server = True
+    socket.curve_publickey = public
+    socket.curve_secretkey = secret
+    if zap_domain:
+        socket.zap_domain = zap_domain.encode()
 
 
 def create_keys(folder: str | Path, name: str) -> tuple[Path, Path]:
@@ -107,6 +123,4 @@ class CurveServer:
         zap.admit("*", AuthorizedClients(Path(config.authorized_clients)))
 
     def apply(self, socket: zmq.Socket) -> None:
-        socket.curve_server = True
-        socket.curve_publickey = self.public
-        socket.curve_secretkey = self.secret
+        serve_curve(socket, self.public, self.secret)
