@@ -51,7 +51,7 @@ def plan(params: EISParameters) -> Plan:
 def summary(result: dict) -> str:
     """ASR and its arcs, and the Kramers-Kronig verdict, in one line."""
     asr = result.get("asr_ohm_cm2", {})
-    arcs = ", ".join(f"{a['assignment']} {a['asr_ohm_cm2']:.1f} Ohm cm2 ({a['capacitance_F_cm2']:.2g} F/cm2)" for a in result.get("arcs", []))
+    arcs = " + ".join(f"{a['assignment']} {a['asr_ohm_cm2']:.1f} Ohm cm2 ({a['capacitance_F_cm2']:.2g} F/cm2)" for a in result.get("arcs", []))
     kk = result.get("kk", {})
     return (f"ASR {asr.get('total', float('nan')):.1f} Ohm cm2 = bulk {asr.get('series', float('nan')):.1f} + {arcs}; "
             f"Kramers-Kronig residual {kk.get('rms_residual_percent', float('nan')):.2f}% ({'valid' if kk.get('valid') else 'not valid'})")

@@ -257,3 +257,14 @@ def test_kk_fails_a_drifting_spectrum_by_the_structure_of_its_residuals_and_pass
                 assert result.rms < 0.01  # under the rms limit: only the structure gives it away
                 structure_caught += "run in one direction" in result.reason
     assert structure_caught == 5
+
+
+def test_the_summary_line_of_an_eis_run_is_a_sum_that_adds_up(client):
+    from echemd.protocols import PROTOCOLS
+
+    record = client.wait(client.submit("eis", "sim-pstat-2", area_cm2=0.0314), timeout_s=60)
+    line = PROTOCOLS["eis"].presentation.summarize(record["result"])
+    total, terms = line.split(";")[0].removeprefix("ASR ").split(" = ")
+    parts = [float(term.split(" Ohm cm2")[0].split()[-1]) for term in terms.split(" + ")]
+    assert len(parts) == 1 + len(record["result"]["arcs"]) >= 3  # the series resistance and every arc
+    assert sum(parts) == pytest.approx(float(total.split()[0]), abs=0.15)  # (each printed to 0.1)
