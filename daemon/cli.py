@@ -336,7 +336,7 @@ def _readable_run(record: dict[str, Any], headlines: dict[str, str]) -> str:
     details.append(f"{record.get('n_samples', 0):,} samples")
     lines.append("  " + ", ".join(details))
     if record.get("result"):
-        lines.append(f"  result: {_headline(record, headlines) or '(see --json)'}")
+        lines.append(f"  result: {record.get('summary') or _headline(record, headlines) or '(see --json)'}")
     if record.get("error"):
         lines.append(f"  error: {record['error']}")
     lines.append(f"  file: {record.get('file', '')}")
@@ -428,9 +428,19 @@ def _headline(record: dict[str, Any], headlines: dict[str, str]) -> str:
     key = headlines.get(record.get("protocol", ""), "")
     if key not in result:
         return record.get("error", "")[:40]
-    value = result[key]
-    shown = "none" if value is None else (f"{value:g}" if isinstance(value, (int, float)) else "...")
+    shown = _short_value(result[key])
     return f"{key}={shown}" + (f" ({result['stopped_by']})" if result.get("stopped_by") else "")
+
+
+def _short_value(value: Any) -> str:
+    """A result value in a table cell: a number, or a list's first three numbers."""
+    if value is None:
+        return "none"
+    if isinstance(value, (int, float)):
+        return f"{value:g}"
+    if isinstance(value, list) and value and all(isinstance(v, (int, float)) or v is None for v in value):
+        return ",".join(_short_value(v) for v in value[:3]) + (f",... ({len(value)})" if len(value) > 3 else "")
+    return "..."
 
 
 def cmd_runs(args: argparse.Namespace) -> int:

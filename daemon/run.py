@@ -93,5 +93,6 @@ class Run:
             "step": self.step_label,
             "progress": self.progress,
             "result": self.result,
+            "summary": self.protocol.presentation.summary_line(self.result),
             "error": self.error,
         }

@@ -523,7 +523,7 @@ class Daemon:
         except (OSError, KeyError, ValueError, RuntimeError) as exc:
             log.warning("cannot read %s: %s", path, exc)
             return {"run_id": path.stem, "status": RunStatus.UNREADABLE.value, "file": str(path), "started": "", "finished": "", "n_samples": 0,
-                    "result": None, "error": f"the run file cannot be read: {exc}"}
+                    "result": None, "summary": "", "error": f"the run file cannot be read: {exc}"}
 
     def _runs(self) -> list[Run]:
         with self._lock:
@@ -576,6 +576,7 @@ def _submission_record(submission: SubmissionRecord, data_dir: Path) -> dict[str
         "file": str(data_dir / f"{submission.run_id}.h5"),
         "n_samples": 0,
         "result": None,
+        "summary": "",
         "error": submission.error,
     }
 
@@ -594,6 +595,7 @@ def _file_record(path: Path, recovering: bool = False) -> dict[str, Any]:
         "file": str(path),
         "n_samples": attrs["n_samples"],
         "result": attrs["result"],
+        "summary": protocol.presentation.summary_line(attrs["result"]) if (protocol := PROTOCOLS.get(attrs["protocol"])) else "",
         "error": attrs.get("error", ""),
     }
 

@@ -227,6 +227,16 @@ class Presentation:
         stopped = f" (stopped by {result['stopped_by']})" if result.get("stopped_by") else ""
         return f"{self.headline} = {result.get(self.headline)}{stopped}"
 
+    def summary_line(self, result: Mapping[str, Any] | None) -> str:
+        """:meth:`summarize` for a run record: "" without a result, or for a result this version
+        cannot summarize (a file of another version of the protocol): a line never hides a run."""
+        if not result:
+            return ""
+        try:
+            return self.summarize(result)
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError):
+            return ""
+
 
 @dataclass(frozen=True)
 class ProtocolDefinition:

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -262,3 +263,20 @@ def test_request_verbs_pause_resume_list_and_shut_the_daemon_down(served):
 def test_version():
     done = echemd("--version")
     assert done.returncode == 0 and done.stdout.startswith("echemd ")
+
+
+def test_readable_results_are_the_protocols_summary_lines_also_for_runs_of_an_earlier_daemon(served):
+    process, control, _ = served()
+    runs = {protocol: json.loads(echemd("run", protocol, "--instrument", instrument, *params, "--wait", "--json", "--endpoint", control).stdout)["run_id"]
+            for protocol, instrument, params in (("cafm-sweep", "sim-smu-1", ["-p", "cycles=2", "-p", "positive_vertex_V=1.0"]), ("eis", "sim-pstat-2", ["-p", "area_cm2=0.0314"]))}
+    before = {protocol: json.loads(echemd("status", run_id, "--json", "--endpoint", control).stdout)["summary"] for protocol, run_id in runs.items()}
+    assert re.fullmatch(r"triggering bias per sweep: -0\.\d+ V, -0\.\d+ V; back scan R\^2 >= 0\.9\d+; on/off ~\S+", before["cafm-sweep"])
+    assert re.match(r"ASR \d+\.\d Ohm cm2 = bulk \d+\.\d \+ ", before["eis"]) and before["eis"].endswith("(valid)")
+    table = echemd("runs", "--endpoint", control).stdout
+    assert re.search(r"triggering_bias_V=-0\.\d+,-0\.\d+\s*$", table, re.MULTILINE)  # (a list: its numbers, not '...')
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 0
+    _, control, _ = served()  # the runs are now an earlier daemon's: read from their files
+    for protocol, run_id in runs.items():
+        assert json.loads(echemd("status", run_id, "--json", "--endpoint", control).stdout)["summary"] == before[protocol]
+        assert f"  result: {before[protocol]}" in echemd("status", run_id, "--endpoint", control).stdout.splitlines()

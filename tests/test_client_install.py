@@ -87,7 +87,7 @@ def test_the_client_verbs_work_with_the_base_install_alone(daemon, tmp_path):
                              "--endpoint", control)
     assert done.returncode == 0, done.stderr
     run_id = done.stdout.split()[0]
-    assert "completed" in done.stdout.splitlines()[0] and re.search(r"result: ccd_mA_cm2=\d", done.stdout)  # (the headline, from the daemon)
+    assert "completed" in done.stdout.splitlines()[0] and re.search(r"result: CCD = \d", done.stdout)  # (the summary, from the daemon)
     table = on_client_machine("runs", "--sample", "LPSCl-07", "--endpoint", control).stdout.splitlines()
     assert len(table) == 2 and table[1].startswith(run_id) and "ccd_mA_cm2=" in table[1]
     assert json.loads(on_client_machine("status", run_id, "--json", "--endpoint", control).stdout)["status"] == "completed"
