@@ -305,7 +305,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     metadata = _once_each(args.meta, "--meta")
     with _client(args) as client:
         protocol, instrument, parameters = _run_request(args, client)
-        headlines = _headlines(client)
         run_id = client.submit(protocol, instrument, metadata=metadata or None, allow_large=args.allow_large, **parameters)
         if not args.wait:
             print(json.dumps({"run_id": run_id}) if args.json else run_id)
@@ -319,11 +318,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     final = {key: record[key] for key in ("run_id", "status", "file", "result")}
     if record["error"]:
         final["error"] = record["error"]
-    print(json.dumps(final) if args.json else _readable_run(record, headlines))
+    print(json.dumps(final) if args.json else _readable_run(record))
     return EXIT_OK if record["status"] == RunStatus.COMPLETED else EXIT_FAILED
 
 
-def _readable_run(record: dict[str, Any], headlines: dict[str, str]) -> str:
+def _readable_run(record: dict[str, Any]) -> str:
     """A run record as a few lines a person reads (``--json`` gives the record itself)."""
     lines = [f"{record['run_id']}  {record['status']}  {record.get('protocol', '')} on {record.get('instrument', '')}"]
     details = []
@@ -336,7 +335,7 @@ def _readable_run(record: dict[str, Any], headlines: dict[str, str]) -> str:
     details.append(f"{record.get('n_samples', 0):,} samples")
     lines.append("  " + ", ".join(details))
     if record.get("result"):
-        lines.append(f"  result: {record.get('summary') or _headline(record, headlines) or '(see --json)'}")
+        lines.append(f"  result: {record.get('summary') or '(see --json)'}")  # (the protocol's summary line, from the daemon)
     if record.get("error"):
         lines.append(f"  error: {record['error']}")
     lines.append(f"  file: {record.get('file', '')}")
@@ -363,17 +362,16 @@ def _wait_with_progress(client: Client, run_id: str) -> dict[str, Any]:
 def cmd_status(args: argparse.Namespace) -> int:
     with _client(args) as client:
         status = client.status(args.run_id)
-        headlines = _headlines(client) if not args.json else {}
     if args.json:
         print(json.dumps(status))
     elif args.run_id is not None:
-        print(_readable_run(status, headlines))
+        print(_readable_run(status))
     else:
         print(f"echemd {status['version']}: {len(status['instruments'])} instruments, {len(status['active_runs'])} active runs")
         for name, instrument in status["instruments"].items():
             print(f"  {name:<16} {instrument['state']:<8} {instrument['current_run'] or ''}")
         for record in status["active_runs"]:
-            print(_readable_run(record, headlines))
+            print(_readable_run(record))
     return EXIT_OK
 
 
