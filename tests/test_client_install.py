@@ -72,7 +72,7 @@ def on_client_machine(*args, timeout=60):
 def test_the_base_install_is_light_and_the_daemon_extra_is_what_the_daemon_verbs_check():
     base = distributions(PROJECT["dependencies"])
     assert {"numpy", "pyzmq", "rich"} <= base and not base & {"h5py", "pydantic", "scipy", "pandas", "matplotlib"}
-    daemon_extra = [text for text in PROJECT["optional-dependencies"]["daemon"]]
+    daemon_extra = PROJECT["optional-dependencies"]["daemon"]
     for text in daemon_extra:  # each package of the extra is one the daemon verbs look for, and no other
         assert import_names({canonicalize_name(Requirement(text).name)}) & set(DAEMON_MODULES), text
     assert set(DAEMON_MODULES) <= import_names({canonicalize_name(Requirement(text).name) for text in daemon_extra})
