@@ -58,8 +58,12 @@ def distributions(requirements: list[str]) -> set[str]:
 
 
 def import_names(dists: set[str]) -> set[str]:
-    """The top-level modules the distributions ``dists`` provide."""
-    return {module for module, owners in metadata.packages_distributions().items() if {canonicalize_name(o) for o in owners} & dists}
+    """The top-level modules the distributions ``dists`` provide, from the files each installed
+    (Python 3.10's ``packages_distributions`` reads only ``top_level.txt``, which wheels built by
+    newer backends, pydantic's and pyzmq's among them, do not have)."""
+    return {file.parts[0] if len(file.parts) > 1 else file.name.split(".")[0]
+            for dist in metadata.distributions() if canonicalize_name(dist.metadata["Name"]) in dists
+            for file in dist.files or () if file.suffix in (".py", ".so", ".pyd") and not file.parts[0].startswith(".")}
 
 
 BASE_MODULES = ",".join(sorted(import_names(distributions(PROJECT["dependencies"]))))

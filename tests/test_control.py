@@ -40,7 +40,7 @@ def ask(socket, frame: bytes) -> dict:
         (b'{"id": "a", "method": "submit", "params": {"protocol": "eis", "instrument": "sim-pstat-1", "parameters": {"dc_bias_V": NaN}}}',
          "bad_request", "NaN is not a number echemd accepts"),
         (b'{"id": "a", "method": "ping", "params": {"x": ' + b"[" * 1500 + b"]" * 1500 + b"}}", "bad_request", "nests too deeply"),
-        (b'{"id": "a", "method": "ping", "params": {"x": ' + b"9" * 5000 + b"}}", "bad_request", "Exceeds the limit (4300 digits)"),
+        (b'{"id": "a", "method": "ping", "params": {"x": ' + b"9" * 5000 + b"}}", "bad_request", "Exceeds the limit (4300"),  # (3.10 and 3.11 word the rest differently)
     ],
 )
 def test_malformed_requests_get_error_replies(raw, frame, code, text):
