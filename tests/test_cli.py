@@ -231,10 +231,11 @@ def test_watch_writes_one_line_per_event_when_its_output_is_not_a_terminal(serve
         watching.send_signal(signal.SIGINT)
         watching.wait(timeout=10)
     mine = [line.split(" ", 2)[2] for line in lines if f" {run_id} " in line]
-    assert mine[0] == "status: running" and mine[-1] == "status: completed"
-    assert any(line.startswith("short: short (") for line in mine)  # the default flat cell shorts in cycle 2
-    assert all(": " in line for line in mine) and any(line.startswith("step: cycle 1: plate") for line in mine)
-    assert watching.returncode == 0
+    seen = "\n".join(lines) + "\nstderr: " + watching.stderr.read()[-2000:]  # (what it wrote, for a failure's report)
+    assert mine[0] == "status: running" and mine[-1] == "status: completed", seen
+    assert any(line.startswith("short: short (") for line in mine), seen  # the default flat cell shorts in cycle 2
+    assert all(": " in line for line in mine) and any(line.startswith("step: cycle 1: plate") for line in mine), seen
+    assert watching.returncode == 0, seen
 
 
 def test_request_verbs_pause_resume_list_and_shut_the_daemon_down(served):
