@@ -15,6 +15,10 @@ from echemd.daemon.client import Client
 from helpers import until
 
 ECHEMD = [sys.executable, "-m", "echemd.daemon.cli"]
+#: `echemd` as a terminal's Ctrl-C finds it: SIGINT at its default, whatever the test runner inherited
+#: (a suite started in the background by a non-interactive shell ignores SIGINT, and so would its children).
+ECHEMD_AT_A_TERMINAL = [sys.executable, "-c", "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+                        "from echemd.daemon.cli import main; sys.exit(main())"]
 
 
 def echemd(*args, cwd=None, timeout=120):
@@ -184,7 +188,7 @@ def test_readable_status_queue_verb_and_ctrl_c_while_waiting(served, tmp_path):
     assert status[0] == f"{first}  running  ccd on sim-pstat-1" and status[1].startswith("  sample S1, step: cycle 1: plate 0.5 mA/cm2")
     overview = echemd("status", "--endpoint", control).stdout.splitlines()
     assert overview[0].endswith("3 instruments, 2 active runs") and any(line.split() == ["sim-pstat-1", "running", first] for line in overview)
-    waiting = subprocess.Popen([*ECHEMD, "run", "ccd", "--instrument", "sim-pstat-2", "-p", "diameter_mm=2", "--wait", "--endpoint", control],
+    waiting = subprocess.Popen([*ECHEMD_AT_A_TERMINAL, "run", "ccd", "--instrument", "sim-pstat-2", "-p", "diameter_mm=2", "--wait", "--endpoint", control],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     with Client(control) as client:  # the process submitted its run and waits for it: the run has samples (real time)
         until(lambda: any(r["instrument"] == "sim-pstat-2" and r["n_samples"] > 0 for r in client.runs()))
@@ -219,7 +223,7 @@ def test_watch_shows_instruments_runs_and_events(served):
 
 def test_watch_writes_one_line_per_event_when_its_output_is_not_a_terminal(served):
     _, control, _ = served()
-    watching = subprocess.Popen([*ECHEMD, "watch", "--endpoint", control], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    watching = subprocess.Popen([*ECHEMD_AT_A_TERMINAL, "watch", "--endpoint", control], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert " watching " in watching.stdout.readline()  # (subscribed)
         with Client(control) as client:
