@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+import sys
 import time
+from pathlib import Path
 
 from echemd.config import DaemonConfig, SymmetricCellConfig
 from echemd.daemon.client import Client
 from echemd.daemon.service import Daemon
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # (a declared dependency on 3.10)
+    import tomli as tomllib
+
+#: The repository's root folder.
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def pyproject() -> dict:
+    """The repository's pyproject.toml, parsed."""
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
 
 
 def run_on_cell(folder, protocol: str, cell: dict, clock="max", **parameters):

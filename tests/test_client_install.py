@@ -10,19 +10,14 @@ import re
 import subprocess
 import sys
 from importlib import metadata
-from pathlib import Path
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from echemd.daemon.cli import DAEMON_MODULES, DAEMON_VERBS
+from helpers import pyproject
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # (a declared dependency on 3.10)
-    import tomli as tomllib
-
-PROJECT = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
+PROJECT = pyproject()["project"]
 
 #: Runs the `echemd` command (argv[2:]) where only the modules named in argv[1] (comma-separated),
 #: the standard library and echemd can be imported.

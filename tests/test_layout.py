@@ -1,19 +1,12 @@
 """The code installs under the one namespace ``echemd``: every package folder is listed, at its path."""
 
-import sys
-from pathlib import Path
+from helpers import ROOT, pyproject
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # (a declared dependency on 3.10)
-    import tomli as tomllib
-
-ROOT = Path(__file__).resolve().parents[1]
 TOP_LEVEL = ("config", "daemon", "drivers", "protocols")
 
 
 def test_every_package_folder_is_installed_under_echemd_at_its_path():
-    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    setuptools = pyproject()["tool"]["setuptools"]
     found = {".".join(("echemd", *init.parent.relative_to(ROOT).parts)) for top in TOP_LEVEL for init in (ROOT / top).rglob("__init__.py")}
     assert "echemd.protocols.analysis" in found and "echemd.protocols.io" in found
     assert set(setuptools["packages"]) == found  # (a folder left out would be missing from a wheel, not from an editable install)
