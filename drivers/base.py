@@ -1,9 +1,9 @@
 """The instrument interfaces protocols code against.
 
 A protocol sees a :class:`Potentiostat` or a :class:`Sourcemeter`, never a concrete driver.  Every
-acquisition method is a generator of :class:`Block` objects: the caller (the daemon's runner)
-records each block as it arrives and may stop early by closing the generator, which must leave
-the instrument idle.  :meth:`Instrument.safe_state` (cell off / output off) is called by the runner
+acquisition method returns an iterator of :class:`Block` objects (a generator, or a
+:class:`PolledAcquisition`): the caller (the daemon's runner) records each block as it arrives and
+may stop early by closing the iterator, which must leave the instrument idle.  :meth:`Instrument.safe_state` (cell off / output off) is called by the runner
 after every run, whatever happened, and must never raise on an instrument that is still reachable.
 
 Sign convention: currents and voltages are those of the working electrode (the tip for c-AFM)
@@ -62,6 +62,33 @@ class Block:
 
     def __len__(self) -> int:
         return len(self.columns["time_s"])
+
+
+class PolledAcquisition(Iterator[Block], abc.ABC):
+    """An acquisition whose samples collect in a buffer that can be read without waiting, as a
+    driver polling an instrument's buffer reads it.
+
+    Iterating it waits for each block (about one poll period of samples), like any acquisition.
+    Besides, a process's acquisition loop (echemd.daemon.acquisition_loop) asks it :meth:`due_at`
+    and :meth:`poll`: one thread then reads every such acquisition of the process in turn, instead of
+    a thread each waiting on its own instrument.  Neither may wait on the instrument: a driver whose
+    reads block (a 2400's ``:READ?``, a COM call) returns a plain iterator instead.  Everything
+    else an acquisition is held to holds: blocks in time order, ``close`` leaves the instrument
+    idle, errors are raised by the call that meets them."""
+
+    @abc.abstractmethod
+    def due_at(self) -> float:
+        """When it is next worth reading: the ``time.monotonic()`` (s) by which about one poll
+        period of samples will have collected (``-inf``: at once, always)."""
+
+    @abc.abstractmethod
+    def poll(self) -> Block | None:
+        """The samples collected since the last block, at once (None: none yet).  Raises
+        StopIteration once every sample has been handed out."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """End the acquisition (the instrument idle); later reads raise StopIteration."""
 
 
 @dataclass(frozen=True)

@@ -62,16 +62,28 @@ class SimClock:
             block_sim_s = min(max(block_sim_s, self.now_s() - from_time_s), MAX_BLOCK_REAL_S * speed)
         return _samples(block_sim_s, sample_interval_s, remaining)
 
+    def acquired(self, sample_interval_s: float, remaining: int, from_time_s: float) -> int:
+        """How many samples have been acquired since ``from_time_s`` (s, the last one handed out):
+        what a read of the instrument's buffer gets now (0 to ``remaining``, at most a largest block).
+        At the "max" clock: a largest block."""
+        if self.unlimited:
+            return self.max_block_size(sample_interval_s, remaining)
+        acquired = math.floor((self.now_s() - from_time_s) / sample_interval_s + 1e-9)
+        return max(0, min(acquired, self.max_block_size(sample_interval_s, remaining)))
+
+    def real_time_of(self, sim_time_s: float) -> float:
+        """The ``time.monotonic()`` (s) at which the clock reaches ``sim_time_s`` (-inf at the "max" clock: it is always there)."""
+        if self.unlimited:
+            return -math.inf
+        return self._real0 + (sim_time_s - self._sim0) / float(self.speed)
+
     def max_block_size(self, sample_interval_s: float, remaining: int) -> int:
         """The most samples one block may hold (MAX_BLOCK_SIM_S at the "max" clock, else MAX_BLOCK_REAL_S)."""
         block_sim_s = MAX_BLOCK_SIM_S if self.unlimited else MAX_BLOCK_REAL_S * float(self.speed)
         return _samples(block_sim_s, sample_interval_s, remaining)
 
     def wait_until(self, sim_time_s: float) -> None:
-        if self.unlimited:
-            return
-        target = self._real0 + (sim_time_s - self._sim0) / float(self.speed)
-        delay = target - time.monotonic()
+        delay = self.real_time_of(sim_time_s) - time.monotonic()
         if delay > 0:
             time.sleep(delay)
 

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-from echemd.drivers.base import DriverError
-from echemd.drivers.simulated.clock import SimClock
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+from echemd.drivers.base import Block, DriverError, PolledAcquisition
+from echemd.drivers.simulated.clock import POLL_REAL_S, SimClock
 
 
 class SimulatedInstrument:
@@ -49,3 +54,73 @@ class SimulatedInstrument:
         """Wait (per the clock) until the last of ``times_s`` and move the instrument time there."""
         self.clock.wait_until(float(times_s[-1]))
         self._time_s = float(times_s[-1])
+
+
+class PacedSamples(PolledAcquisition):
+    """``total`` samples every ``sample_interval_s`` on a simulated instrument, paced by its clock.
+
+    ``make_block(times_s)`` makes the block of the next ``len(times_s)`` samples (instrument time,
+    s), in order.  The acquisition starts (the clock anchored, the output switched on unless
+    ``output_on`` is False) at its first read or :meth:`due_at`.  Iterating waits for each block:
+    one poll period (POLL_REAL_S) of real time, or everything acquired since the last block when
+    the consumer fell behind (SimClock.block_size); :meth:`poll` hands out at once what the clock
+    says has been acquired.  The blocks' sizes differ between the two, never the samples.
+    """
+
+    def __init__(self, instrument: SimulatedInstrument, total: int, sample_interval_s: float,
+                 make_block: Callable[[np.ndarray], Block], output_on: bool = True) -> None:
+        self.instrument = instrument
+        self.clock = instrument.clock
+        self.total = total
+        self.sample_interval_s = sample_interval_s
+        self.make_block = make_block
+        self.output_on = output_on
+        self.done = 0  # samples handed out
+        self._started = self._closed = False
+
+    def __next__(self) -> Block:
+        self._start()
+        if self._ended():
+            raise StopIteration
+        return self._hand_out(self.clock.block_size(self.sample_interval_s, self.total - self.done, self.instrument._time_s))
+
+    def poll(self) -> Block | None:
+        self._start()
+        if self._ended():
+            raise StopIteration
+        n = self.clock.acquired(self.sample_interval_s, self.total - self.done, self.instrument._time_s)
+        return self._hand_out(n) if n else None
+
+    def due_at(self) -> float:
+        self._start()
+        if self.clock.unlimited or self._ended():
+            return -math.inf
+        poll_s = max(POLL_REAL_S * float(self.clock.speed), self.sample_interval_s)
+        return self.clock.real_time_of(self.instrument._time_s + poll_s)
+
+    def close(self) -> None:
+        if self._started and not self._closed:
+            self.instrument.output_on = False
+        self._closed = True
+
+    def _start(self) -> None:
+        if not self._started and not self._closed:
+            self.instrument._start_acquisition(self.output_on)
+            self._started = True
+
+    def _ended(self) -> bool:
+        if self.done >= self.total and not self._closed:
+            self.close()
+        return self._closed
+
+    def _hand_out(self, n: int) -> Block:
+        """The next ``n`` samples, once the clock has reached the last of them (an error ends the acquisition)."""
+        try:
+            times = self.instrument._time_s + self.sample_interval_s * np.arange(1, n + 1, dtype=np.float64)
+            block = self.make_block(times)
+            self.instrument._advance(times)
+        except BaseException:
+            self.close()
+            raise
+        self.done += n
+        return block

@@ -10,7 +10,7 @@ from echemd.config.models import SimulatedPotentiostatConfig
 from echemd.drivers.base import DEFAULT_IMPEDANCE_GUESS_OHM, Block, Potentiostat, PotentiostatCapabilities
 from echemd.drivers.simulated.cell import SymmetricCell
 from echemd.drivers.simulated.clock import SimClock
-from echemd.drivers.simulated.instrument import SimulatedInstrument
+from echemd.drivers.simulated.instrument import PacedSamples, SimulatedInstrument
 
 #: Interface 1010E: +-1 A (top range), +-12 V compliance, 10 us time base, EIS 10 uHz - 2 MHz.
 CAPABILITIES = PotentiostatCapabilities(
@@ -78,7 +78,7 @@ class SimulatedPotentiostat(SimulatedInstrument, Potentiostat):
             self.output_on = False
 
     def _chrono(self, sample: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], duration_s: float, sample_interval_s: float,
-                cell_on: bool = True) -> Iterator[Block]:
+                cell_on: bool = True) -> PacedSamples:
         """Blocks of (time_s, current_A, voltage_V) from ``sample(offsets)`` paced by the clock.
 
         The cell model is computed a largest block at a time and handed out in the (smaller) blocks
@@ -87,21 +87,35 @@ class SimulatedPotentiostat(SimulatedInstrument, Potentiostat):
         block further along than the samples handed out (as a real cell plates on until switched off).
         """
         total = max(1, round(duration_s / sample_interval_s))
-        self._start_acquisition(cell_on)
-        try:
-            done = 0
-            current = voltage = np.empty(0)  # computed, not yet handed out
-            while done < total:
-                n = self.clock.block_size(sample_interval_s, total - done, self._time_s)
-                if len(voltage) < n:
-                    ready = len(voltage)
-                    more = max(n - ready, self.clock.max_block_size(sample_interval_s, total - done - ready))
-                    new_current, new_voltage = sample(sample_interval_s * np.arange(1, more + 1, dtype=np.float64))
-                    current, voltage = np.concatenate([current, new_current]), np.concatenate([voltage, new_voltage])
-                times = self._time_s + sample_interval_s * np.arange(1, n + 1, dtype=np.float64)
-                self._advance(times)
-                done += n
-                yield Block({"time_s": times, "current_A": current[:n], "voltage_V": voltage[:n]})
-                current, voltage = current[n:], voltage[n:]
-        finally:
-            self.output_on = False
+        ahead = _ComputedAhead(sample, sample_interval_s, total, self.clock)
+
+        def make_block(times: np.ndarray) -> Block:
+            current, voltage = ahead.take(len(times))
+            return Block({"time_s": times, "current_A": current, "voltage_V": voltage})
+
+        return PacedSamples(self, total, sample_interval_s, make_block, output_on=cell_on)
+
+
+class _ComputedAhead:
+    """A chrono acquisition's samples, computed a largest block ahead of those handed out."""
+
+    def __init__(self, sample: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], sample_interval_s: float, total: int,
+                 clock: SimClock) -> None:
+        self.sample = sample
+        self.sample_interval_s = sample_interval_s
+        self.total = total
+        self.clock = clock
+        self.computed = 0
+        self.current = self.voltage = np.empty(0)  # computed, not yet handed out
+
+    def take(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """The next ``n`` samples' (current_A, voltage_V)."""
+        ready = len(self.voltage)
+        if ready < n:
+            more = max(n - ready, self.clock.max_block_size(self.sample_interval_s, self.total - self.computed))
+            new_current, new_voltage = self.sample(self.sample_interval_s * np.arange(1, more + 1, dtype=np.float64))
+            self.current, self.voltage = np.concatenate([self.current, new_current]), np.concatenate([self.voltage, new_voltage])
+            self.computed += more
+        taken = self.current[:n], self.voltage[:n]
+        self.current, self.voltage = self.current[n:], self.voltage[n:]
+        return taken

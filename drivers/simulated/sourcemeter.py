@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 
 import numpy as np
 
 from echemd.config.models import SimulatedSourcemeterConfig
 from echemd.drivers.base import Block, InstrumentRefused, Sourcemeter, SourcemeterCapabilities
 from echemd.drivers.simulated.clock import SimClock
-from echemd.drivers.simulated.instrument import SimulatedInstrument
+from echemd.drivers.simulated.instrument import PacedSamples, SimulatedInstrument
 from echemd.drivers.simulated.junction import TipJunction
 
 #: Keithley 2400: +-210 V source range, 1.05 A compliance, ~2 ms per reading at 0.01 NPLC.
@@ -28,7 +27,7 @@ class SimulatedSourcemeter(SimulatedInstrument, Sourcemeter):
         self.junction.place(x_nm, y_nm)
         return self.junction.distance_nm
 
-    def voltage_sweep(self, biases_V: np.ndarray, compliance_A: float, dwell_s: float) -> Iterator[Block]:
+    def voltage_sweep(self, biases_V: np.ndarray, compliance_A: float, dwell_s: float) -> PacedSamples:
         biases_V = np.asarray(biases_V, dtype=np.float64)
         caps = self.capabilities
         largest = np.abs(biases_V).max(initial=0.0)
@@ -41,21 +40,18 @@ class SimulatedSourcemeter(SimulatedInstrument, Sourcemeter):
             raise InstrumentRefused(f"{self.name}: compliance must be in (0, {caps.max_compliance_A}] A")
         if dwell_s < caps.min_sample_interval_s:
             raise InstrumentRefused(f"{self.name}: dwell {dwell_s} s is shorter than {caps.min_sample_interval_s} s")
-        self._start_acquisition()
-        try:
-            done = 0
-            while done < len(biases_V):
-                n = self.clock.block_size(dwell_s, len(biases_V) - done, self._time_s)
-                bias = biases_V[done : done + n]
-                raw = np.array([self.junction.current(float(v)) for v in bias])
-                times = self._time_s + dwell_s * np.arange(1, n + 1, dtype=np.float64)
-                self._advance(times)
-                done += n
-                yield Block({
-                    "time_s": times,
-                    "bias_V": bias.copy(),
-                    "current_A": np.clip(raw, -compliance_A, compliance_A),
-                    "compliance": (np.abs(raw) >= compliance_A).astype(np.float64),
-                })
-        finally:
-            self.output_on = False
+        done = 0
+
+        def make_block(times: np.ndarray) -> Block:
+            nonlocal done
+            bias = biases_V[done : done + len(times)]
+            done += len(times)
+            raw = np.array([self.junction.current(float(v)) for v in bias])
+            return Block({
+                "time_s": times,
+                "bias_V": bias.copy(),
+                "current_A": np.clip(raw, -compliance_A, compliance_A),
+                "compliance": (np.abs(raw) >= compliance_A).astype(np.float64),
+            })
+
+        return PacedSamples(self, len(biases_V), dwell_s, make_block)
