@@ -109,7 +109,8 @@ class InstrumentHost:
         """(A runner thread) the run ended: the daemon writes it down, then the stream says so."""
         ack = self.acks[run.run_id] = threading.Event()
         self.outbox.send([encode("ended", run_id=run.run_id, result=result, error=error, in_file=in_file, finished=run.finished,
-                                 **host_link.snapshot(run))])  # (the snapshot's status is the run's final one)
+                                 **host_link.snapshot(run))], lane=run.run_id)  # (the snapshot's status is the run's final one)
+        self.outbox.end_lane(run.run_id)
         if not self.daemon_lost:
             ack.wait(ACK_TIMEOUT_S)
         publish_status(self.publisher, run)
@@ -117,7 +118,8 @@ class InstrumentHost:
         self.acks.pop(run.run_id, None)
 
     def _alert(self, trigger: str, run: Run, message: str) -> None:
-        self.outbox.send([encode("alert", run_id=run.run_id, trigger=trigger, message=message)])
+        """(The runner's thread, or the acquisition loop's: the run's lane keeps the alerts before its end.)"""
+        self.outbox.send([encode("alert", run_id=run.run_id, trigger=trigger, message=message)], lane=run.run_id)
 
     # --- the link --------------------------------------------------------------------------------
     def serve(self) -> None:

@@ -7,7 +7,8 @@ interpreter busy: with dozens of channels a Python forwarding thread would wait 
 GIL and add latency.  In the daemon the outgoing socket is the PUB socket clients subscribe to, and
 the same proxy takes the instrument hosts' messages (each host's own publisher pushes them to the
 daemon's ingest endpoint).  Messages of one run come from one thread of one process, so they keep
-their order.
+their order: the messages of a run go in the run's lane (outbox.py), whichever of its process's
+threads sends them.
 """
 
 from __future__ import annotations
@@ -98,10 +99,14 @@ class Publisher:
         return cls(context, socket, ingest_endpoint, heartbeat=False)
 
     def data(self, block: DataBlock) -> None:
-        self._send(encode_data(block))
+        """(When the proxy is gone or stuck the stream shows a gap: the run file has every sample.)"""
+        self._outbox.send(encode_data(block), lane=block.run_id)
 
-    def notice(self, run_id: str, kind: str, header: dict[str, Any]) -> None:
-        self._send(encode_notice(run_id, kind, header))
+    def notice(self, run_id: str, kind: str, header: dict[str, Any], last: bool = False) -> None:
+        """Publish a run's notice; ``last``: the run publishes nothing more (its lane closes)."""
+        self._outbox.send(encode_notice(run_id, kind, header), lane=run_id)
+        if last:
+            self._outbox.end_lane(run_id)
 
     def close(self) -> None:
         """Forward what was sent, then close the sockets (a second call does nothing)."""
@@ -116,9 +121,6 @@ class Publisher:
         self._outbox.close()
         for socket in (self._control, self._socket):
             socket.close()
-
-    def _send(self, message: list[bytes]) -> None:
-        self._outbox.send(message)  # (when the proxy is gone or stuck the stream shows a gap; the file has it all)
 
     def _forward(self, control: zmq.Socket) -> None:
         try:
@@ -142,6 +144,6 @@ class Publisher:
 
     def _beat(self) -> None:
         while not self._stop.is_set():
-            self._send(encode_heartbeat({"time": time.time(), "pid": os.getpid()}))
+            self._outbox.send(encode_heartbeat({"time": time.time(), "pid": os.getpid()}))
             self._stop.wait(HEARTBEAT_INTERVAL_S)
 

@@ -23,10 +23,10 @@ Alert = Callable[[str, Run, str], None]
 
 
 def publish_status(publisher: Publisher, run: Run) -> None:
-    """Publish the run's status (its own sequence of status notices)."""
+    """Publish the run's status (its own sequence of status notices); once the run is done, its last notice."""
     header = {"seq": run.status_seq, "status": run.status.value, "n_samples": run.n_samples, "error": run.error}
     run.status_seq += 1
-    publisher.notice(run.run_id, "status", header)
+    publisher.notice(run.run_id, "status", header, last=run.done.is_set())
 
 
 class Recorder:

@@ -76,3 +76,45 @@ def test_a_client_script_loads_neither_hdf5_nor_pydantic_nor_the_protocols():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+
+def test_a_runs_messages_keep_their_order_whichever_of_its_threads_sends_them():
+    """A run's blocks are sent by the acquisition loop's thread, its start and end by its runner's
+    thread, which waits for the loop in between: the end must be read after the last block.  A
+    run's lane keeps that order (with a socket per thread, as before lanes, "ended" was read
+    first: ZeroMQ orders each socket's messages, not two sockets')."""
+    import queue
+    import threading
+
+    import zmq
+
+    from echemd.daemon.outbox import Outbox
+
+    context = zmq.Context()
+    outbox = Outbox(context, "test")
+    tasks = queue.SimpleQueue()
+
+    def loop():  # a thread that lives on, as the acquisition loop does
+        while (task := tasks.get()) is not None:
+            task[0]()
+            task[1].set()
+
+    def on_loop(task):
+        done = threading.Event()
+        tasks.put((task, done))
+        done.wait()
+
+    threading.Thread(target=loop, daemon=True).start()
+    outbox.send([b"started"], lane="r0")
+    on_loop(lambda: outbox.send([b"block 0"], lane="r0"))
+    assert [outbox.pull.recv(), outbox.pull.recv()] == [b"started", b"block 0"]
+    on_loop(lambda: [outbox.send([b"block %d" % k], lane="r0") for k in range(1, 100)])
+    outbox.send([b"ended"], lane="r0")
+    received = []
+    while outbox.pull.poll(1000):
+        received.append(outbox.pull.recv())
+    tasks.put(None)
+    outbox.close()
+    context.term()
+    assert received == [b"block %d" % k for k in range(1, 100)] + [b"ended"]
