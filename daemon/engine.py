@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -20,11 +20,12 @@ from typing import Any, Protocol
 import numpy as np
 
 from echemd.config.models import RunLimits
+from echemd.daemon.acquisition_loop import AcquisitionLoop, Take
 from echemd.daemon.errors import EchemdError
 from echemd.daemon.run_events import HoldChanged, Note, RunEvent, Samples, StepStarted
 from echemd.daemon.safety import SafetyMonitor
 from echemd.daemon.vocabulary import EventKind, HoldMode
-from echemd.drivers.base import Instrument
+from echemd.drivers.base import Block, Instrument, PolledAcquisition
 from echemd.protocols.base import Event, Plan, Step, StepOutcome, Stop, check_kind
 
 #: A hold lasts until resumed: its acquisition is asked for this long, s.
@@ -64,15 +65,18 @@ class Engine:
         limits: RunLimits | None = None,
         hold: HoldMode | None = HoldMode.OUTPUT_OFF,
         clock_zero_s: float | None = None,
-        turn: AbstractContextManager | None = None,
+        loop: AcquisitionLoop | None = None,
     ) -> None:
         """``emit``: where the run's events go (a Recorder's emit).  ``control``: the run's abort and
         pause requests.  ``hold``: what the instrument does while paused (None: the run cannot
         pause).  ``clock_zero_s``: the instrument time (s) of the run's time zero, by default its
-        time now.  ``turn``: held while a block is processed; the daemon's engines share one lock,
-        so that with dozens of channels they take turns in order instead of racing for the
-        interpreter (which starves some of them, and the control thread, for seconds)."""
-        self.turn = turn if turn is not None else nullcontext()
+        time now.  ``loop``: the process's acquisition loop, which reads the polled acquisitions
+        (without it this thread reads every acquisition itself); every block is processed holding
+        its ``turn``, the lock the process's engines share, so that with dozens of channels they
+        take turns in order instead of racing for the interpreter (which starves some of them, and
+        the control thread, for seconds)."""
+        self.loop = loop
+        self.turn: AbstractContextManager = loop.turn if loop is not None else nullcontext()
         self.instrument = instrument
         self.emit = emit
         self.control = control if control is not None else Controls()
@@ -120,23 +124,22 @@ class Engine:
     def _acquire(self, part: Step, step: Step, taken: "_Taken", checks: "_StopChecks") -> tuple[Stop | None, bool]:
         """Acquire ``part`` of ``step``; returns (stop, paused)."""
         check_kind(part, self.instrument)
-        acquisition = part.acquire(self.instrument)
         stop, paused = None, False
-        try:
-            for block in acquisition:
-                with self.turn:
-                    columns = self._take(block)
-                    taken.add(columns)
-                    stop = checks.feed(columns)
-                if stop is not None:
-                    break
-                if self.aborted():
-                    raise RunAborted()
-                if self.hold is not None and self.paused():
-                    paused = True
-                    break
-        finally:
-            acquisition.close()
+
+        def take(block) -> bool:
+            nonlocal stop, paused
+            with self.turn:
+                columns = self._take(block)
+                taken.add(columns)
+                stop = checks.feed(columns)
+            if stop is not None:
+                return False
+            if self.aborted():
+                raise RunAborted()
+            paused = self.hold is not None and self.paused()
+            return not paused
+
+        self._read(part.acquire(self.instrument), take)
         if stop is None:  # the samples held back are judged before the step ends or holds
             with self.turn:
                 stop = checks.feed(None)
@@ -144,6 +147,20 @@ class Engine:
             self.event(EventKind.STOP, f"{step.label}: {stop.reason} at {stop.time_s:.6g} s")
             return stop, False
         return None, paused
+
+    def _read(self, acquisition: Iterator[Block], take: Take) -> None:
+        """Hand each block of ``acquisition`` to ``take`` until it returns False or the blocks run
+        out (on the acquisition loop when there is one and the acquisition can be polled, else on
+        this thread); then close the acquisition (the instrument's output ends)."""
+        try:
+            if self.loop is not None and isinstance(acquisition, PolledAcquisition):
+                self.loop.drive(acquisition, take)
+            else:
+                for block in acquisition:
+                    if not take(block):
+                        break
+        finally:
+            acquisition.close()
 
     def _take(self, block, holding: bool = False) -> dict[str, np.ndarray]:
         """Rebase, record and safety-check one block; a limit fails the run, or pauses it where asked."""
@@ -177,25 +194,20 @@ class Engine:
         self.event(EventKind.PAUSE, f"{step.label}: paused, {self.hold.value.replace('_', ' ')}")
         self.emit(HoldChanged(True))
         interval = getattr(step, "sample_interval_s", 1.0)
+
+        def take(block) -> bool:
+            with self.turn:
+                self._take(block, holding=True)
+            return self.paused() and not self.aborted()
+
         if self.hold == HoldMode.OPEN_CIRCUIT:
-            holding = self.instrument.open_circuit(HOLD_FOREVER_S, interval)
+            self._read(self.instrument.open_circuit(HOLD_FOREVER_S, interval), take)
         elif self.hold == HoldMode.HOLD_CURRENT:
-            holding = self.instrument.galvanostatic(step.current_A, HOLD_FOREVER_S, interval)
+            self._read(self.instrument.galvanostatic(step.current_A, HOLD_FOREVER_S, interval), take)
         else:
             self.instrument.safe_state()
-            holding = iter(())
-        try:
-            for block in holding:
-                with self.turn:
-                    self._take(block, holding=True)
-                if self.aborted() or not self.paused():
-                    break
-            while self.paused() and not self.aborted():
-                time.sleep(HOLD_POLL_S)
-        finally:
-            close = getattr(holding, "close", None)
-            if close is not None:
-                close()
+        while self.paused() and not self.aborted():
+            time.sleep(HOLD_POLL_S)
         if self.aborted():
             raise RunAborted()
         self.emit(HoldChanged(False))

@@ -30,6 +30,7 @@ from pydantic import TypeAdapter
 
 from echemd.config.models import InstrumentConfig
 from echemd.daemon import host_link
+from echemd.daemon.acquisition_loop import AcquisitionLoop
 from echemd.daemon.folder_lock import hold_as_host
 from echemd.daemon.host_link import ACK_TIMEOUT_S, BEAT_S, DAEMON_SILENT_S, encode
 from echemd.daemon.outbox import Outbox
@@ -73,14 +74,14 @@ class InstrumentHost:
         self._lock_file = hold_as_host(setup["data_dir"])
         self.publisher = Publisher.to_daemon(self.context, setup["ingest"], keys)
         files = RunFileSettings(**setup["files"])
-        turn = threading.Lock()  # this process's runners take turns on a block (see Engine)
+        self.acquisition_loop = AcquisitionLoop()
         self.runners: dict[str, InstrumentRunner] = {}
         self.inboxes: dict[str, queue.SimpleQueue[Run | None]] = {}
         self.threads: list[threading.Thread] = []
         for raw in setup["instruments"]:
             config = INSTRUMENT_CONFIG.validate_python(raw)
             runner = InstrumentRunner(make_instrument(config, setup["sim_speed"]), config.limits, self.publisher, files, setup["version"],
-                                      ended=self._ended, alert=self._alert, turn=turn)
+                                      ended=self._ended, loop=self.acquisition_loop, alert=self._alert)
             self.runners[config.name] = runner
             self.inboxes[config.name] = inbox = queue.SimpleQueue()
             thread = threading.Thread(target=self._serve_instrument, args=(runner, inbox), name=f"echemd-runner-{config.name}", daemon=True)
@@ -156,6 +157,7 @@ class InstrumentHost:
                     break
         for runner in self.runners.values():
             runner.close()
+        self.acquisition_loop.close()
         if not self.daemon_lost:  # (when it is lost nobody takes the stream any more: it could wait forever)
             self.publisher.close()  # the last statuses reach the daemon
             self.link.close(linger=1000)

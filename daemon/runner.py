@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from typing import Any
 
 from echemd.config.models import InstrumentLimits
+from echemd.daemon.acquisition_loop import AcquisitionLoop
 from echemd.daemon.engine import Engine, RunAborted
 from echemd.daemon.publisher import Publisher
 from echemd.daemon.recorder import Alert, Recorder, publish_status
@@ -33,9 +32,9 @@ Ended = Callable[[Run, RunStatus, "dict[str, Any] | None", str, bool], None]
 
 class InstrumentRunner:
     def __init__(self, instrument: Instrument, limits: InstrumentLimits, publisher: Publisher, files: RunFileSettings, version: str,
-                 ended: Ended, alert: Alert | None = None, turn: AbstractContextManager | None = None) -> None:
-        """``files``: how run files are written.  ``turn``: the lock this process's runners take
-        turns on to process a block (see Engine).  ``alert``: raises an alert on a run's event."""
+                 ended: Ended, loop: AcquisitionLoop, alert: Alert | None = None) -> None:
+        """``files``: how run files are written.  ``loop``: the acquisition loop this process's
+        runners share (see Engine).  ``alert``: raises an alert on a run's event."""
         self.instrument = instrument
         self.limits = limits
         self.publisher = publisher
@@ -43,7 +42,7 @@ class InstrumentRunner:
         self.version = version
         self.ended = ended
         self.alert = alert
-        self.turn = turn if turn is not None else threading.Lock()
+        self.loop = loop
         self.connected = False
         self.connect()
 
@@ -124,7 +123,7 @@ class InstrumentRunner:
         run.started = utc_now()
         publish_status(self.publisher, run)
         engine = Engine(self.instrument, Recorder(run, runfile, self.publisher, self.alert).emit, control=run,
-                        limits=self.limits.tightened(run.limits), hold=protocol.pause_hold, clock_zero_s=clock_zero_s, turn=self.turn)
+                        limits=self.limits.tightened(run.limits), hold=protocol.pause_hold, clock_zero_s=clock_zero_s, loop=self.loop)
         status, result, error, instrument_fault = RunStatus.FAILED, None, "", False
         try:
             result = engine.run(protocol.plan(run.parameters))

@@ -18,6 +18,7 @@ import zmq
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from echemd.config.models import DaemonConfig, RunLimits, RunMetadata
+from echemd.daemon.acquisition_loop import AcquisitionLoop
 from echemd.daemon.alerts import Alerts
 from echemd.daemon.control import ControlServer, Framed
 from echemd.daemon.errors import ApiError
@@ -138,6 +139,7 @@ class Daemon:
         self._context = zmq.Context()
         self.queues: dict[str, InstrumentQueue] = {}
         self.runners: dict[str, InstrumentRunner] = {}  # the instruments this process runs itself (instrument_hosts = 0)
+        self.acquisition_loop = AcquisitionLoop()  # (theirs)
         self.hosts: HostPool | None = None
         self.curve: CurveServer | None = None
         self.publisher: Publisher | None = None
@@ -157,11 +159,10 @@ class Daemon:
                 executors = dict(self.hosts.instruments)
             else:
                 self.publisher = Publisher.bound(self._context, config.publish_endpoint, secure=self.curve)
-                block_turn = threading.Lock()  # the runners process their blocks in turn (see Engine)
                 for instrument_config in config.instruments:
                     self.runners[instrument_config.name] = InstrumentRunner(
                         make_instrument(instrument_config, sim_speed), instrument_config.limits, self.publisher, self.files, self.version,
-                        ended=self._ended, alert=self._alert, turn=block_turn)
+                        ended=self._ended, loop=self.acquisition_loop, alert=self._alert)
                 executors = dict(self.runners)
             for instrument_config in config.instruments:
                 self.queues[instrument_config.name] = InstrumentQueue(executors[instrument_config.name], instrument_config.limits, ended=self._ended)
@@ -255,6 +256,7 @@ class Daemon:
             self.hosts.close()
         for runner in self.runners.values():
             runner.close()
+        self.acquisition_loop.close()
 
     def _ended(self, run: Run, status: RunStatus, result: dict[str, Any] | None, error: str, in_file: bool, publish: bool = True) -> None:
         """A run ended (its record already says so): its submission record, its subscribers

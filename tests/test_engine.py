@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from echemd.config import InstrumentLimits, load_default_config
+from echemd.daemon.acquisition_loop import AcquisitionLoop
 from echemd.daemon.engine import Controls, Engine, RunAborted, RunFailed
 from echemd.daemon.run_events import HoldChanged, Note, Samples, StepStarted
 from echemd.drivers.registry import open_instrument
@@ -14,6 +15,17 @@ from echemd.protocols.base import Galvanostatic, Stop, StopCondition
 @pytest.fixture
 def pstat():
     return open_instrument(load_default_config().instrument("sim-pstat-1"))
+
+
+@pytest.fixture(params=["own thread", "acquisition loop"])
+def loop(request):
+    """Where the engine's polled acquisitions are read: on its own thread (None), or on a process's acquisition loop."""
+    if request.param == "own thread":
+        yield None
+        return
+    loop = AcquisitionLoop()
+    yield loop
+    loop.close()
 
 
 def engine_for(instrument, **kwargs):
@@ -31,9 +43,9 @@ def engine_for(instrument, **kwargs):
     return Engine(instrument, emit, **kwargs), recorded, notes
 
 
-def test_blocks_are_in_run_time_and_contiguous_across_runs(pstat):
+def test_blocks_are_in_run_time_and_contiguous_across_runs(pstat, loop):
     for _ in range(2):
-        engine, recorded, notes = engine_for(pstat)
+        engine, recorded, notes = engine_for(pstat, loop=loop)
         result = engine.run(CCD.plan(CCD.parameters(diameter_mm=2.0, max_plating_mA_cm2=0.5)))  # below the cell's critical current
         t = np.concatenate([block["time_s"] for block in recorded])
         assert t[0] == 1.0 and np.all(np.diff(t) == 1.0)  # every run starts at its own zero
@@ -42,15 +54,15 @@ def test_blocks_are_in_run_time_and_contiguous_across_runs(pstat):
         assert pstat.output_on is False
 
 
-def test_a_sample_beyond_the_instruments_limits_fails_the_run_with_the_output_off(pstat):
-    engine, recorded, notes = engine_for(pstat, limits=InstrumentLimits(max_abs_voltage_V=0.05, max_abs_current_A=0.1))
+def test_a_sample_beyond_the_instruments_limits_fails_the_run_with_the_output_off(pstat, loop):
+    engine, recorded, notes = engine_for(pstat, limits=InstrumentLimits(max_abs_voltage_V=0.05, max_abs_current_A=0.1), loop=loop)
     with pytest.raises(RunFailed, match=r"voltage_V = -0\.0\d+ at t = 1 s is beyond the limit max_abs_voltage_V = 0.05"):
         engine.run(CCD.plan(CCD.parameters(diameter_mm=2.0)))
     assert notes[-1][1] == "limit" and pstat.output_on is False
     assert sum(len(block["time_s"]) for block in recorded) > 0  # what was measured was recorded first
 
 
-def test_an_abort_ends_the_run_between_blocks(pstat):
+def test_an_abort_ends_the_run_between_blocks(pstat, loop):
     blocks, control = [], Controls()
 
     def emit(event):
@@ -59,7 +71,7 @@ def test_an_abort_ends_the_run_between_blocks(pstat):
             if len(blocks) == 3:
                 control.abort_requested.set()
 
-    engine = Engine(pstat, emit, control=control)
+    engine = Engine(pstat, emit, control=control, loop=loop)
     with pytest.raises(RunAborted):
         engine.run(CCD.plan(CCD.parameters(diameter_mm=2.0)))
     assert len(blocks) == 3 and pstat.output_on is False
@@ -69,8 +81,8 @@ def test_an_abort_ends_the_run_between_blocks(pstat):
     (dict(max_charge_C=0.02), r"charge passed 0.02\d+ C at t = \d+ s is beyond the limit max_charge_C = 0.02"),
     (dict(max_duration_s=1000.0), r"run time 10\d\d s is beyond the limit max_duration_s = 1000"),
 ])
-def test_run_limits_on_charge_and_duration(pstat, limits, message):
-    engine, recorded, notes = engine_for(pstat, limits=InstrumentLimits(max_abs_voltage_V=5.0, max_abs_current_A=0.1, **limits))
+def test_run_limits_on_charge_and_duration(pstat, limits, message, loop):
+    engine, recorded, notes = engine_for(pstat, limits=InstrumentLimits(max_abs_voltage_V=5.0, max_abs_current_A=0.1, **limits), loop=loop)
     with pytest.raises(RunFailed, match=message):
         engine.run(CCD.plan(CCD.parameters(diameter_mm=2.0)))
     assert pstat.output_on is False and notes[-1][1] == "limit"
@@ -80,8 +92,9 @@ def test_engines_record_a_block_only_while_holding_their_turn(pstat):
     import threading
     import time
 
-    turn = threading.Lock()
-    engine, recorded, notes = engine_for(pstat, turn=turn)
+    loop = AcquisitionLoop()
+    turn = loop.turn
+    engine, recorded, notes = engine_for(pstat, loop=loop)
     turn.acquire()  # another channel is processing its block
     runner = threading.Thread(target=engine.run, args=(CCD.plan(CCD.parameters(diameter_mm=2.0, max_plating_mA_cm2=0.5)),))
     runner.start()
@@ -91,6 +104,7 @@ def test_engines_record_a_block_only_while_holding_their_turn(pstat):
     runner.join(30)
     assert not runner.is_alive() and sum(len(block["time_s"]) for block in recorded) > 1000
     assert pstat.output_on is False and not turn.locked()
+    loop.close()
 
 
 class Watcher(StopCondition):
