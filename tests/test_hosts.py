@@ -36,6 +36,8 @@ def test_runs_in_two_hosts_stream_every_sample_and_give_the_cells_ccd(lab):
         assert len(pids) == 2 and os.getpid() not in pids  # one process each, not the daemon's
         # nicer than the daemon once started: its control and stream come first on a saturated machine
         until(lambda: {os.getpriority(os.PRIO_PROCESS, pid) for pid in pids} == {os.getpriority(os.PRIO_PROCESS, 0) + HOST_NICENESS})
+        if Path(f"/proc/{os.getpid()}/environ").exists() and "MALLOC_ARENA_MAX" not in os.environ:  # (Linux) one malloc arena per host
+            assert all(b"MALLOC_ARENA_MAX=1" in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0") for pid in pids)
         with Client(daemon.control.endpoint) as client, Subscription(zmq.Context.instance(), daemon.publisher.endpoint, b"run.") as sub:
             sub.wait_connected()
             first = client.submit("ccd", "sim-pstat-1", **CCD)
