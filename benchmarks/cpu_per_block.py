@@ -13,7 +13,7 @@ runs as fast as possible; only its block size is set to 10 samples).  Measured i
 Prints the CPU of the process per block for each (medians of ``--repeats``) and the difference,
 echemd's own cost per block.  latency_scale.py's "daemon" cores at N channels divided by the blocks
 a second (100 N) give the same cost under N paced channels: the excess over this figure is what
-many threads taking turns cost.
+waking for the blocks costs.
 
     .venv/bin/python benchmarks/cpu_per_block.py [--seconds 60] [--repeats 3]
 """
@@ -66,7 +66,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0, help="cell time of the run, s (1,000 samples a second)")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    SimClock.block_size = ten_samples_a_block  # (this process's simulated instruments only)
+    SimClock.block_size = SimClock.acquired = ten_samples_a_block  # (this process's simulated instruments, iterated or polled)
     parameters = dict(diameter_mm=2.0, current_mA_cm2=0.5, max_hours=args.seconds / 3600, sample_interval_s=1e-3, smoothing_s=15e-3)
     bare(parameters)  # (imports and filters loaded before the timing)
     baseline = statistics.median(bare(parameters) for _ in range(args.repeats))
