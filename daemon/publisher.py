@@ -1,14 +1,14 @@
-"""The data stream's publisher, fed by every runner thread without a Python thread in between.
+"""The data stream's publisher, fed by the runners' threads and the acquisition loop without a Python thread in between.
 
-Each thread that publishes gets its own PUSH socket on an inproc queue (outbox.py); libzmq's proxy
-(one thread, in C, outside the GIL) forwards what arrives to the outgoing socket.  A runner's
-message therefore leaves as soon as the runner sends it, even while other threads keep the
-interpreter busy: with dozens of channels a Python forwarding thread would wait its turn for the
-GIL and add latency.  In the daemon the outgoing socket is the PUB socket clients subscribe to, and
-the same proxy takes the instrument hosts' messages (each host's own publisher pushes them to the
-daemon's ingest endpoint).  Messages of one run come from one thread of one process, so they keep
-their order: the messages of a run go in the run's lane (outbox.py), whichever of its process's
-threads sends them.
+Each run's messages go in a PUSH socket of its own (its lane), the heartbeat in its thread's, all
+on one inproc queue (outbox.py); libzmq's proxy (one thread, in C, outside the GIL) forwards what
+arrives to the outgoing socket.  A message therefore leaves as soon as it is sent, even while other
+threads keep the interpreter busy: with dozens of channels a Python forwarding thread would wait
+its turn for the GIL and add latency.  In the daemon the outgoing socket is the PUB socket clients
+subscribe to, and the same proxy takes the instrument hosts' messages (each host's own publisher
+pushes them to the daemon's ingest endpoint).  A run's messages come from one process, in its
+lane, so they keep their order whichever of the process's threads sends them (its runner's, the
+acquisition loop).
 """
 
 from __future__ import annotations

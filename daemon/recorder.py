@@ -1,8 +1,9 @@
 """A run's recorder: the one funnel everything a run produces goes through.
 
 The engine emits typed events (run_events.py: a step began, samples arrived, a note for the log,
-the instrument started or stopped holding) into :meth:`Recorder.emit`, in the order they happen, from the run's
-worker thread only; the recorder gives each its sequence number (the block and event indices of
+the instrument started or stopped holding) into :meth:`Recorder.emit`, in the order they happen, from
+one thread at a time (the run's runner, or the acquisition loop while it reads the run's
+instrument: the runner waits for it meanwhile); the recorder gives each its sequence number (the block and event indices of
 the run file), writes it to the run file and publishes it on the data stream, and keeps the run's
 progress and status, the way bluesky's RunEngine hands its documents to subscribers.  Nothing else
 writes a running run's file or stream.
