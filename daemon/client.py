@@ -78,12 +78,19 @@ class Client:
         if self._socket is None:
             self._socket = self._context.socket(zmq.DEALER)
             self._socket.setsockopt(zmq.LINGER, 0)
+            # (a DEALER's send waits while it has no connection: a daemon that refused our key
+            # leaves it none, and the request would wait forever)
+            self._socket.setsockopt(zmq.SNDTIMEO, max(1, int(self.timeout_s * 1000)))
             if self.keys is not None:
                 self.keys.apply(self._socket)
             self._socket.connect(self.endpoint)
         request_id = request_id or uuid.uuid4().hex
-        self._socket.send(json.dumps({"id": request_id, "method": method, "params": params}).encode())
         deadline = time.monotonic() + self.timeout_s
+        try:
+            self._socket.send(json.dumps({"id": request_id, "method": method, "params": params}).encode())
+        except zmq.Again:
+            self.close()
+            raise TimeoutError(f"could not send {method!r} to {self.endpoint} within {self.timeout_s} s (no connection)") from None
         while (remaining := deadline - time.monotonic()) > 0:
             if not self._socket.poll(int(remaining * 1000) + 1):
                 break

@@ -4,6 +4,7 @@ import os
 import stat
 import subprocess
 import sys
+import threading
 
 import pytest
 import zmq
@@ -90,6 +91,29 @@ def test_an_unknown_key_and_a_plaintext_client_get_nothing(secured):
         assert plaintext.receive(1.5) is None  # not even the heartbeat
     with Subscription(zmq.Context.instance(), daemon.publisher.endpoint, b"", mallory) as unknown:
         assert unknown.receive(1.5) is None
+
+
+def test_a_refused_client_times_out_every_time(secured):
+    """A request the daemon refuses (an unknown key) ends in TimeoutError within the client's
+    timeout, never waits forever.  A DEALER's send waits while the socket has no connection, which
+    a refused handshake can leave it without: a refused ping once hung a fresh-clone CI run (in
+    the tcp host-link test above, in ``send``), and 1 of 3 runs of 300 refused pings."""
+    daemon, _, mallory = secured
+    outcomes = []
+
+    def refused_pings():
+        for _ in range(60):
+            with Client(daemon.control.endpoint, timeout_s=0.05, keys=mallory) as client:
+                try:
+                    client.ping()
+                    outcomes.append("answered")
+                except TimeoutError:
+                    outcomes.append("timed out")
+
+    pinging = threading.Thread(target=refused_pings, daemon=True)
+    pinging.start()
+    pinging.join(60)
+    assert not pinging.is_alive() and outcomes == ["timed out"] * 60
 
 
 def test_keys_are_made_with_a_private_secret(tmp_path):
