@@ -59,8 +59,8 @@ class SimulatedInstrument:
 class PacedSamples(PolledAcquisition):
     """``total`` samples every ``sample_interval_s`` on a simulated instrument, paced by its clock.
 
-    ``make_block(times_s)`` makes the block of the next ``len(times_s)`` samples (instrument time,
-    s), in order.  The acquisition starts (the clock anchored, the output switched on unless
+    ``make_block(start, times_s)`` makes the block of samples ``start`` to ``start + len(times_s)``
+    of the acquisition (``times_s``: their instrument times, s), in order.  The acquisition starts (the clock anchored, the output switched on unless
     ``output_on`` is False) at its first read or :meth:`due_at`.  Iterating waits for each block:
     one poll period (POLL_REAL_S) of real time, or everything acquired since the last block when
     the consumer fell behind (SimClock.block_size); :meth:`poll` hands out at once what the clock
@@ -68,7 +68,7 @@ class PacedSamples(PolledAcquisition):
     """
 
     def __init__(self, instrument: SimulatedInstrument, total: int, sample_interval_s: float,
-                 make_block: Callable[[np.ndarray], Block], output_on: bool = True) -> None:
+                 make_block: Callable[[int, np.ndarray], Block], output_on: bool = True) -> None:
         self.instrument = instrument
         self.clock = instrument.clock
         self.total = total
@@ -117,7 +117,7 @@ class PacedSamples(PolledAcquisition):
         """The next ``n`` samples, once the clock has reached the last of them (an error ends the acquisition)."""
         try:
             times = self.instrument._time_s + self.sample_interval_s * np.arange(1, n + 1, dtype=np.float64)
-            block = self.make_block(times)
+            block = self.make_block(self.done, times)
             self.instrument._advance(times)
         except BaseException:
             self.close()

@@ -89,7 +89,7 @@ class SimulatedPotentiostat(SimulatedInstrument, Potentiostat):
         total = max(1, round(duration_s / sample_interval_s))
         ahead = _ComputedAhead(sample, sample_interval_s, total, self.clock)
 
-        def make_block(times: np.ndarray) -> Block:
+        def make_block(start: int, times: np.ndarray) -> Block:  # (the samples come in order: ``ahead`` keeps its place)
             current, voltage = ahead.take(len(times))
             return Block({"time_s": times, "current_A": current, "voltage_V": voltage})
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from echemd.config.models import SimulatedSourcemeterConfig
@@ -40,12 +39,8 @@ class SimulatedSourcemeter(SimulatedInstrument, Sourcemeter):
             raise InstrumentRefused(f"{self.name}: compliance must be in (0, {caps.max_compliance_A}] A")
         if dwell_s < caps.min_sample_interval_s:
             raise InstrumentRefused(f"{self.name}: dwell {dwell_s} s is shorter than {caps.min_sample_interval_s} s")
-        done = 0
-
-        def make_block(times: np.ndarray) -> Block:
-            nonlocal done
-            bias = biases_V[done : done + len(times)]
-            done += len(times)
+        def make_block(start: int, times: np.ndarray) -> Block:
+            bias = biases_V[start : start + len(times)]
             raw = np.array([self.junction.current(float(v)) for v in bias])
             return Block({
                 "time_s": times,
