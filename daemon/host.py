@@ -4,7 +4,8 @@
 The host says hello on the daemon's link (host_link.py), gets its instruments' configuration,
 opens them, and then runs what the daemon starts on them: a thread per instrument with its
 InstrumentRunner, one acquisition loop reading their polled acquisitions (acquisition_loop.py),
-one run file writer for the process, and a publisher that pushes the stream to the daemon.  Several hosts use several cores: each is an interpreter of its own.
+one run file writer for the process, and a publisher that pushes the stream to the daemon.
+Several hosts use several cores: each is an interpreter of its own.
 
 When the daemon goes away (its process ended, or nothing heard from it for DAEMON_SILENT_S) or
 asks the host to stop, every running run stops at its next block, its instrument goes to its safe

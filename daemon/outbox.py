@@ -53,7 +53,9 @@ class Outbox:
             with self._lock:
                 sender = self._lanes.get(lane)
             if sender is None:
-                sender = self._lanes[lane] = self._new_sender()
+                sender = self._new_sender()
+                with self._lock:
+                    self._lanes[lane] = sender
         try:
             sender[0].send_multipart(frames)
         except zmq.ZMQError as exc:

@@ -1,4 +1,4 @@
-"""The data stream's publisher, fed by the runners' threads and the acquisition loop without a Python thread in between.
+"""The data stream's publisher, fed by the runs' threads without a Python thread in between.
 
 Each run's messages go in a PUSH socket of its own (its lane), the heartbeat in its thread's, all
 on one inproc queue (outbox.py); libzmq's proxy (one thread, in C, outside the GIL) forwards what

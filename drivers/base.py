@@ -3,8 +3,9 @@
 A protocol sees a :class:`Potentiostat` or a :class:`Sourcemeter`, never a concrete driver.  Every
 acquisition method returns an iterator of :class:`Block` objects (a generator, or a
 :class:`PolledAcquisition`): the caller (the daemon's runner) records each block as it arrives and
-may stop early by closing the iterator, which must leave the instrument idle.  :meth:`Instrument.safe_state` (cell off / output off) is called by the runner
-after every run, whatever happened, and must never raise on an instrument that is still reachable.
+may stop early by closing the iterator, which must leave the instrument idle.
+:meth:`Instrument.safe_state` (cell off / output off) is called by the runner after every run,
+whatever happened, and must never raise on an instrument that is still reachable.
 
 Sign convention: currents and voltages are those of the working electrode (the tip for c-AFM)
 against the counter/reference, anodic current positive (IUPAC, as Gamry reports them); plating
