@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from echemd.config.models import RunLimits
-from echemd.daemon.acquisition_loop import AcquisitionLoop, Take
+from echemd.daemon.acquisition_loop import AcquisitionLoop, Interrupted, Take, read_on_this_thread
 from echemd.daemon.errors import EchemdError
 from echemd.daemon.run_events import HoldChanged, Note, RunEvent, Samples, StepStarted
 from echemd.daemon.safety import SafetyMonitor
@@ -126,8 +126,13 @@ class Engine:
         check_kind(part, self.instrument)
         stop, paused = None, False
 
+        def interrupted() -> bool:
+            nonlocal paused
+            paused = paused or (self.hold is not None and self.paused())  # (kept: a resume before the hold begins still holds)
+            return paused or self.aborted()
+
         def take(block) -> bool:
-            nonlocal stop, paused
+            nonlocal stop
             with self.turn:
                 columns = self._take(block)
                 taken.add(columns)
@@ -136,10 +141,11 @@ class Engine:
                 return False
             if self.aborted():
                 raise RunAborted()
-            paused = self.hold is not None and self.paused()
-            return not paused
+            return not interrupted()
 
-        self._read(part.acquire(self.instrument), take)
+        self._read(part.acquire(self.instrument), take, interrupted)
+        if self.aborted():  # (a read interrupted before the next block came)
+            raise RunAborted()
         if stop is None:  # the samples held back are judged before the step ends or holds
             with self.turn:
                 stop = checks.feed(None)
@@ -148,13 +154,18 @@ class Engine:
             return stop, False
         return None, paused
 
-    def _read(self, acquisition: Iterator[Block], take: Take) -> None:
+    def _read(self, acquisition: Iterator[Block], take: Take, interrupted: Interrupted) -> None:
         """Hand each block of ``acquisition`` to ``take`` until it returns False or the blocks run
-        out (on the acquisition loop when there is one and the acquisition can be polled, else on
-        this thread); then close the acquisition (the instrument's output ends)."""
+        out, then close the acquisition (the instrument's output ends).  A polled acquisition is
+        read on the acquisition loop when there is one, else on this thread, and ends within
+        CHECK_S of ``interrupted`` saying so; any other is iterated here, and its run is asked
+        between its blocks."""
         try:
-            if self.loop is not None and isinstance(acquisition, PolledAcquisition):
-                self.loop.drive(acquisition, take)
+            if isinstance(acquisition, PolledAcquisition):
+                if self.loop is not None:
+                    self.loop.drive(acquisition, take, interrupted)
+                else:
+                    read_on_this_thread(acquisition, take, interrupted, wake=self.control.abort_requested)
             else:
                 for block in acquisition:
                     if not take(block):
@@ -195,15 +206,18 @@ class Engine:
         self.emit(HoldChanged(True))
         interval = getattr(step, "sample_interval_s", 1.0)
 
+        def resumed() -> bool:
+            return not self.paused() or self.aborted()
+
         def take(block) -> bool:
             with self.turn:
                 self._take(block, holding=True)
-            return self.paused() and not self.aborted()
+            return not resumed()
 
         if self.hold == HoldMode.OPEN_CIRCUIT:
-            self._read(self.instrument.open_circuit(HOLD_FOREVER_S, interval), take)
+            self._read(self.instrument.open_circuit(HOLD_FOREVER_S, interval), take, resumed)
         elif self.hold == HoldMode.HOLD_CURRENT:
-            self._read(self.instrument.galvanostatic(step.current_A, HOLD_FOREVER_S, interval), take)
+            self._read(self.instrument.galvanostatic(step.current_A, HOLD_FOREVER_S, interval), take, resumed)
         else:
             self.instrument.safe_state()
         while self.paused() and not self.aborted():

@@ -1,5 +1,8 @@
 """The engine that drives plans: time base, safety limits, aborts, and the output always off after."""
 
+import threading
+import time
+
 import numpy as np
 import pytest
 
@@ -10,6 +13,7 @@ from echemd.daemon.run_events import HoldChanged, Note, Samples, StepStarted
 from echemd.drivers.registry import open_instrument
 from echemd.protocols import CCD
 from echemd.protocols.base import Galvanostatic, Stop, StopCondition
+from helpers import until
 
 
 @pytest.fixture
@@ -77,6 +81,43 @@ def test_an_abort_ends_the_run_between_blocks(pstat, loop):
     assert len(blocks) == 3 and pstat.output_on is False
 
 
+def test_an_abort_or_a_pause_ends_a_slowly_sampled_step_without_waiting_for_its_next_sample(loop):
+    """A step sampled every 3 s in real time, paused 0.3 s in and aborted while paused: the hold
+    (output off) and the abort each come within CHECK_S (0.1 s), not at the next sample (2.7 s on)."""
+    pstat = open_instrument(load_default_config().instrument("sim-pstat-1"), sim_speed=1.0)
+    control, seen = Controls(), {}
+
+    def emit(event):
+        if isinstance(event, HoldChanged) and event.holding:
+            seen["held"] = time.monotonic()
+
+    def plan():
+        yield Galvanostatic(-1e-5, 30.0, 3.0, "plate", keep_samples=False)
+
+    def run():
+        try:
+            engine.run(plan())
+        except BaseException as exc:
+            seen["raised"] = exc
+
+    engine = Engine(pstat, emit, control=control, loop=loop)
+    runner = threading.Thread(target=run, daemon=True)
+    runner.start()
+    try:
+        time.sleep(0.3)
+        assert pstat.output_on
+        paused_at = time.monotonic()
+        control.pause_requested.set()
+        until(lambda: "held" in seen, timeout_s=5)
+        assert seen["held"] - paused_at < 0.25 and pstat.output_on is False
+    finally:
+        aborted_at = time.monotonic()
+        control.abort_requested.set()
+        runner.join(5)
+    assert not runner.is_alive() and time.monotonic() - aborted_at < 0.25 and isinstance(seen["raised"], RunAborted)
+    assert engine.last_time_s == 0.0  # no sample was due yet: none was made up
+
+
 @pytest.mark.parametrize(("limits", "message"), [
     (dict(max_charge_C=0.02), r"charge passed 0.02\d+ C at t = \d+ s is beyond the limit max_charge_C = 0.02"),
     (dict(max_duration_s=1000.0), r"run time 10\d\d s is beyond the limit max_duration_s = 1000"),
@@ -89,9 +130,6 @@ def test_run_limits_on_charge_and_duration(pstat, limits, message, loop):
 
 
 def test_engines_record_a_block_only_while_holding_their_turn(pstat):
-    import threading
-    import time
-
     loop = AcquisitionLoop()
     turn = loop.turn
     engine, recorded, notes = engine_for(pstat, loop=loop)

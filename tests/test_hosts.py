@@ -77,6 +77,32 @@ def test_pause_resume_abort_and_fetch_reach_a_run_in_its_host(lab):
         daemon.close()
 
 
+def test_slowly_sampled_runs_in_a_host_stop_at_once_on_abort_and_on_shutdown(lab):
+    """In real time, sampled every 5 s: an abort ends the run, and the daemon's close the other,
+    within a second (the next sample is seconds away), each file closed as aborted."""
+    daemon = Daemon(lab(instrument_hosts=1), sim_speed=1.0)
+    closed = False
+    try:
+        with Client(daemon.control.endpoint) as client:
+            aborted = client.submit("ccd", "sim-pstat-1", **CCD, sample_interval_s=5.0)
+            running = client.submit("ccd", "sim-pstat-2", **CCD, sample_interval_s=5.0)
+            until(lambda: all(client.status(run_id)["status"] == "running" for run_id in (aborted, running)))
+            time.sleep(0.3)
+            asked = time.monotonic()
+            client.abort(aborted)
+            record = client.wait(aborted, timeout_s=10)
+            assert time.monotonic() - asked < 1.0 and record["status"] == "aborted"
+            asked = time.monotonic()
+            daemon.close()
+            closed = True
+            assert time.monotonic() - asked < 2.0
+    finally:
+        if not closed:
+            daemon.close()
+    assert read_attrs(Path(record["file"]))["status"] == "aborted"
+    assert read_attrs(Path(daemon.runs[running].file))["status"] == "aborted"
+
+
 @pytest.mark.parametrize("ipc_link", [True, False], ids=["ipc", "tcp-curve"])
 def test_a_host_killed_mid_run_is_noticed_its_run_interrupted_and_recovered_and_it_comes_back(lab, monkeypatch, ipc_link):
     monkeypatch.setattr(hosts, "IPC_LINK", ipc_link)  # (over TCP the host started again gets its keys again)
