@@ -157,12 +157,12 @@ class Engine:
     def _read(self, acquisition: Iterator[Block], take: Take, interrupted: Interrupted) -> None:
         """Hand each block of ``acquisition`` to ``take`` until it returns False or the blocks run
         out, then close the acquisition (the instrument's output ends).  A polled acquisition is
-        read on the acquisition loop when there is one, else on this thread, and ends within
-        CHECK_S of ``interrupted`` saying so; any other is iterated here, and its run is asked
-        between its blocks."""
+        read on the acquisition loop when there is one and its polls never wait, else on this
+        thread, and ends within CHECK_S of ``interrupted`` saying so; any other is iterated here,
+        and its run is asked between its blocks."""
         try:
             if isinstance(acquisition, PolledAcquisition):
-                if self.loop is not None:
+                if self.loop is not None and not acquisition.poll_waits:
                     self.loop.drive(acquisition, take, interrupted)
                 else:
                     read_on_this_thread(acquisition, take, interrupted, wake=self.control.abort_requested)

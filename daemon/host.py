@@ -8,7 +8,7 @@ one run file writer for the process, and a publisher that pushes the stream to t
 Several hosts use several cores: each is an interpreter of its own.
 
 When the daemon goes away (its process ended, or nothing heard from it for DAEMON_SILENT_S) or
-asks the host to stop, every running run stops at its next block, its instrument goes to its safe
+asks the host to stop, every running run stops (within 0.1 s), its instrument goes to its safe
 state and its file closes (``interrupted`` when the daemon was lost, ``aborted: daemon shutdown``
 when it stopped); then the host exits.  Ctrl-C in the daemon's terminal is the daemon's business:
 the host ignores SIGINT; SIGTERM stops it as the daemon's ``stop`` would.
@@ -205,7 +205,7 @@ class InstrumentHost:
         return now
 
     def _stop(self, reason: str, status: RunStatus, lost: bool = False) -> None:
-        """Stop every run (at its next block: safe state, file closed) and take no more."""
+        """Stop every run (within 0.1 s: safe state, file closed) and take no more."""
         log.warning("host %s stopping: %s", self.name, reason) if lost else log.info("host %s stopping: %s", self.name, reason)
         self.stop_reason = reason
         self.daemon_lost = lost

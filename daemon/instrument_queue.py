@@ -83,7 +83,7 @@ class InstrumentQueue:
             return list(self._queue)
 
     def abort(self, run: Run, reason: str = "") -> None:
-        """Abort a queued run at once, or ask a running one to stop at its next block."""
+        """Abort a queued run at once, or ask a running one to stop (within 0.1 s)."""
         with self._cv:
             if run in self._queue:
                 self._queue.remove(run)

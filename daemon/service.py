@@ -430,7 +430,7 @@ class Daemon:
         return {"run_id": run.run_id, "status": run.status}
 
     def pause(self, params: dict[str, Any]) -> dict[str, Any]:
-        """Pause a running run at its next block (the instrument holds as the protocol declares), or a
+        """Pause a running run within 0.1 s (the instrument holds as the protocol declares), or a
         queued one before its first step (it holds as soon as it starts)."""
         run = self._run(_parse(RunParams, params).run_id)
         if run.protocol.pause_hold is None:

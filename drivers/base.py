@@ -17,6 +17,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -70,12 +71,19 @@ class PolledAcquisition(Iterator[Block], abc.ABC):
     driver polling an instrument's buffer reads it.
 
     Iterating it waits for each block (about one poll period of samples), like any acquisition.
-    Besides, a process's acquisition loop (echemd.daemon.acquisition_loop) asks it :meth:`due_at`
-    and :meth:`poll`: one thread then reads every such acquisition of the process in turn, instead of
-    a thread each waiting on its own instrument.  Neither may wait on the instrument: a driver whose
-    reads block (a 2400's ``:READ?``, a COM call) returns a plain iterator instead.  Everything
-    else an acquisition is held to holds: blocks in time order, ``close`` leaves the instrument
-    idle, errors are raised by the call that meets them."""
+    Besides, the engine asks it :meth:`due_at` and :meth:`poll`, and its run whether it was
+    aborted or paused between reads (at least every 0.1 s): a run stops at once, not at its next
+    sample.  Where polling never waits on the instrument, a process's acquisition loop
+    (echemd.daemon.acquisition_loop) does the reading: one thread reads every such acquisition of
+    the process in turn, instead of a thread each.  Where a poll is a call that waits (a COM round
+    trip), :attr:`poll_waits` says so and the run's own thread reads it; a driver whose reads
+    block for a whole measurement (a 2400's ``:READ?``) returns a plain iterator instead.
+    Everything else an acquisition is held to holds: blocks in time order, ``close`` leaves the
+    instrument idle, errors are raised by the call that meets them."""
+
+    #: True when :meth:`poll` makes a call that waits (on a COM thread, say): read on its run's own
+    #: thread, never on the acquisition loop, where it would hold up every other instrument.
+    poll_waits: ClassVar[bool] = False
 
     @abc.abstractmethod
     def due_at(self) -> float:

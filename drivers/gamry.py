@@ -23,6 +23,7 @@ OCV_OVERLOAD below); ReadZ amplitudes are V rms.
 from __future__ import annotations
 
 import logging
+import math
 import sys
 import threading
 import time
@@ -32,7 +33,8 @@ from typing import Any
 import numpy as np
 
 from echemd.config.models import SIMULATED_ADDRESS, GamryConfig
-from echemd.drivers.base import DEFAULT_IMPEDANCE_GUESS_OHM, Block, DriverError, DriverUnavailable, InstrumentRefused, Potentiostat, PotentiostatCapabilities
+from echemd.drivers.base import (DEFAULT_IMPEDANCE_GUESS_OHM, Block, DriverError, DriverUnavailable, InstrumentRefused, PolledAcquisition, Potentiostat,
+                                 PotentiostatCapabilities)
 from echemd.drivers.comthread import ComHung, ComThread, ComThreadEnded
 
 log = logging.getLogger(__name__)
@@ -286,32 +288,8 @@ class GamryPotentiostat(Potentiostat):
         return ComObjects(signal=signal, dtaq=dtaq, sink=sink, connection=connection, started=started)
 
     def _acquire(self, setup: Callable[[], ComObjects], current: Callable[[tuple], np.ndarray], duration_s: float,
-                 overload_column: int) -> Iterator[Block]:
-        """Blocks of (time, current from ``current(columns)``, measured Vf, and the Overload flags)
-        as the Dtaq cooks them; DriverError when data stop coming ``acquisition_grace_s`` after the
-        acquisition should have ended."""
-        acquisition = None
-        try:
-            acquisition = self._call(setup)
-            deadline = time.monotonic() + duration_s + self.config.acquisition_grace_s
-            while True:
-                acquisition.sink.available.clear()
-                count, columns = self._call(lambda: acquisition.dtaq.Cook(COOK_POINTS))
-                if count:
-                    deadline = max(deadline, time.monotonic() + self.config.acquisition_grace_s)
-                    yield Block({
-                        "time_s": acquisition.started + np.asarray(columns[TIME], dtype=np.float64),
-                        "current_A": current(columns),
-                        "voltage_V": np.asarray(columns[VF], dtype=np.float64),
-                    }, overload=np.asarray(columns[overload_column], dtype=np.int64))
-                elif acquisition.sink.done.is_set():
-                    return
-                elif time.monotonic() > deadline:
-                    raise DriverError(f"{self.name}: no data from the acquisition {self.config.acquisition_grace_s:g} s after it should have ended")
-                else:
-                    acquisition.sink.available.wait(POLL_S)
-        finally:
-            self._end(acquisition)
+                 overload_column: int) -> "CookedPoints":
+        return CookedPoints(self, setup, current, duration_s, overload_column)
 
     def _end(self, acquisition: ComObjects | None) -> None:
         """Cell off (first, whatever else fails), then stop the acquisition with Stop() (Run's
@@ -395,3 +373,76 @@ class GamryPotentiostat(Potentiostat):
                 })
         finally:
             self._end(acquisition)
+
+
+class CookedPoints(PolledAcquisition):
+    """A Dtaq's points as it cooks them: blocks of (time, current from ``current(columns)``,
+    measured Vf, and the Overload flags).  Each :meth:`poll` is one ``Cook`` on the COM thread,
+    which waits for that thread (up to ``com_timeout_s``): it is read on its run's own thread,
+    never on the acquisition loop (``poll_waits``), every POLL_S, and asked between reads whether
+    its run was aborted or paused, however long its sample period.  The setup runs (the cell on) at
+    the first read; :meth:`close` (the cell off, the Dtaq stopped, its objects released) at the
+    end, on abort, on any error.  DriverError when data stop coming ``acquisition_grace_s`` after
+    the acquisition should have ended."""
+
+    poll_waits = True
+
+    def __init__(self, driver: GamryPotentiostat, setup: Callable[[], ComObjects], current: Callable[[tuple], np.ndarray],
+                 duration_s: float, overload_column: int) -> None:
+        self._driver = driver
+        self._setup = setup
+        self._current = current
+        self._duration_s = duration_s
+        self._overload_column = overload_column
+        self._objects: ComObjects | None = None
+        self._deadline = math.inf
+        self._next_poll = -math.inf
+        self._closed = False
+
+    def due_at(self) -> float:
+        if self._objects is not None and self._objects.sink.available.is_set():
+            return -math.inf
+        return self._next_poll
+
+    def poll(self) -> Block | None:
+        if self._closed:
+            raise StopIteration
+        try:
+            return self._cook()
+        except BaseException:  # its end (StopIteration) or an error: the cell off, first
+            self.close()
+            raise
+
+    def __next__(self) -> Block:
+        while True:
+            block = self.poll()
+            if block is not None:
+                return block
+            self._objects.sink.available.wait(max(0.0, self._next_poll - time.monotonic()))
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._driver._end(self._objects)
+
+    def _cook(self) -> Block | None:
+        driver, config = self._driver, self._driver.config
+        if self._objects is None:
+            self._objects = driver._call(self._setup)
+            self._deadline = time.monotonic() + self._duration_s + config.acquisition_grace_s
+        objects = self._objects
+        self._next_poll = time.monotonic() + POLL_S
+        objects.sink.available.clear()
+        count, columns = driver._call(lambda: objects.dtaq.Cook(COOK_POINTS))
+        if count:
+            self._deadline = max(self._deadline, time.monotonic() + config.acquisition_grace_s)
+            return Block({
+                "time_s": objects.started + np.asarray(columns[TIME], dtype=np.float64),
+                "current_A": self._current(columns),
+                "voltage_V": np.asarray(columns[VF], dtype=np.float64),
+            }, overload=np.asarray(columns[self._overload_column], dtype=np.int64))
+        if objects.sink.done.is_set():
+            raise StopIteration
+        if time.monotonic() > self._deadline:
+            raise DriverError(f"{driver.name}: no data from the acquisition {config.acquisition_grace_s:g} s after it should have ended")
+        return None

@@ -11,6 +11,7 @@ from echemd.config import DaemonConfig
 from echemd.daemon.client import Client
 from echemd.daemon.service import Daemon
 from echemd.drivers import DriverUnavailable
+from helpers import until
 
 LIMITS = {"max_abs_voltage_V": 5.0, "max_abs_current_A": 0.1}
 ON, OFF = ("pstat", "SetCell", (1,)), ("pstat", "SetCell", (0,))
@@ -142,6 +143,26 @@ def test_an_abort_switches_the_cell_off_after_the_last_cook(lab):
     after = methods(com.calls[max(k for k, c in enumerate(com.calls) if c[1] == "Cook"):])
     assert after[:3] == [("dtaq-chrono", "Cook"), ("pstat", "SetCell"), ("dtaq-chrono", "Stop")]
     assert com.calls[len(com.calls) - len(after) + 1] == OFF
+
+
+def test_a_slowly_sampled_run_pauses_and_aborts_at_once_in_real_time(lab):
+    """Sampled every 5 s in real time: a pause holds (cell off) and an abort ends the run within a
+    fraction of a second, not at the next point (the driver cooks every 50 ms and its run is asked
+    between cooks; the COM thread never waits for a point)."""
+    daemon, client, com = lab(clock=1.0)
+    run_id = client.submit("ccd", "gamry", diameter_mm=2.0, sample_interval_s=5.0)
+    until(lambda: client.status(run_id)["status"] == "running" and ON in com.calls)
+    time.sleep(0.3)
+    asked = time.monotonic()
+    client.call("pause", run_id=run_id)
+    until(lambda: client.status(run_id)["status"] == "paused", poll_s=0.005)
+    paused_s = time.monotonic() - asked
+    asked = time.monotonic()
+    client.abort(run_id)
+    record = client.wait(run_id, timeout_s=10)
+    aborted_s = time.monotonic() - asked
+    assert paused_s < 0.5 and aborted_s < 1.0 and record["status"] == "aborted"
+    assert record["n_samples"] == 0 and com.calls.count(ON) == 1 and com.calls[-1] == OFF  # (the hold left the cell off)
 
 
 def test_a_com_error_mid_run_fails_the_run_with_the_cell_off_and_the_next_run_reconnects(lab):

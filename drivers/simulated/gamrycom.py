@@ -339,7 +339,9 @@ class _Acquisition(_ComObject):
             self._com.fire(self, "_IGamryDtaqEvents_OnDataDone")
 
     def advance(self) -> bool:
-        """Produce the next block of points; False when there was nothing to do."""
+        """Produce the points the clock says were acquired since the last ones; False when there
+        was nothing to do.  Never waits: a pump returns within its timeout, as PumpEvents does,
+        however long the sample period (the COM thread stays free for the driver's calls)."""
         if self.points:
             return False  # the instrument never runs ahead of a consumer that keeps up (as hardware in real time)
         com, signal = self._com, self.signal
@@ -347,11 +349,12 @@ class _Acquisition(_ComObject):
         if remaining <= 0:
             self._finish()
             return True
-        n = com.clock.block_size(signal.sample_period_s, remaining, com.time_s)
+        n = com.clock.acquired(signal.sample_period_s, remaining, com.time_s)
+        if n == 0:
+            return False
         offsets = signal.sample_period_s * np.arange(1, n + 1, dtype=np.float64)
         rows = self._measure(offsets)
         com.time_s += float(offsets[-1])
-        com.clock.wait_until(com.time_s)
         for offset, row in zip(offsets, rows):
             stopped = (self.stop_above_V is not None and row[0] > self.stop_above_V) or (
                 self.stop_below_V is not None and row[0] < self.stop_below_V)
