@@ -469,7 +469,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
 #: Verbs that make one control request and print its result as JSON: verb -> (method, arguments, help).
 REQUEST_VERBS = {
-    "abort": ("abort", ("run_id",), "abort a run (a queued one at once, a running one within 0.1 s, instrument safe)"),
+    "abort": ("abort", ("run_id",), "abort a run (a queued one at once, a running one within 0.1 s or after a 2400 sweep list, instrument safe)"),
     "pause": ("pause", ("run_id",), "pause a running run: the instrument holds as the protocol declares"),
     "resume": ("resume", ("run_id",), "resume a paused run: the interrupted step goes on for what was left of it"),
     "shutdown": ("shutdown", (), "stop the daemon as on SIGTERM: running runs end aborted with the instrument safe, queued runs stay queued"),

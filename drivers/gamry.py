@@ -1,15 +1,16 @@
 """Gamry potentiostats (Interface 1010E class, Reference 600/3000) through GamryCOM.
 
 Everything COM runs on one :class:`~echemd.drivers.comthread.ComThread`, which owns the apartment
-and pumps events while idle; acquisition methods run on the daemon's worker thread and hand each
-COM call to it.  Chrono signals (``GamrySignalConst`` + ``GamryDtaqChrono``) do galvanostatic
+and pumps events while idle; an acquisition is polled on its run's own thread (a ``Cook``, or a
+look at ReadZ's reading, every POLL_S), which hands each COM call to it, and its run is asked
+between polls whether it was aborted or paused.  Chrono signals (``GamrySignalConst`` + ``GamryDtaqChrono``) do galvanostatic
 (ChronoPot, with the configured voltage limit as the stop condition) and potentiostatic
 (ChronoAmp) holds; ``GamryDtaqOcv`` the open-circuit voltage; ``GamryReadZ`` one impedance reading
 per frequency, set up as Gamry's own Potentiostatic EIS script does.  Before the cell goes on,
 everything it will see is this run's: the IE range for the step's largest current (auto-ranging
 off), the voltage-channel range for the voltage limit, and the starting level (``SetVoltage``: the
 potential, or in galvanostatic mode the current times the range's IE resistor).  The cell goes off
-in a ``finally`` of every acquisition, on abort, on any error, and on Ctrl+C (on the COM thread).
+when every acquisition closes, on abort, on any error, and on Ctrl+C (on the COM thread).
 COM objects are released on the COM thread.  A COM call that does not return within
 ``com_timeout_s`` abandons the COM thread: that run fails, and the next run starts a fresh thread
 and reconnects; an acquisition whose data stop coming fails ``acquisition_grace_s`` after it should
@@ -307,30 +308,11 @@ class GamryPotentiostat(Potentiostat):
                 if acquisition is not None:
                     self._call(acquisition.release)
 
-    def _read_z(self, acquisition: ComObjects, frequency_Hz: float, amplitude_V: float) -> None:
-        """Measure one frequency until ReadZ reports Ok.  Retry is normal (ReadZ changed its gain or
-        range and wants another pass), up to READZ_MAX_PASSES; Error, or no Ok by then, fails;
-        so does no answer within the most cycles ReadZ may average plus ``acquisition_grace_s``."""
-        sink = acquisition.sink
-        self._call(lambda: acquisition.readz.SetCycleLim(*readz_cycle_limits(frequency_Hz)))
-        for _ in range(READZ_MAX_PASSES):
-            sink.done.clear()
-            self._call(lambda: acquisition.readz.Measure(frequency_Hz, amplitude_V))
-            deadline = time.monotonic() + readz_cycle_limits(frequency_Hz)[1] / frequency_Hz + self.config.acquisition_grace_s
-            while not sink.done.wait(POLL_S):
-                if time.monotonic() > deadline:
-                    raise DriverError(f"{self.name}: ReadZ gave no reading at {frequency_Hz:g} Hz within {self.config.acquisition_grace_s:g} s of its time")
-            if sink.status == self.G.ReadZStatusOk:
-                return
-            if sink.status != self.G.ReadZStatusRetry:
-                raise DriverError(f"{self.name}: ReadZ failed at {frequency_Hz:g} Hz (gcREADZSTATUS {sink.status}, not Ok or Retry)")
-        raise DriverError(f"{self.name}: ReadZ asked to retry {READZ_MAX_PASSES} times at {frequency_Hz:g} Hz without a reading")
-
     def eis(self, frequencies_Hz: np.ndarray, amplitude_V: float, dc_voltage_V: float | None,
             impedance_guess_ohm: float = DEFAULT_IMPEDANCE_GUESS_OHM) -> Iterator[Block]:
         frequencies_Hz = np.asarray(frequencies_Hz, dtype=np.float64)
         self.check_eis(frequencies_Hz, amplitude_V, dc_voltage_V)
-        return self._eis(frequencies_Hz, amplitude_V, dc_voltage_V, impedance_guess_ohm)
+        return ImpedanceReadings(self, lambda: self._setup_eis(amplitude_V, dc_voltage_V, impedance_guess_ohm), frequencies_Hz, amplitude_V)
 
     def _setup_eis(self, amplitude_V: float, dc_voltage_V: float | None, impedance_guess_ohm: float) -> ComObjects:
         """As Gamry's Potentiostatic EIS: the open-circuit voltage measured with the cell off (the DC
@@ -358,57 +340,36 @@ class GamryPotentiostat(Potentiostat):
         readz.SetIdc(pstat.MeasureI())
         return ComObjects(readz=readz, sink=sink, connection=connection)
 
-    def _eis(self, frequencies_Hz: np.ndarray, amplitude_V: float, dc_voltage_V: float | None, impedance_guess_ohm: float) -> Iterator[Block]:
-        acquisition = None
-        try:
-            acquisition = self._call(self._setup_eis, amplitude_V, dc_voltage_V, impedance_guess_ohm)
-            for frequency in frequencies_Hz:  # (no local names for COM objects: they would be released here, off the COM thread)
-                self._read_z(acquisition, float(frequency), amplitude_V)
-                applied_Hz, z_real, z_imag = self._call(lambda: (acquisition.readz.Zfreq(), acquisition.readz.Zreal(), acquisition.readz.Zimag()))
-                yield Block({
-                    "time_s": np.array([self.backend.now()]),
-                    "frequency_Hz": np.array([applied_Hz]),  # what the instrument applied, not what was asked
-                    "z_real_ohm": np.array([z_real]),
-                    "z_imag_ohm": np.array([z_imag]),
-                })
-        finally:
-            self._end(acquisition)
 
-
-class CookedPoints(PolledAcquisition):
-    """A Dtaq's points as it cooks them: blocks of (time, current from ``current(columns)``,
-    measured Vf, and the Overload flags).  Each :meth:`poll` is one ``Cook`` on the COM thread,
-    which waits for that thread (up to ``com_timeout_s``): it is read on its run's own thread,
-    never on the acquisition loop (``poll_waits``), every POLL_S, and asked between reads whether
-    its run was aborted or paused, however long its sample period.  The setup runs (the cell on) at
-    the first read; :meth:`close` (the cell off, the Dtaq stopped, its objects released) at the
-    end, on abort, on any error.  DriverError when data stop coming ``acquisition_grace_s`` after
-    the acquisition should have ended."""
+class _ComAcquisition(PolledAcquisition):
+    """What the Gamry's acquisitions share.  Every read is a call on the COM thread, which waits
+    for that thread (up to ``com_timeout_s``): they are read on their run's own thread, never on
+    the acquisition loop (``poll_waits``), every POLL_S or as soon as their sink's event says there
+    is something to read, and their run is asked between reads whether it was aborted or paused.
+    ``setup`` (on the COM thread: the cell on) runs at the first read; :meth:`close` (the cell off,
+    the Dtaq stopped, the COM objects released) at the end, on abort and on any error."""
 
     poll_waits = True
 
-    def __init__(self, driver: GamryPotentiostat, setup: Callable[[], ComObjects], current: Callable[[tuple], np.ndarray],
-                 duration_s: float, overload_column: int) -> None:
+    def __init__(self, driver: GamryPotentiostat, setup: Callable[[], ComObjects]) -> None:
         self._driver = driver
         self._setup = setup
-        self._current = current
-        self._duration_s = duration_s
-        self._overload_column = overload_column
         self._objects: ComObjects | None = None
-        self._deadline = math.inf
         self._next_poll = -math.inf
         self._closed = False
 
     def due_at(self) -> float:
-        if self._objects is not None and self._objects.sink.available.is_set():
-            return -math.inf
-        return self._next_poll
+        return -math.inf if self._objects is not None and self._event(self._objects).is_set() else self._next_poll
 
     def poll(self) -> Block | None:
         if self._closed:
             raise StopIteration
         try:
-            return self._cook()
+            if self._objects is None:
+                self._objects = self._driver._call(self._setup)
+                self._started()
+            self._next_poll = time.monotonic() + POLL_S
+            return self._read(self._objects)
         except BaseException:  # its end (StopIteration) or an error: the cell off, first
             self.close()
             raise
@@ -418,24 +379,50 @@ class CookedPoints(PolledAcquisition):
             block = self.poll()
             if block is not None:
                 return block
-            self._objects.sink.available.wait(max(0.0, self._next_poll - time.monotonic()))
+            self._event(self._objects).wait(max(0.0, self._next_poll - time.monotonic()))
 
     def close(self) -> None:
         if not self._closed:
             self._closed = True
             self._driver._end(self._objects)
 
-    def _cook(self) -> Block | None:
-        driver, config = self._driver, self._driver.config
-        if self._objects is None:
-            self._objects = driver._call(self._setup)
-            self._deadline = time.monotonic() + self._duration_s + config.acquisition_grace_s
-        objects = self._objects
-        self._next_poll = time.monotonic() + POLL_S
+    def _started(self) -> None:
+        """Once set up (the COM objects made, the acquisition started)."""
+
+    def _event(self, objects: ComObjects) -> threading.Event:
+        """The sink's event that says a read would find something."""
+        raise NotImplementedError
+
+    def _read(self, objects: ComObjects) -> Block | None:
+        """One read (calls on the COM thread): a block, None (nothing yet), or StopIteration (the end)."""
+        raise NotImplementedError
+
+
+class CookedPoints(_ComAcquisition):
+    """A Dtaq's points as it cooks them (a ``Cook`` a read): blocks of (time, current from
+    ``current(columns)``, measured Vf, and the Overload flags).  DriverError when data stop
+    coming ``acquisition_grace_s`` after the acquisition should have ended."""
+
+    def __init__(self, driver: GamryPotentiostat, setup: Callable[[], ComObjects], current: Callable[[tuple], np.ndarray],
+                 duration_s: float, overload_column: int) -> None:
+        super().__init__(driver, setup)
+        self._current = current
+        self._duration_s = duration_s
+        self._overload_column = overload_column
+        self._deadline = math.inf
+
+    def _started(self) -> None:
+        self._deadline = time.monotonic() + self._duration_s + self._driver.config.acquisition_grace_s
+
+    def _event(self, objects: ComObjects) -> threading.Event:
+        return objects.sink.available
+
+    def _read(self, objects: ComObjects) -> Block | None:
+        driver, grace_s = self._driver, self._driver.config.acquisition_grace_s
         objects.sink.available.clear()
         count, columns = driver._call(lambda: objects.dtaq.Cook(COOK_POINTS))
         if count:
-            self._deadline = max(self._deadline, time.monotonic() + config.acquisition_grace_s)
+            self._deadline = max(self._deadline, time.monotonic() + grace_s)
             return Block({
                 "time_s": objects.started + np.asarray(columns[TIME], dtype=np.float64),
                 "current_A": self._current(columns),
@@ -444,5 +431,66 @@ class CookedPoints(PolledAcquisition):
         if objects.sink.done.is_set():
             raise StopIteration
         if time.monotonic() > self._deadline:
-            raise DriverError(f"{driver.name}: no data from the acquisition {config.acquisition_grace_s:g} s after it should have ended")
+            raise DriverError(f"{driver.name}: no data from the acquisition {grace_s:g} s after it should have ended")
         return None
+
+
+class ImpedanceReadings(_ComAcquisition):
+    """One ReadZ reading per frequency, a block each (time, the frequency the instrument applied,
+    Z' and Z'').  Retry is normal (ReadZ changed its gain or range and wants another pass), up to
+    READZ_MAX_PASSES a frequency; Error, or no Ok by then, fails; so does no answer within the most
+    cycles ReadZ may average plus ``acquisition_grace_s``.  A run asked to stop while a frequency is
+    measured stops without waiting for it."""
+
+    def __init__(self, driver: GamryPotentiostat, setup: Callable[[], ComObjects], frequencies_Hz: np.ndarray, amplitude_V: float) -> None:
+        super().__init__(driver, setup)
+        self._frequencies_Hz = frequencies_Hz
+        self._amplitude_V = amplitude_V
+        self._next = 0  # the frequency being measured
+        self._passes = 0  # its Measure calls so far
+        self._deadline = math.inf
+
+    def _started(self) -> None:
+        self._measure(self._objects)
+
+    def _event(self, objects: ComObjects) -> threading.Event:
+        return objects.sink.done
+
+    def _read(self, objects: ComObjects) -> Block | None:
+        driver, G = self._driver, self._driver.G
+        if self._next == len(self._frequencies_Hz):
+            raise StopIteration
+        frequency_Hz = float(self._frequencies_Hz[self._next])
+        if not objects.sink.done.is_set():
+            if time.monotonic() > self._deadline:
+                raise DriverError(f"{driver.name}: ReadZ gave no reading at {frequency_Hz:g} Hz within {driver.config.acquisition_grace_s:g} s of its time")
+            return None
+        status = objects.sink.status
+        if status == G.ReadZStatusRetry:
+            if self._passes == READZ_MAX_PASSES:
+                raise DriverError(f"{driver.name}: ReadZ asked to retry {READZ_MAX_PASSES} times at {frequency_Hz:g} Hz without a reading")
+            self._measure(objects)
+            return None
+        if status != G.ReadZStatusOk:
+            raise DriverError(f"{driver.name}: ReadZ failed at {frequency_Hz:g} Hz (gcREADZSTATUS {status}, not Ok or Retry)")
+        applied_Hz, z_real, z_imag = driver._call(lambda: (objects.readz.Zfreq(), objects.readz.Zreal(), objects.readz.Zimag()))
+        block = Block({
+            "time_s": np.array([driver.backend.now()]),
+            "frequency_Hz": np.array([applied_Hz]),  # what the instrument applied, not what was asked
+            "z_real_ohm": np.array([z_real]),
+            "z_imag_ohm": np.array([z_imag]),
+        })
+        self._next, self._passes = self._next + 1, 0
+        if self._next < len(self._frequencies_Hz):
+            self._measure(objects)
+        return block
+
+    def _measure(self, objects: ComObjects) -> None:
+        """Start a pass at the frequency being measured (its cycle limits set at the first)."""
+        frequency_Hz = float(self._frequencies_Hz[self._next])
+        if self._passes == 0:
+            self._driver._call(lambda: objects.readz.SetCycleLim(*readz_cycle_limits(frequency_Hz)))
+        objects.sink.done.clear()
+        self._driver._call(lambda: objects.readz.Measure(frequency_Hz, self._amplitude_V))
+        self._passes += 1
+        self._deadline = time.monotonic() + readz_cycle_limits(frequency_Hz)[1] / frequency_Hz + self._driver.config.acquisition_grace_s

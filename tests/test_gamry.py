@@ -165,6 +165,21 @@ def test_a_slowly_sampled_run_pauses_and_aborts_at_once_in_real_time(lab):
     assert record["n_samples"] == 0 and com.calls.count(ON) == 1 and com.calls[-1] == OFF  # (the hold left the cell off)
 
 
+def test_an_eis_run_aborts_at_once_while_a_low_frequency_is_measured(lab):
+    """In real time, 1 kHz to 0.1 Hz, a decade a point: aborted 1.5 s in, while the 1 Hz reading
+    (4 cycles: 4 s) is under way, the run ends within a fraction of a second, the cell off; ReadZ's
+    Measure returns at once, as GamryCOM's does (the reading ends with its OnDataDone event)."""
+    daemon, client, com = lab(clock=1.0)
+    run_id = client.submit("eis", "gamry", start_Hz=1e3, end_Hz=0.1, points_per_decade=1)
+    until(lambda: ("readz", "Measure", (1.0, 0.01)) in com.calls, poll_s=0.005)
+    time.sleep(0.3)
+    asked = time.monotonic()
+    client.abort(run_id)
+    record = client.wait(run_id, timeout_s=10)
+    assert time.monotonic() - asked < 1.0 and record["status"] == "aborted"
+    assert record["n_samples"] == 3 and com.calls[-1] == OFF  # 1 kHz, 100 Hz, 10 Hz read; 1 Hz abandoned
+
+
 def test_a_com_error_mid_run_fails_the_run_with_the_cell_off_and_the_next_run_reconnects(lab):
     daemon, client, com = lab()
     cooks = 0

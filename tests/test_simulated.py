@@ -198,6 +198,33 @@ def test_closing_an_acquisition_switches_the_cell_off():
     assert instrument.output_on is False
 
 
+def test_polled_impedance_readings_come_when_their_time_has_come_the_same_as_iterated():
+    """Two periods a reading (at least 0.2 s), at 10x real time: 1 kHz and 100 Hz take 0.02 s each,
+    1 Hz 0.2 s.  Polled, nothing comes before a reading's time and each comes once it has passed;
+    the readings are those of an instrument iterated."""
+    frequencies = np.array([1e3, 100.0, 1.0])
+    iterated = record(potentiostat(clock=10.0).eis(frequencies, 0.01, None))
+    polled = potentiostat(clock=10.0).eis(frequencies, 0.01, None)
+    start, arrivals = time.monotonic(), []
+    assert polled.poll() is None  # (the first reading has only begun)
+    while True:
+        try:
+            block = polled.poll()
+        except StopIteration:
+            break
+        if block is not None:
+            arrivals.append((time.monotonic() - start, block))
+        time.sleep(0.002)
+    assert [len(block) for _, block in arrivals] == [1, 1, 1]
+    arrived = np.array([t for t, _ in arrivals])
+    assert np.all(arrived >= [0.02, 0.04, 0.24]) and np.all(arrived < [0.2, 0.2, 0.45])  # never early; late only by a loaded machine
+    polled_columns = {name: np.concatenate([block.columns[name] for _, block in arrivals]) for name in iterated}
+    for name in ("frequency_Hz", "z_real_ohm", "z_imag_ohm"):
+        np.testing.assert_array_equal(polled_columns[name], iterated[name])
+    np.testing.assert_allclose(np.diff(polled_columns["time_s"]), [0.2, 2.0])  # (each instrument's clock starts where it was opened)
+    np.testing.assert_allclose(np.diff(iterated["time_s"]), [0.2, 2.0])
+
+
 def test_clock_speed_factor_paces_blocks_in_real_time():
     instrument = potentiostat(clock=400.0)  # 400 simulated seconds per real second
     start = time.monotonic()

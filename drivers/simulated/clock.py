@@ -9,8 +9,7 @@ import time
 #: real instrument's buffer every 10 ms.  It bounds how late a sample reaches the stream.
 POLL_REAL_S = 0.01
 #: Longest real time one block of samples may cover, s (a consumer that fell behind gets what was
-#: acquired meanwhile, up to this).  The runner checks for abort between blocks, so this bounds
-#: abort latency.
+#: acquired meanwhile, up to this).
 MAX_BLOCK_REAL_S = 0.25
 #: Most samples in one block.
 MAX_BLOCK_SAMPLES = 2048

@@ -81,7 +81,7 @@ class SimulatedGamryCOM:
         self.release = threading.Event()
         self._wake = threading.Event()
         self._sinks: dict[int, object] = {}
-        self._active: list[_Acquisition] = []
+        self._active: list[_Acquisition | ReadZ] = []  # what the pump advances
         self._thread: threading.Thread | None = None
 
     # --- backend interface -----------------------------------------------------------------
@@ -437,8 +437,9 @@ class ReadZ(_ComObject):
     """One impedance reading per Measure(); OnDataDone(status) when it is ready, status a
     gcREADZSTATUS.  As the real ReadZ, it answers ReadZStatusRetry (and no reading) when the
     reading needs another current range than the one set: it switches, and the caller measures
-    again.  A reading averages the most cycles SetCycleLim allows (at least 0.2 s); the DC current
-    is the one the cell draws at the control level (nothing at its open-circuit voltage)."""
+    again.  A reading averages the most cycles SetCycleLim allows (at least 0.2 s): Measure returns
+    at once, and OnDataDone comes once the clock has run that long, while events are pumped.  The
+    DC current is the one the cell draws at the control level (nothing at its open-circuit voltage)."""
 
     kind = "readz"
 
@@ -491,16 +492,31 @@ class ReadZ(_ComObject):
         duration = max(0.2, self.cycle_limits[1] / applied_Hz)
         com.clock.anchor(com.time_s)
         z = com.cell.measure_impedance(applied_Hz, dc_current_A, duration)
-        com.time_s += duration
-        com.clock.wait_until(com.time_s)
         peak_A = abs(dc_current_A) + amplitude_V * math.sqrt(2) / abs(z)
         needed = next((k for k, full in enumerate(IE_RANGES_A) if peak_A <= full), len(IE_RANGES_A) - 1)
+        # Measure returns at once; the reading is done (OnDataDone, while events are pumped) once
+        # the clock has run its duration
+        self._reading = (com.time_s + duration, needed, z, applied_Hz)
+        com._active.append(self)
+
+    def advance(self) -> bool:
+        """Finish the reading once its time has come (False until then); a reading the cell was
+        switched off during is abandoned, without an event."""
+        com, pstat = self._com, self.pstat
+        done_s, needed, z, applied_Hz = self._reading
+        if pstat.cell_on and not com.clock.unlimited and com.clock.now_s() < done_s:
+            return False
+        com._active.remove(self)
+        if not pstat.cell_on:
+            return False
+        com.time_s = done_s
         if needed != pstat.ie_range:
             pstat.ie_range = needed
             com.fire(self, "_IGamryReadZEvents_OnDataDone", CONSTANTS.ReadZStatusRetry)
-            return
-        self._z, self._frequency = z, applied_Hz
-        com.fire(self, "_IGamryReadZEvents_OnDataDone", CONSTANTS.ReadZStatusOk)
+        else:
+            self._z, self._frequency = z, applied_Hz
+            com.fire(self, "_IGamryReadZEvents_OnDataDone", CONSTANTS.ReadZStatusOk)
+        return True
 
     def Zreal(self) -> float:
         self._call("Zreal")

@@ -82,21 +82,36 @@ class PacedSamples(PolledAcquisition):
         self._start()
         if self._ended():
             raise StopIteration
-        return self._hand_out(self.clock.block_size(self.sample_interval_s, self.total - self.done, self.instrument._time_s))
+        return self._hand_out(self._block_size())
 
     def poll(self) -> Block | None:
         self._start()
         if self._ended():
             raise StopIteration
-        n = self.clock.acquired(self.sample_interval_s, self.total - self.done, self.instrument._time_s)
+        n = self._acquired()
         return self._hand_out(n) if n else None
 
     def due_at(self) -> float:
         self._start()
         if self.clock.unlimited or self._ended():
             return -math.inf
-        poll_s = max(POLL_REAL_S * float(self.clock.speed), self.sample_interval_s)
-        return self.clock.real_time_of(self.instrument._time_s + poll_s)
+        return self.clock.real_time_of(self._due_s())
+
+    def _block_size(self) -> int:
+        """How many samples the next block waited for holds."""
+        return self.clock.block_size(self.sample_interval_s, self.total - self.done, self.instrument._time_s)
+
+    def _acquired(self) -> int:
+        """How many samples the clock says were acquired since the last one handed out."""
+        return self.clock.acquired(self.sample_interval_s, self.total - self.done, self.instrument._time_s)
+
+    def _due_s(self) -> float:
+        """The instrument time (s) by which a poll period of samples (at least one) will be there."""
+        return self.instrument._time_s + max(POLL_REAL_S * float(self.clock.speed), self.sample_interval_s)
+
+    def _times(self, n: int) -> np.ndarray:
+        """The instrument times (s) of the next ``n`` samples."""
+        return self.instrument._time_s + self.sample_interval_s * np.arange(1, n + 1, dtype=np.float64)
 
     def close(self) -> None:
         if self._started and not self._closed:
@@ -116,7 +131,7 @@ class PacedSamples(PolledAcquisition):
     def _hand_out(self, n: int) -> Block:
         """The next ``n`` samples, once the clock has reached the last of them (an error ends the acquisition)."""
         try:
-            times = self.instrument._time_s + self.sample_interval_s * np.arange(1, n + 1, dtype=np.float64)
+            times = self._times(n)
             block = self.make_block(self.done, times)
             self.instrument._advance(times)
         except BaseException:
@@ -124,3 +139,28 @@ class PacedSamples(PolledAcquisition):
             raise
         self.done += n
         return block
+
+
+class PacedPoints(PacedSamples):
+    """Points that each take a time of their own on a simulated instrument (``durations_s``, s:
+    an impedance reading takes a few periods of its frequency), paced by its clock.  Iterated, a
+    block is one point, waited for; polled, the points completed by now (none while one is being
+    measured: a run asked to stop meanwhile ends without waiting for it)."""
+
+    def __init__(self, instrument: SimulatedInstrument, durations_s: np.ndarray, make_block: Callable[[int, np.ndarray], Block]) -> None:
+        super().__init__(instrument, len(durations_s), float(np.min(durations_s)), make_block)
+        self.durations_s = np.asarray(durations_s, dtype=np.float64)
+
+    def _block_size(self) -> int:
+        return 1
+
+    def _acquired(self) -> int:
+        if self.clock.unlimited:
+            return 1
+        return int(np.searchsorted(self._times(self.total - self.done), self.clock.now_s() + 1e-9, side="right"))
+
+    def _due_s(self) -> float:
+        return self.instrument._time_s + float(self.durations_s[self.done])
+
+    def _times(self, n: int) -> np.ndarray:
+        return self.instrument._time_s + np.cumsum(self.durations_s[self.done:self.done + n])

@@ -10,7 +10,7 @@ from echemd.config.models import SimulatedPotentiostatConfig
 from echemd.drivers.base import DEFAULT_IMPEDANCE_GUESS_OHM, Block, Potentiostat, PotentiostatCapabilities
 from echemd.drivers.simulated.cell import SymmetricCell
 from echemd.drivers.simulated.clock import SimClock
-from echemd.drivers.simulated.instrument import PacedSamples, SimulatedInstrument
+from echemd.drivers.simulated.instrument import PacedPoints, PacedSamples, SimulatedInstrument
 
 #: Interface 1010E: +-1 A (top range), +-12 V compliance, 10 us time base, EIS 10 uHz - 2 MHz.
 CAPABILITIES = PotentiostatCapabilities(
@@ -64,18 +64,17 @@ class SimulatedPotentiostat(SimulatedInstrument, Potentiostat):
         self.check_eis(frequencies_Hz, amplitude_V, dc_voltage_V)
         return self._eis(frequencies_Hz, dc_voltage_V)
 
-    def _eis(self, frequencies_Hz: np.ndarray, dc_voltage_V: float | None) -> Iterator[Block]:
-        self._start_acquisition()
-        try:
-            dc_current_A = 0.0 if dc_voltage_V is None else self.cell.current_at(dc_voltage_V)
-            for frequency in frequencies_Hz:
-                duration = max(EIS_MIN_S, EIS_PERIODS / frequency)
-                z = self.cell.measure_impedance(float(frequency), dc_current_A, duration)
-                times = np.array([self._time_s + duration])
-                self._advance(times)
-                yield Block({"time_s": times, "frequency_Hz": np.array([frequency]), "z_real_ohm": np.array([z.real]), "z_imag_ohm": np.array([z.imag])})
-        finally:
-            self.output_on = False
+    def _eis(self, frequencies_Hz: np.ndarray, dc_voltage_V: float | None) -> PacedPoints:
+        """One reading per frequency, each taking EIS_PERIODS of its periods (at least EIS_MIN_S)."""
+        durations_s = np.maximum(EIS_MIN_S, EIS_PERIODS / frequencies_Hz)
+        dc_current_A = 0.0 if dc_voltage_V is None else self.cell.current_at(dc_voltage_V)
+
+        def make_block(start: int, times: np.ndarray) -> Block:
+            frequencies = frequencies_Hz[start:start + len(times)]
+            z = np.array([self.cell.measure_impedance(float(f), dc_current_A, float(d)) for f, d in zip(frequencies, durations_s[start:])])
+            return Block({"time_s": times, "frequency_Hz": frequencies, "z_real_ohm": z.real, "z_imag_ohm": z.imag})
+
+        return PacedPoints(self, durations_s, make_block)
 
     def _chrono(self, sample: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], duration_s: float, sample_interval_s: float,
                 cell_on: bool = True) -> PacedSamples:
