@@ -3,10 +3,11 @@
 Everything COM runs on one :class:`~echemd.drivers.comthread.ComThread`, which owns the apartment
 and pumps events while idle; an acquisition is polled on its run's own thread (a ``Cook``, or a
 look at ReadZ's reading, every POLL_S), which hands each COM call to it, and its run is asked
-between polls whether it was aborted or paused.  Chrono signals (``GamrySignalConst`` + ``GamryDtaqChrono``) do galvanostatic
-(ChronoPot, with the configured voltage limit as the stop condition) and potentiostatic
-(ChronoAmp) holds; ``GamryDtaqOcv`` the open-circuit voltage; ``GamryReadZ`` one impedance reading
-per frequency, set up as Gamry's own Potentiostatic EIS script does.  Before the cell goes on,
+between polls whether it was aborted or paused.  Chrono signals (``GamrySignalConst`` +
+``GamryDtaqChrono``) do galvanostatic (ChronoPot, with the configured voltage limit as the stop
+condition) and potentiostatic (ChronoAmp) holds; ``GamryDtaqOcv`` the open-circuit voltage;
+``GamryReadZ`` one impedance reading per frequency, set up as Gamry's own Potentiostatic EIS
+script does.  Before the cell goes on,
 everything it will see is this run's: the IE range for the step's largest current (auto-ranging
 off), the voltage-channel range for the voltage limit, and the starting level (``SetVoltage``: the
 potential, or in galvanostatic mode the current times the range's IE resistor).  The cell goes off
@@ -236,8 +237,8 @@ class GamryPotentiostat(Potentiostat):
     def open_circuit(self, duration_s: float, sample_interval_s: float) -> Iterator[Block]:
         self.check_mode("open_circuit")
         self.check_sample_interval(sample_interval_s)
-        return self._acquire(lambda: self._setup_ocv(duration_s, sample_interval_s), lambda columns: np.zeros(len(columns[TIME])), duration_s,
-                             OCV_OVERLOAD)
+        return CookedPoints(self, lambda: self._setup_ocv(duration_s, sample_interval_s), lambda columns: np.zeros(len(columns[TIME])), duration_s,
+                            OCV_OVERLOAD)
 
     def _chrono(self, mode: int, dtaq_type: int, value: float, largest_current_A: float, duration_s: float, interval_s: float) -> Iterator[Block]:
         def setup() -> ComObjects:
@@ -261,7 +262,7 @@ class GamryPotentiostat(Potentiostat):
 
         # measured current and voltage in either mode, never the setpoint: a current clipped at its
         # range, or a sign the instrument flipped, shows in the data
-        return self._acquire(setup, lambda columns: np.asarray(columns[IM], dtype=np.float64), duration_s, CHRONO_OVERLOAD)
+        return CookedPoints(self, setup, lambda columns: np.asarray(columns[IM], dtype=np.float64), duration_s, CHRONO_OVERLOAD)
 
     def _set_vch_range(self, pstat) -> None:
         """The voltage channel's range covers the voltage limit (fixed: never the last run's)."""
@@ -287,10 +288,6 @@ class GamryPotentiostat(Potentiostat):
         started = self.backend.now()
         dtaq.Run(True)
         return ComObjects(signal=signal, dtaq=dtaq, sink=sink, connection=connection, started=started)
-
-    def _acquire(self, setup: Callable[[], ComObjects], current: Callable[[tuple], np.ndarray], duration_s: float,
-                 overload_column: int) -> "CookedPoints":
-        return CookedPoints(self, setup, current, duration_s, overload_column)
 
     def _end(self, acquisition: ComObjects | None) -> None:
         """Cell off (first, whatever else fails), then stop the acquisition with Stop() (Run's
@@ -344,8 +341,9 @@ class GamryPotentiostat(Potentiostat):
 class _ComAcquisition(PolledAcquisition):
     """What the Gamry's acquisitions share.  Every read is a call on the COM thread, which waits
     for that thread (up to ``com_timeout_s``): they are read on their run's own thread, never on
-    the acquisition loop (``poll_waits``), every POLL_S or as soon as their sink's event says there
-    is something to read, and their run is asked between reads whether it was aborted or paused.
+    the acquisition loop (``poll_waits``), every POLL_S (iterated: as soon as their sink's event
+    says there is something to read), and their run is asked between reads whether it was aborted
+    or paused.
     ``setup`` (on the COM thread: the cell on) runs at the first read; :meth:`close` (the cell off,
     the Dtaq stopped, the COM objects released) at the end, on abort and on any error."""
 
