@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from echemd.config import SimulatedPotentiostatConfig, SymmetricCellConfig
-from echemd.daemon.acquisition_loop import AcquisitionLoop
+from echemd.daemon.acquisition_loop import CHECK_S, AcquisitionLoop
 from echemd.drivers import DriverError
 from echemd.drivers.base import PolledAcquisition
 from echemd.drivers.simulated import SimulatedPotentiostat
@@ -133,6 +133,21 @@ def test_take_ends_an_acquisition_and_its_errors_reach_the_caller(loop):
 
     with pytest.raises(Limit, match="beyond the limit"):
         loop.drive(instrument.galvanostatic(CURRENT_A, 3600.0, 1.0), refuse)
+
+
+def test_an_interrupted_acquisition_ends_within_check_s_however_far_off_its_next_sample(loop):
+    """The only channel, sampled every 3 s in real time, interrupted 0.3 s in: drive returns within
+    CHECK_S (the loop passes at least that often, asking every run), not at the next sample 2.7 s
+    later; the samples acquired by then (none) are read once more, the output is off."""
+    slow = potentiostat("slow")
+    stop_at = time.monotonic() + 0.3
+    slow_blocks = []
+    acquisition = slow.galvanostatic(CURRENT_A, 30.0, 3.0)
+    try:
+        loop.drive(acquisition, lambda block: slow_blocks.append(block) or True, interrupted=lambda: time.monotonic() >= stop_at)
+    finally:
+        acquisition.close()
+    assert time.monotonic() - stop_at < CHECK_S + 0.1 and slow_blocks == [] and slow.output_on is False
 
 
 def test_a_closed_loop_ends_its_thread_and_takes_nothing_more():
