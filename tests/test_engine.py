@@ -83,7 +83,8 @@ def test_an_abort_ends_the_run_between_blocks(pstat, loop):
 
 def test_an_abort_or_a_pause_ends_a_slowly_sampled_step_without_waiting_for_its_next_sample(loop):
     """A step sampled every 3 s in real time, paused 0.3 s in and aborted while paused: the hold
-    (output off) and the abort each come within CHECK_S (0.1 s), not at the next sample (2.7 s on)."""
+    (output off) and the abort each come within CHECK_S (0.1 s; asserted: 0.5 s, for a loaded
+    machine), not at the next sample (2.7 s on)."""
     pstat = open_instrument(load_default_config().instrument("sim-pstat-1"), sim_speed=1.0)
     control, seen = Controls(), {}
 
@@ -109,12 +110,12 @@ def test_an_abort_or_a_pause_ends_a_slowly_sampled_step_without_waiting_for_its_
         paused_at = time.monotonic()
         control.pause_requested.set()
         until(lambda: "held" in seen, timeout_s=5)
-        assert seen["held"] - paused_at < 0.25 and pstat.output_on is False
+        assert seen["held"] - paused_at < 0.5 and pstat.output_on is False
     finally:
         aborted_at = time.monotonic()
         control.abort_requested.set()
         runner.join(5)
-    assert not runner.is_alive() and time.monotonic() - aborted_at < 0.25 and isinstance(seen["raised"], RunAborted)
+    assert not runner.is_alive() and time.monotonic() - aborted_at < 0.5 and isinstance(seen["raised"], RunAborted)
     assert engine.last_time_s == 0.0  # no sample was due yet: none was made up
 
 

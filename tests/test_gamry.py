@@ -161,7 +161,7 @@ def test_a_slowly_sampled_run_pauses_and_aborts_at_once_in_real_time(lab):
     client.abort(run_id)
     record = client.wait(run_id, timeout_s=10)
     aborted_s = time.monotonic() - asked
-    assert paused_s < 0.5 and aborted_s < 1.0 and record["status"] == "aborted"
+    assert paused_s < 1.0 and aborted_s < 1.5 and record["status"] == "aborted"  # (the next point: 4.7 s away)
     assert record["n_samples"] == 0 and com.calls.count(ON) == 1 and com.calls[-1] == OFF  # (the hold left the cell off)
 
 
@@ -176,7 +176,7 @@ def test_an_eis_run_aborts_at_once_while_a_low_frequency_is_measured(lab):
     asked = time.monotonic()
     client.abort(run_id)
     record = client.wait(run_id, timeout_s=10)
-    assert time.monotonic() - asked < 1.0 and record["status"] == "aborted"
+    assert time.monotonic() - asked < 1.5 and record["status"] == "aborted"  # (the reading: 3.7 s more)
     assert record["n_samples"] == 3 and com.calls[-1] == OFF  # 1 kHz, 100 Hz, 10 Hz read; 1 Hz abandoned
 
 

@@ -79,7 +79,7 @@ def test_pause_resume_abort_and_fetch_reach_a_run_in_its_host(lab):
 
 def test_slowly_sampled_runs_in_a_host_stop_at_once_on_abort_and_on_shutdown(lab):
     """In real time, sampled every 5 s: an abort ends the run, and the daemon's close the other,
-    within a second (the next sample is seconds away), each file closed as aborted."""
+    within 1.5 and 2.5 s (the next sample is 4.7 s away), each file closed as aborted."""
     daemon = Daemon(lab(instrument_hosts=1), sim_speed=1.0)
     closed = False
     try:
@@ -91,11 +91,11 @@ def test_slowly_sampled_runs_in_a_host_stop_at_once_on_abort_and_on_shutdown(lab
             asked = time.monotonic()
             client.abort(aborted)
             record = client.wait(aborted, timeout_s=10)
-            assert time.monotonic() - asked < 1.0 and record["status"] == "aborted"
+            assert time.monotonic() - asked < 1.5 and record["status"] == "aborted"
             asked = time.monotonic()
             daemon.close()
             closed = True
-            assert time.monotonic() - asked < 2.0
+            assert time.monotonic() - asked < 2.5
     finally:
         if not closed:
             daemon.close()
