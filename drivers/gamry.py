@@ -24,6 +24,7 @@ OCV_OVERLOAD below); ReadZ amplitudes are V rms.
 
 from __future__ import annotations
 
+import abc
 import logging
 import math
 import sys
@@ -387,13 +388,13 @@ class _ComAcquisition(PolledAcquisition):
     def _started(self) -> None:
         """Once set up (the COM objects made, the acquisition started)."""
 
+    @abc.abstractmethod
     def _event(self, objects: ComObjects) -> threading.Event:
         """The sink's event that says a read would find something."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _read(self, objects: ComObjects) -> Block | None:
         """One read (calls on the COM thread): a block, None (nothing yet), or StopIteration (the end)."""
-        raise NotImplementedError
 
 
 class CookedPoints(_ComAcquisition):
