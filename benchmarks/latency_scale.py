@@ -13,7 +13,9 @@ Baselines, in the same run:
 - CPU: the N simulated instruments alone (cell model and pacing, read by one acquisition loop as
   a host reads them, every block thrown away), so the
   daemon's own share is the difference: the simulation runs inside the hosts here, while real
-  instruments compute their samples themselves.
+  instruments compute their samples themselves;
+- ping: the same request, timed by the same process between two of its pings, sent to a bare pyzmq
+  ROUTER in a process of its own that sends it back: the round trip the loaded machine alone allows.
 
 Targets (2-core machine): 64 channels at 1 kHz lossless, p99 <= 40 ms, ping p99 <= 5 ms.
 
@@ -55,19 +57,48 @@ def cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def echo_until_stopped(endpoints) -> None:
+    """In a child process: a bare pyzmq ROUTER that sends every message back (the ping baseline)."""
+    router = zmq.Context.instance().socket(zmq.ROUTER)
+    endpoints.put(f"tcp://127.0.0.1:{router.bind_to_random_port('tcp://127.0.0.1')}")
+    while (frames := router.recv_multipart())[-1] != b"stop":
+        router.send_multipart(frames)
+    router.close(0)
+
+
 def ping_while(endpoint: str, seconds: float, results) -> None:
-    """In a child process: a control ping every 10 ms for ``seconds``; reports the round trips."""
+    """In a child process: every 10 ms a control ping to the daemon, and between two of them the
+    same request to a bare pyzmq echo process (the baseline: what a round trip between two
+    processes costs on this machine under the same load); reports both round trips."""
     from echemd.daemon.client import Client
 
-    times = []
+    spawn = multiprocessing.get_context("spawn")
+    endpoints = spawn.Queue()
+    echo = spawn.Process(target=echo_until_stopped, args=(endpoints,))
+    echo.start()
+    bare = zmq.Context.instance().socket(zmq.DEALER)
+    bare.connect(endpoints.get(timeout=30))
+    request = b'{"id": "1", "method": "ping", "params": {}}'
+    bare.send(request)
+    bare.recv()  # (connected)
+    times, bare_times = [], []
     with Client(endpoint, timeout_s=10) as client:
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             started = time.perf_counter()
             client.ping()
             times.append(time.perf_counter() - started)
-            time.sleep(0.01)
-    results.put({"ping_p50_ms": float(np.percentile(times, 50) * 1e3), "ping_p99_ms": float(np.percentile(times, 99) * 1e3)})
+            time.sleep(0.005)
+            started = time.perf_counter()
+            bare.send(request)
+            bare.recv()
+            bare_times.append(time.perf_counter() - started)
+            time.sleep(0.005)
+    bare.send(b"stop")
+    bare.close(linger=1000)
+    echo.join(10)
+    results.put({"ping_p50_ms": float(np.percentile(times, 50) * 1e3), "ping_p99_ms": float(np.percentile(times, 99) * 1e3),
+                 "bare_ping_p99_ms": float(np.percentile(bare_times, 99) * 1e3)})
 
 
 def subscribe(endpoint: str, expected: int, seconds: float, ready, results) -> None:
@@ -175,7 +206,7 @@ def latency_baseline(seconds: float) -> dict:
 def print_row(channels: int, r: dict, base: dict) -> None:
     print(f"{channels:8d}{r['received']:10.0f}{r['expected'] - r['received']:6.0f}{r['p50_ms']:8.1f}{r['p99_ms']:8.1f}{r['max_ms']:8.1f}"
           f"{r['p99_ms'] / base['p99_ms']:9.2f}{r['cores']:7.2f}{r['sim']:9.2f}{r['cores'] - r['sim']:8.2f}{r['rss_mb']:8.0f}"
-          f"{r['hosts']:6.0f}{r['ping_p99_ms']:9.2f}", flush=True)
+          f"{r['hosts']:6.0f}{r['ping_p99_ms']:9.2f}{r['bare_ping_p99_ms']:10.2f}", flush=True)
 
 
 def main() -> None:
@@ -191,7 +222,7 @@ def main() -> None:
     base = latency_baseline(args.seconds)
     print(f"latency baseline (bare pyzmq, {POLL_REAL_S * 1e3:.0f} ms blocks, 2 processes): p50 {base['p50_ms']:.1f} ms, p99 {base['p99_ms']:.1f} ms")
     print(f"{'channels':>8}{'received':>10}{'lost':>6}{'p50 ms':>8}{'p99 ms':>8}{'max ms':>8}{'p99/base':>9}"
-          f"{'cores':>7}{'sim only':>9}{'daemon':>8}{'RSS MB':>8}{'hosts':>6}{'ping p99':>9}")
+          f"{'cores':>7}{'sim only':>9}{'daemon':>8}{'RSS MB':>8}{'hosts':>6}{'ping p99':>9}{'bare ping':>10}")
     runs: dict[int, list[dict]] = {}
     for n in args.channels:
         for _ in range(args.repeat):
@@ -205,7 +236,7 @@ def main() -> None:
             print_row(n, {key: float(np.median([r[key] for r in rows])) for key in rows[0]}, base)
     print("cores and RSS: the daemon process and its instrument hosts (simulated instruments included); sim only: the same "
           "instruments alone, read by one acquisition loop; daemon: the difference; ping p99: control round trip (ms) from another process "
-          "meanwhile. Targets (2 cores): 64 channels 0 lost, p99 <= 40 ms, ping p99 <= 5 ms.")
+          "meanwhile; bare ping: p99 of the same request between two bare pyzmq processes, timed alternately with it. Targets (2 cores): 64 channels 0 lost, p99 <= 40 ms, ping p99 <= 5 ms.")
 
 
 if __name__ == "__main__":
