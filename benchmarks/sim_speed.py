@@ -1,4 +1,4 @@
-"""How much faster than real time a full simulated CCD runs (target: >= 10,000x).
+"""How much faster than real time a full simulated CCD runs (target: >= 30,000x).
 
 Measures, in the same run:
 - baseline: the CCD plan run by the engine on the simulated potentiostat, nothing recorded or sent;
