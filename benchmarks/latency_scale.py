@@ -1,9 +1,10 @@
 """Latency at 1 kHz per channel and scale to many channels, on 2 cores.
 
 For N simulated potentiostats sampling at 1 kHz in real time (clock 1), each running a plating
-step, a subscriber in its own process (as a lab's client would be) measures every sample's latency:
-arrival time minus acquisition time (``t0 + time_s``: the run's time zero and the instrument's clock
-are read together, and a simulated instrument's clock follows the wall clock).  Also: samples lost
+step, a subscriber in its own process (as a lab's client would be; it subscribes to its runs, which
+wait in their instruments' queues until it is connected) measures every sample's latency: arrival
+time minus acquisition time (``t0 + time_s``: the run's time zero and the instrument's clock are
+read together, and a simulated instrument's clock follows the wall clock).  Also: samples lost
 (must be 0), the CPU (cores) and resident memory of the daemon and its instrument hosts, and the
 round trip of a control ``ping`` sent every 10 ms by another process while the channels run.
 
@@ -17,15 +18,21 @@ Baselines, in the same run:
 - ping: the same request, timed by the same process between two of its pings, sent to a bare pyzmq
   ROUTER in a process of its own that sends it back: the round trip the loaded machine alone allows.
 
-Targets (2-core machine): 64 channels at 1 kHz lossless, p99 <= 40 ms, ping p99 <= 5 ms.
+Targets (2-core machine): 64 channels at 1 kHz lossless, p99 <= 40 ms, ping p99 <= 5 ms; (16-core
+machine) 256 channels p99 <= 25 ms.
 
     .venv/bin/python benchmarks/latency_scale.py [--channels 1 8 32 64] [--seconds 5] [--hosts N] [--tcp-link] [--repeat N]
+                                                 [--subscribers N]
 
 ``--hosts``: instrument hosts (default: the daemon's, one per core; 0: every instrument in the
 daemon's process, as before the hosts).  ``--tcp-link``: the daemon and its hosts meet over TCP on
 loopback with CURVE, as on Windows (default here: ipc sockets).  ``--repeat``: measure each channel
 count N times (a row each) and end with the medians: on a noisy 2-core machine one run's p99 can
-be half or twice the next one's.
+be half or twice the next one's.  ``--subscribers``: share the runs out among N subscriber
+processes: one Python process receiving every block needs ~40 us of CPU per block (waking for
+it, decoding it, timing its samples; measured at 64 channels), so from ~200 channels (20,000
+blocks/s) one subscriber would be the bottleneck of a machine with cores to spare (on 16 cores:
+256 channels with 4).
 """
 
 from __future__ import annotations
@@ -44,7 +51,7 @@ from echemd.config import SimulatedPotentiostatConfig
 from echemd.daemon import hosts as instrument_hosts
 from echemd.daemon.acquisition_loop import AcquisitionLoop
 from echemd.daemon.client import Subscription
-from echemd.daemon.stream import DataBlock
+from echemd.daemon.stream import DataBlock, run_topic
 from echemd.drivers.simulated import SimulatedPotentiostat
 from echemd.drivers.simulated.clock import POLL_REAL_S
 
@@ -101,21 +108,21 @@ def ping_while(endpoint: str, seconds: float, results) -> None:
                  "bare_ping_p99_ms": float(np.percentile(bare_times, 99) * 1e3)})
 
 
-def subscribe(endpoint: str, expected: int, seconds: float, ready, results) -> None:
-    """In a child process: receive the runs' data blocks, time every sample, report percentiles."""
-    latencies, counts = [], {}
-    with Subscription(zmq.Context.instance(), endpoint, b"run.") as subscription:
+def subscribe(endpoint: str, run_ids: list[str], seconds: float, ready, results) -> None:
+    """In a child process: receive the data blocks of ``run_ids``, time every sample; reports the
+    samples received and every latency, s."""
+    latencies, received = [], 0
+    expected = len(run_ids) * round(seconds * RATE_HZ)
+    with Subscription(zmq.Context.instance(), endpoint, [run_topic(run_id, "data") for run_id in run_ids]) as subscription:
         subscription.wait_connected()
         ready.set()
-        deadline = time.monotonic() + seconds + 30
-        while time.monotonic() < deadline and sum(counts.values()) < expected:
+        deadline = time.monotonic() + seconds + 60
+        while time.monotonic() < deadline and received < expected:
             message = subscription.receive(1.0)
             if isinstance(message, DataBlock):
                 latencies.append(time.time() - (message.t0 + message.columns["time_s"]))
-                counts[message.run_id] = counts.get(message.run_id, 0) + len(message)
-    latency = np.concatenate(latencies) if latencies else np.array([np.nan])
-    results.put({"received": sum(counts.values()), "p50_ms": float(np.percentile(latency, 50) * 1e3),
-                 "p99_ms": float(np.percentile(latency, 99) * 1e3), "max_ms": float(latency.max() * 1e3)})
+                received += len(message)
+    results.put((received, np.concatenate(latencies) if latencies else np.array([np.nan])))
 
 
 def channel_configs(channels: int) -> list[SimulatedPotentiostatConfig]:
@@ -123,29 +130,41 @@ def channel_configs(channels: int) -> list[SimulatedPotentiostatConfig]:
     return [SimulatedPotentiostatConfig(name=f"ch{k}", **pstat, cell={"seed": k}) for k in range(channels)]
 
 
-def measure(channels: int, seconds: float, hosts: int | None) -> dict:
-    expected = channels * round(seconds * RATE_HZ)
+def measure(channels: int, seconds: float, hosts: int | None, subscribers: int) -> dict:
     spawn = multiprocessing.get_context("spawn")
-    ready, results, pings = spawn.Event(), spawn.Queue(), spawn.Queue()
+    results, pings = spawn.Queue(), spawn.Queue()
+    plating = {"diameter_mm": 2.0, "current_mA_cm2": 0.5}
     with simulated_daemon(instruments=channel_configs(channels), instrument_hosts=hosts) as (daemon, client):
-        child = spawn.Process(target=subscribe, args=(daemon.publisher.endpoint, expected, seconds, ready, results))
-        child.start()
-        if not ready.wait(30):
-            raise RuntimeError("the subscriber process did not connect")
+        # every instrument busy first (a slowly sampled run), so that the measured runs wait in
+        # their queues while the subscribers, who must know their run ids, connect
+        placeholders = [client.submit("plate-until-short", f"ch{k}", **plating, max_hours=1.0, sample_interval_s=0.5) for k in range(channels)]
+        runs = [client.submit("plate-until-short", f"ch{k}", **plating, max_hours=seconds / 3600, sample_interval_s=1 / RATE_HZ,
+                              smoothing_s=15 / RATE_HZ) for k in range(channels)]
+        readies = [spawn.Event() for _ in range(subscribers)]
+        children = [spawn.Process(target=subscribe, args=(daemon.publisher.endpoint, runs[k::subscribers], seconds, ready, results))
+                    for k, ready in enumerate(readies)]
+        for child in children:
+            child.start()
+        if not all(ready.wait(60) for ready in readies):
+            raise RuntimeError("a subscriber process did not connect")
         pinger = spawn.Process(target=ping_while, args=(daemon.control.endpoint, seconds, pings))
         pids = host_pids(daemon)
         cpu0, wall0 = cpu_s() + sum(map(process_cpu_s, pids)), time.monotonic()
-        runs = [client.submit("plate-until-short", f"ch{k}", diameter_mm=2.0, current_mA_cm2=0.5, max_hours=seconds / 3600,
-                              sample_interval_s=1 / RATE_HZ, smoothing_s=15 / RATE_HZ) for k in range(channels)]
+        for run_id in placeholders:  # the measured runs start
+            client.abort(run_id)
         pinger.start()
         for run_id in runs:
             client.wait(run_id, timeout_s=seconds + 60)
         cores = (cpu_s() + sum(map(process_cpu_s, pids)) - cpu0) / (time.monotonic() - wall0)
         rss = process_rss_mb() + sum(map(process_rss_mb, pids))
-        result = results.get(timeout=60)
-        child.join(10)
+        received = [results.get(timeout=90) for _ in children]
+        for child in children:
+            child.join(10)
         pinger.join(seconds + 30)
-    return {**result, **pings.get(timeout=10), "expected": expected, "cores": cores, "rss_mb": rss, "hosts": len(pids)}
+    latency = np.concatenate([latencies for _, latencies in received])
+    return {"received": sum(count for count, _ in received), "p50_ms": float(np.percentile(latency, 50) * 1e3),
+            "p99_ms": float(np.percentile(latency, 99) * 1e3), "max_ms": float(np.max(latency) * 1e3), **pings.get(timeout=10),
+            "expected": channels * round(seconds * RATE_HZ), "cores": cores, "rss_mb": rss, "hosts": len(pids)}
 
 
 def simulation_only(channels: int, seconds: float) -> float:
@@ -216,6 +235,7 @@ def main() -> None:
     parser.add_argument("--hosts", type=int, default=None, help="instrument hosts (default: one per core; 0: none)")
     parser.add_argument("--tcp-link", action="store_true", help="the host link over TCP with CURVE, as on Windows")
     parser.add_argument("--repeat", type=int, default=1, help="runs per channel count (the medians follow)")
+    parser.add_argument("--subscribers", type=int, default=1, help="subscriber processes, the runs shared out among them")
     args = parser.parse_args()
     if args.tcp_link:
         instrument_hosts.IPC_LINK = False
@@ -226,7 +246,7 @@ def main() -> None:
     runs: dict[int, list[dict]] = {}
     for n in args.channels:
         for _ in range(args.repeat):
-            r = measure(n, args.seconds, args.hosts)
+            r = measure(n, args.seconds, args.hosts, args.subscribers)
             r["sim"] = simulation_only(n, args.seconds)
             runs.setdefault(n, []).append(r)
             print_row(n, r, base)

@@ -14,7 +14,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -238,15 +238,19 @@ class Client:
 
 
 class Subscription:
-    """A SUB socket on the data stream for one topic prefix (and the heartbeat)."""
+    """A SUB socket on the data stream for a topic prefix, or several (and the heartbeat)."""
 
-    def __init__(self, context: zmq.Context, endpoint: str, prefix: bytes, keys: ClientKeys | None = None) -> None:
+    def __init__(self, context: zmq.Context, endpoint: str, prefix: bytes | Iterable[bytes], keys: ClientKeys | None = None) -> None:
+        prefixes = (prefix,) if isinstance(prefix, bytes) else tuple(prefix)
+        if not all(isinstance(each, bytes) for each in prefixes):  # (before the socket: one left open would block the context's term())
+            raise TypeError(f"topic prefixes are bytes (see stream.run_topic), got {prefix!r}")
         self._socket = context.socket(zmq.SUB)
         if keys is not None:
             keys.apply(self._socket)
         self._socket.setsockopt(zmq.LINGER, 0)
         self._socket.setsockopt(zmq.RCVHWM, 100_000)
-        self._socket.setsockopt(zmq.SUBSCRIBE, prefix)
+        for each in prefixes:
+            self._socket.setsockopt(zmq.SUBSCRIBE, each)
         self._socket.setsockopt(zmq.SUBSCRIBE, HEARTBEAT_TOPIC)
         self._socket.connect(endpoint)
 

@@ -118,3 +118,32 @@ def test_a_runs_messages_keep_their_order_whichever_of_its_threads_sends_them():
     outbox.close()
     context.term()
     assert received == [b"block %d" % k for k in range(1, 100)] + [b"ended"]
+
+
+def test_a_subscription_to_several_runs_gets_theirs_and_no_other():
+    import zmq
+
+    from echemd.daemon.client import Subscription
+    from echemd.daemon.publisher import Publisher
+    from echemd.daemon.stream import run_topic
+
+    context = zmq.Context()
+    publisher = Publisher.bound(context, "tcp://127.0.0.1:*")
+    try:
+        with Subscription(context, publisher.endpoint, [run_topic("r1", "data"), run_topic("r3")]) as subscription:
+            subscription.wait_connected()
+            for seq in range(3):
+                for run_id in ("r1", "r2", "r3", "r10"):
+                    publisher.data(DataBlock(run_id, seq, 10 * seq, 0.0, {"time_s": np.arange(10.0)}))
+                    publisher.notice(run_id, "event", {"seq": seq, "kind": "step"})
+            received = {}
+            while (message := subscription.receive(0.5)) is not None:
+                if isinstance(message, DataBlock):
+                    received.setdefault(message.run_id, []).append(message.seq)
+                elif message.kind != "heartbeat":
+                    received.setdefault(message.header["run_id"], []).append(message.kind)
+    finally:
+        publisher.close()
+        context.destroy(linger=0)
+    # r1: its data only (not its events, nor r10's: "run.r1.data" is no prefix of r10's topics); r3: everything, in order
+    assert received == {"r1": [0, 1, 2], "r3": [0, "event", 1, "event", 2, "event"]}
