@@ -1,5 +1,6 @@
-"""Control round trip on loopback: `ping` and `status` p50/p99, and submit-to-first-sample time (the
-first data block of the run on the stream).
+"""Control round trip on loopback: `ping` and `status` p50/p99; `runs` and a small binary `fetch`
+(methods that read the disk, answered from the daemon's I/O pool); and submit-to-first-sample time
+(the first data block of the run on the stream).
 
 Baseline, in the same run: a bare pyzmq DEALER/ROUTER echo of the same JSON frames (no daemon).
 Target: ping p99 <= 2 ms.
@@ -82,9 +83,13 @@ def main() -> None:
             client.abort(run_id)
             client.wait(run_id, poll_s=0.01)
         subscription.close()
+        disk_requests = max(1, args.requests // 10)
+        runs = timed(lambda: client.call("runs"), disk_requests)
+        fetch = timed(lambda: client.fetch_blocks(run_id, 0, max_samples=100), disk_requests)
     print(f"{'':<26}{'p50 ms':>9}{'p99 ms':>9}{'x baseline p50':>16}")
     base50 = percentile(baseline, 50)
-    for name, values in (("baseline (bare zmq echo)", baseline), ("ping", ping), ("status", status), ("submit to first sample", first_sample)):
+    for name, values in (("baseline (bare zmq echo)", baseline), ("ping", ping), ("status", status), ("runs (20 runs)", runs),
+                         ("fetch (100 samples)", fetch), ("submit to first sample", first_sample)):
         p50, p99 = percentile(values, 50) * 1e3, percentile(values, 99) * 1e3
         print(f"{name:<26}{p50:9.3f}{p99:9.3f}{p50 / (base50 * 1e3):16.1f}")
     print(f"target ping p99 <= 2 ms: {'met' if percentile(ping, 99) <= 2e-3 else 'MISSED'}")

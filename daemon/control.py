@@ -24,7 +24,6 @@ import json
 import logging
 import os
 import socket as stdlib_socket
-import queue
 import threading
 import time
 from collections import OrderedDict
@@ -36,6 +35,7 @@ from typing import Any
 import zmq
 
 from echemd.daemon.errors import ApiError
+from echemd.daemon.outbox import Outbox
 from echemd.daemon.security import SocketSecurity
 
 log = logging.getLogger(__name__)
@@ -145,8 +145,7 @@ class ControlServer:
         self.endpoint = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
         self._stop = threading.Event()
         self._io = ThreadPoolExecutor(IO_THREADS, thread_name_prefix="echemd-control-io")
-        self._answered: queue.SimpleQueue[list[bytes | memoryview]] = queue.SimpleQueue()  # from the I/O pool
-        self._in_flight = 0
+        self._answers = Outbox(context, "control-answers")  # the I/O pool's replies, for this socket's thread to send
         self._thread = threading.Thread(target=self._loop, name="echemd-control", daemon=True)
         self._thread.start()
 
@@ -154,17 +153,18 @@ class ControlServer:
         self._stop.set()
         self._thread.join(timeout=5)
         self._io.shutdown(wait=True, cancel_futures=True)
+        self._answers.close()
         self._socket.close()
 
     def _loop(self) -> None:
         poller = zmq.Poller()
         poller.register(self._socket, zmq.POLLIN)
+        poller.register(self._answers.pull, zmq.POLLIN)
         while not self._stop.is_set():
-            ready = poller.poll(5 if self._in_flight else 100)  # replies from the pool are looked for every 5 ms
-            while not self._answered.empty():
-                self._in_flight -= 1
-                self._send(self._answered.get())
-            if not ready:
+            ready = dict(poller.poll(100))
+            if self._answers.pull in ready:  # a reply from the pool: sent as soon as it is ready
+                self._send(self._answers.pull.recv_multipart(copy=False))
+            if self._socket not in ready:
                 continue
             frames = self._socket.recv_multipart(copy=False)
             if len(frames) < 2:
@@ -177,8 +177,7 @@ class ControlServer:
                 self._send([identity, *envelope, _error(getattr(exc, "request_id", None), exc)])
                 continue
             if request[1] in DISK_METHODS:
-                self._in_flight += 1
-                self._io.submit(lambda head=[identity, *envelope], r=request, key=client_key: self._answered.put([*head, *self.execute(*r, key)]))
+                self._io.submit(lambda head=[identity, *envelope], r=request, key=client_key: self._answers.send([*head, *self.execute(*r, key)], copy=False))
             else:
                 self._send([identity, *envelope, *self.execute(*request, client_key)])
 

@@ -41,10 +41,11 @@ class Outbox:
         with self._lock:
             return self._frames_of_ended_lanes + sum(count[0] for _, count in self._senders)
 
-    def send(self, frames: list[bytes], lane: str | None = None) -> bool:
+    def send(self, frames: list[bytes | memoryview], lane: str | None = None, copy: bool = True) -> bool:
         """Hand ``frames`` (one message) over, in ``lane`` when given (its messages keep their
         order, whichever thread sends them: one at a time, each having waited for the one before);
-        False (and logged) when the owner took none for SEND_TIMEOUT_MS."""
+        False (and logged) when the owner took none for SEND_TIMEOUT_MS.  ``copy=False``: large
+        frames are handed over without a copy (their buffers must not change until sent)."""
         if lane is None:
             sender = getattr(self._local, "sender", None)
             if sender is None:
@@ -57,7 +58,7 @@ class Outbox:
                 with self._lock:
                     self._lanes[lane] = sender
         try:
-            sender[0].send_multipart(frames)
+            sender[0].send_multipart(frames, copy=copy)
         except zmq.ZMQError as exc:
             log.error("could not hand over a message (%s): %s", frames[0][:40].decode(errors="replace"), exc)
             return False
