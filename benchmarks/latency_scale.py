@@ -147,6 +147,8 @@ def measure(channels: int, seconds: float, hosts: int | None, subscribers: int) 
             child.start()
         if not all(ready.wait(60) for ready in readies):
             raise RuntimeError("a subscriber process did not connect")
+        if any(client.status(run_id)["status"] != "running" for run_id in placeholders):
+            raise RuntimeError("a placeholder run ended before the subscribers connected: a measured run started unobserved")
         pinger = spawn.Process(target=ping_while, args=(daemon.control.endpoint, seconds, pings))
         pids = host_pids(daemon)
         cpu0, wall0 = cpu_s() + sum(map(process_cpu_s, pids)), time.monotonic()
