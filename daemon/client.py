@@ -17,13 +17,12 @@ import uuid
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-import numpy as np
 import zmq
 
 from echemd.daemon.errors import EchemdError
 from echemd.daemon.vocabulary import FINAL_STATUSES
 from echemd.daemon.security import ClientKeys
-from echemd.daemon.stream import HEARTBEAT_TOPIC, DataBlock, decode, run_topic
+from echemd.daemon.stream import HEARTBEAT_TOPIC, DataBlock, decode, run_topic, unpack_blocks
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +51,7 @@ class Client:
         self._context = context or zmq.Context.instance()
         self._socket: zmq.Socket | None = None
         self._publish_endpoint: str | None = None
+        self._packed = True  # binary fetches ask for packed replies (until a daemon does not know them)
 
     def __enter__(self) -> "Client":
         return self
@@ -154,17 +154,20 @@ class Client:
 
     def fetch_blocks(self, run_id: str, from_seq: int = 0, max_samples: int | None = None) -> tuple[list[DataBlock], dict[str, Any]]:
         """Blocks of a run from ``from_seq`` on, their columns sent as raw float64 frames (about 3x
-        smaller than JSON, no number formatting); and the reply (``status``, ``n_blocks``, ``complete``)."""
-        params: dict[str, Any] = {"run_id": run_id, "from_seq": from_seq, "binary": True}
+        smaller than JSON, no number formatting), packed in one frame per column; and the reply
+        (``status``, ``n_blocks``, ``complete``).  A daemon that does not know ``packed`` (an earlier
+        version) is asked again without it."""
+        params: dict[str, Any] = {"run_id": run_id, "from_seq": from_seq, "binary": True, **({"packed": True} if self._packed else {})}
         if max_samples is not None:
             params["max_samples"] = max_samples
-        reply, frames = self.call_framed("fetch", **params)
-        blocks = [
-            DataBlock(run_id, raw["seq"], raw["offset"], raw["t0"],
-                      {name: np.frombuffer(frames[index].buffer, dtype="<f8") for name, index in raw["columns"].items()}, raw["units"])
-            for raw in reply["blocks"]
-        ]
-        return blocks, reply
+        try:
+            reply, frames = self.call_framed("fetch", **params)
+        except RemoteError as exc:
+            if not (self._packed and exc.code == "invalid_params" and any(d.get("field") == "packed" for d in exc.details or [])):
+                raise
+            self._packed = False
+            return self.fetch_blocks(run_id, from_seq, max_samples)
+        return unpack_blocks(run_id, reply["blocks"], [frame.buffer for frame in frames]), reply
 
     def wait(self, run_id: str, timeout_s: float | None = None, poll_s: float = 0.2) -> dict[str, Any]:
         """Block until the run ends; return its record.  Raises TimeoutError after ``timeout_s``."""

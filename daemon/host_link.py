@@ -15,7 +15,8 @@ daemon -> host
   ``setup {instruments, files, version, sim_speed, ingest, data_dir}``; ``start {run}``;
   ``control {run_id, abort, reason, status, pause}``; ``beat {}``; ``stop {reason}``;
   ``fetch {request, run_id, from_seq, max_samples}``, answered by ``fetched {request, run_id,
-  n_blocks, blocks}`` followed by one binary frame per column of each block (little-endian float64), or
+  n_blocks, blocks}`` followed by the blocks' columns packed as a client's binary fetch gets them
+  (one frame per column name, little-endian float64: stream.pack_blocks), or
   ``fetched {request, missing: true}`` when the host no longer runs that run (its file is complete).
 """
 
@@ -32,7 +33,7 @@ import zmq
 from echemd.config.models import RunLimits
 from echemd.daemon.run import Run
 from echemd.daemon.security import ClientKeys, ZapHandler, serve_curve
-from echemd.daemon.stream import DataBlock
+from echemd.daemon.stream import DataBlock, pack_blocks, unpack_blocks
 from echemd.protocols import PROTOCOLS
 
 #: How often each side tells the other it is alive, s.
@@ -132,19 +133,11 @@ def apply_snapshot(run: Run, state: dict[str, Any]) -> None:
     run.status_seq = max(run.status_seq, state["status_seq"])
 
 
-def blocks_message(request: int, run_id: str, blocks: list[DataBlock], n_blocks: int) -> list[bytes | memoryview]:
-    """A ``fetched`` answer: its JSON frame, then every block's columns as raw frames."""
-    frames: list[bytes | memoryview] = []
-    described = []
-    for block in blocks:
-        columns = {}
-        for name, values in block.columns.items():
-            columns[name] = len(frames)
-            frames.append(memoryview(np.ascontiguousarray(values, dtype="<f8")))
-        described.append({"seq": block.seq, "offset": block.offset, "t0": block.t0, "units": dict(block.units), "columns": columns})
+def blocks_message(request: int, run_id: str, blocks: list[DataBlock], n_blocks: int) -> list[bytes | np.ndarray]:
+    """A ``fetched`` answer: its JSON frame, then the blocks' columns packed (stream.pack_blocks)."""
+    described, frames = pack_blocks(blocks)
     return [encode("fetched", request=request, run_id=run_id, n_blocks=n_blocks, blocks=described), *frames]
 
 
 def blocks_from_message(message: dict[str, Any], frames: list[bytes]) -> list[DataBlock]:
-    return [DataBlock(message["run_id"], b["seq"], b["offset"], b["t0"], {name: np.frombuffer(frames[k], dtype="<f8") for name, k in b["columns"].items()},
-                      b["units"]) for b in message["blocks"]]
+    return unpack_blocks(message["run_id"], message["blocks"], frames)

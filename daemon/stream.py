@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,6 +75,46 @@ def encode_notice(run_id: str, kind: str, header: Mapping[str, Any]) -> list[byt
 
 def encode_heartbeat(header: Mapping[str, Any]) -> list[bytes]:
     return [HEARTBEAT_TOPIC, json.dumps(header).encode(), b""]
+
+
+def pack_blocks(blocks: Sequence[DataBlock]) -> tuple[list[dict[str, Any]], list[np.ndarray]]:
+    """Blocks as a fetch sends them with binary frames, packed: one frame per column name holding
+    the values of every block that has it, one block after the other (little-endian float64); and
+    a description of each block (``seq``, ``offset``, ``t0``, ``units``, ``n``, and ``columns``:
+    name -> [frame index, index of the block's first value in that frame]).  A few frames instead
+    of one per column of each block: ZeroMQ spends ~15 us on a frame, whatever its size."""
+    frame_of: dict[str, int] = {}  # column name -> its frame
+    pieces: list[list[np.ndarray]] = []  # each frame's values, block by block
+    filled: list[int] = []  # values in each frame so far
+    described = []
+    for block in blocks:
+        columns = {}
+        for name, values in block.columns.items():
+            frame = frame_of.setdefault(name, len(frame_of))
+            if frame == len(pieces):
+                pieces.append([])
+                filled.append(0)
+            columns[name] = [frame, filled[frame]]
+            pieces[frame].append(values)
+            filled[frame] += len(values)
+        described.append({"seq": block.seq, "offset": block.offset, "t0": block.t0, "units": dict(block.units), "n": len(block), "columns": columns})
+    return described, [np.ascontiguousarray(np.concatenate(frame), dtype=DTYPE) for frame in pieces]
+
+
+def unpack_blocks(run_id: str, described: Sequence[Mapping[str, Any]], frames: Sequence[Any]) -> list[DataBlock]:
+    """The blocks of a fetch's binary reply (``frames``: buffers, the first after the JSON one at
+    index 0), packed (see :func:`pack_blocks`) or not (a column is then the index of a frame of its
+    own); views of the frames, no copy."""
+    arrays = [np.frombuffer(frame, dtype=DTYPE) for frame in frames]
+
+    def column(where: int | Sequence[int], n: int) -> np.ndarray:
+        if isinstance(where, int):
+            return arrays[where]
+        frame, start = where
+        return arrays[frame][start:start + n]
+
+    return [DataBlock(run_id, d["seq"], d["offset"], d["t0"], {name: column(where, d.get("n", 0)) for name, where in d["columns"].items()}, d["units"])
+            for d in described]
 
 
 def decode(frames: list[bytes]) -> DataBlock | Notice:

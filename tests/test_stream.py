@@ -2,6 +2,8 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from echemd.daemon.stream import DataBlock, Notice, decode, encode_data, encode_heartbeat, encode_notice
 
@@ -147,3 +149,33 @@ def test_a_subscription_to_several_runs_gets_theirs_and_no_other():
         context.destroy(linger=0)
     # r1: its data only (not its events, nor r10's: "run.r1.data" is no prefix of r10's topics); r3: everything, in order
     assert received == {"r1": [0, 1, 2], "r3": [0, "event", 1, "event", 2, "event"]}
+
+
+@given(st.lists(st.integers(0, 40), min_size=1, max_size=12), st.integers(0, 11))
+def test_packed_blocks_come_back_as_they_were_for_any_partition(sizes, eis_from):
+    """Whatever the blocks' sizes (empty ones too), and when later blocks have other columns (an
+    EIS step after a plating one), unpacking what pack_blocks made gives the same blocks."""
+    from echemd.daemon.stream import pack_blocks, unpack_blocks
+
+    rng, offset, blocks = np.random.default_rng(len(sizes)), 0, []
+    for seq, n in enumerate(sizes):
+        names = ("time_s", "frequency_Hz", "z_real_ohm") if seq >= eis_from else ("time_s", "voltage_V", "current_A")
+        blocks.append(DataBlock("r1", seq, offset, 1.5e9, {name: rng.normal(size=n) for name in names}, {name: "x" for name in names}))
+        offset += n
+    described, frames = pack_blocks(blocks)
+    assert len(frames) == len({name for block in blocks for name in block.columns})  # one frame per column name
+    wire = json.loads(json.dumps(described))  # (as a client gets it)
+    again = unpack_blocks("r1", wire, [frame.tobytes() for frame in frames])
+    assert [(b.seq, b.offset, b.t0, dict(b.units), len(b)) for b in again] == [(b.seq, b.offset, b.t0, dict(b.units), len(b)) for b in blocks]
+    for a, b in zip(again, blocks):
+        assert list(a.columns) == list(b.columns) and all(np.array_equal(a.columns[name], b.columns[name]) for name in b.columns)
+
+
+def test_unpacking_reads_a_reply_with_a_frame_per_column_of_each_block_too():
+    from echemd.daemon.stream import unpack_blocks
+
+    frames = [np.arange(3.0).tobytes(), np.ones(3).tobytes(), np.arange(2.0).tobytes(), np.zeros(2).tobytes()]
+    described = [{"seq": 0, "offset": 0, "t0": 1.0, "units": {"time_s": "s", "voltage_V": "V"}, "columns": {"time_s": 0, "voltage_V": 1}},
+                 {"seq": 1, "offset": 3, "t0": 1.0, "units": {"time_s": "s", "voltage_V": "V"}, "columns": {"time_s": 2, "voltage_V": 3}}]
+    blocks = unpack_blocks("r1", described, frames)
+    assert [b.columns["time_s"].tolist() for b in blocks] == [[0.0, 1.0, 2.0], [0.0, 1.0]] and blocks[1].columns["voltage_V"].tolist() == [0.0, 0.0]
