@@ -15,6 +15,7 @@ import h5py
 import numpy as np
 
 from echemd.daemon.client import Client
+from echemd.daemon.folder_lock import wait_for_previous_hosts
 
 ECHEMD = [sys.executable, "-m", "echemd.daemon.cli"]
 
@@ -31,16 +32,21 @@ def serve(tmp_path, speed="600"):
         except TimeoutError:
             assert process.poll() is None, process.stderr.read().decode()
     client.timeout_s = 10
+    process.data_dir = tmp_path / "runs"
     return process, client
 
 
 def crash(process, hosts_too=True):
-    """SIGKILL the daemon, with its instrument hosts (its process group) or alone."""
+    """SIGKILL the daemon, with its instrument hosts (its process group) or alone.  With its hosts,
+    return once they are gone too (a host being killed may still hold its run file's lock: seen as
+    'unable to lock file' when the file was opened at once), as the next daemon waits for them."""
     if hosts_too:
         os.killpg(process.pid, signal.SIGKILL)
     else:
         process.send_signal(signal.SIGKILL)
     process.wait(timeout=10)
+    if hosts_too:
+        wait_for_previous_hosts(process.data_dir, timeout_s=10)
 
 
 def check_prefix(path, spacing_s=1.0):
