@@ -22,7 +22,7 @@ import zmq
 from echemd.daemon.errors import EchemdError
 from echemd.daemon.vocabulary import FINAL_STATUSES
 from echemd.daemon.security import ClientKeys
-from echemd.daemon.stream import HEARTBEAT_TOPIC, DataBlock, decode, run_topic, unpack_blocks
+from echemd.daemon.stream import HEARTBEAT_TOPIC, DataBlock, PackedBlocks, decode, run_topic
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +167,7 @@ class Client:
                 raise
             self._packed = False
             return self.fetch_blocks(run_id, from_seq, max_samples)
-        return unpack_blocks(run_id, reply["blocks"], [frame.buffer for frame in frames]), reply
+        return list(PackedBlocks(run_id, reply["blocks"], [frame.buffer for frame in frames])), reply
 
     def wait(self, run_id: str, timeout_s: float | None = None, poll_s: float = 0.2) -> dict[str, Any]:
         """Block until the run ends; return its record.  Raises TimeoutError after ``timeout_s``."""

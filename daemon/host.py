@@ -190,7 +190,7 @@ class InstrumentHost:
                 self.link.send(encode("fetched", request=message["request"], missing=True))
             else:  # (from the writer's memory: what it has not flushed yet too)
                 blocks, n_blocks = runfile.read_blocks(message["from_seq"], message["max_samples"])
-                self.link.send_multipart(host_link.blocks_message(message["request"], run.run_id, blocks, n_blocks), copy=False)
+                self.link.send_multipart(host_link.blocks_message(message["request"], blocks, n_blocks), copy=False)
         elif kind == "stop":
             self._stop(message["reason"], RunStatus.ABORTED)
         elif kind != "beat":

@@ -16,7 +16,7 @@ daemon -> host
   ``control {run_id, abort, reason, status, pause}``; ``beat {}``; ``stop {reason}``;
   ``fetch {request, run_id, from_seq, max_samples}``, answered by ``fetched {request, run_id,
   n_blocks, blocks}`` followed by the blocks' columns packed as a client's binary fetch gets them
-  (one frame per column name, little-endian float64: stream.pack_blocks), or
+  (one frame per column name, little-endian float64: stream.PackedBlocks), or
   ``fetched {request, missing: true}`` when the host no longer runs that run (its file is complete).
 """
 
@@ -33,7 +33,7 @@ import zmq
 from echemd.config.models import RunLimits
 from echemd.daemon.run import Run
 from echemd.daemon.security import ClientKeys, ZapHandler, serve_curve
-from echemd.daemon.stream import DataBlock, pack_blocks, unpack_blocks
+from echemd.daemon.stream import PackedBlocks
 from echemd.protocols import PROTOCOLS
 
 #: How often each side tells the other it is alive, s.
@@ -133,11 +133,10 @@ def apply_snapshot(run: Run, state: dict[str, Any]) -> None:
     run.status_seq = max(run.status_seq, state["status_seq"])
 
 
-def blocks_message(request: int, run_id: str, blocks: list[DataBlock], n_blocks: int) -> list[bytes | np.ndarray]:
-    """A ``fetched`` answer: its JSON frame, then the blocks' columns packed (stream.pack_blocks)."""
-    described, frames = pack_blocks(blocks)
-    return [encode("fetched", request=request, run_id=run_id, n_blocks=n_blocks, blocks=described), *frames]
+def blocks_message(request: int, blocks: PackedBlocks, n_blocks: int) -> list[bytes | np.ndarray]:
+    """A ``fetched`` answer: its JSON frame, then the blocks' frames (stream.PackedBlocks)."""
+    return [encode("fetched", request=request, run_id=blocks.run_id, n_blocks=n_blocks, blocks=blocks.described), *blocks.frames]
 
 
-def blocks_from_message(message: dict[str, Any], frames: list[bytes]) -> list[DataBlock]:
-    return unpack_blocks(message["run_id"], message["blocks"], frames)
+def blocks_from_message(message: dict[str, Any], frames: list[bytes]) -> PackedBlocks:
+    return PackedBlocks(message["run_id"], message["blocks"], frames)

@@ -40,7 +40,7 @@ from echemd.daemon.run import Run
 from echemd.daemon.runner import Ended
 from echemd.daemon.runfile import RunFileSettings
 from echemd.daemon.security import ZapHandler
-from echemd.daemon.stream import DataBlock
+from echemd.daemon.stream import PackedBlocks
 from echemd.daemon.vocabulary import RunStatus
 from echemd.drivers.base import Instrument
 from echemd.drivers.registry import make_instrument
@@ -228,7 +228,7 @@ class HostPool:
         self._outbox.close()
         self._link.close()
 
-    def fetch(self, run: Run, from_seq: int, max_samples: int) -> tuple[list[DataBlock], int] | None:
+    def fetch(self, run: Run, from_seq: int, max_samples: int) -> tuple[PackedBlocks, int] | None:
         """(Any thread) blocks of a run a host is running, from its writer (what it has not flushed
         too); None when the host no longer runs it (its file is then complete) or does not answer."""
         host = self.instruments[run.instrument].host

@@ -39,7 +39,7 @@ from echemd.daemon import file_transitions
 from echemd.daemon.disk_space import DEFAULT_RESERVE_BYTES, ensure_free
 from echemd.daemon.file_transitions import current_path
 from echemd.daemon.runfile_reader import RunFileReader, read_blocks
-from echemd.daemon.stream import DataBlock
+from echemd.daemon.stream import DataBlock, PackedBlocks
 from echemd.daemon.vocabulary import FILE_STATUSES, RunStatus
 
 CHUNK = 4096
@@ -208,7 +208,7 @@ class RunFile:
             self._changed()
             return self._events - 1
 
-    def read_blocks(self, from_seq: int, max_samples: int) -> tuple[list[DataBlock], int]:
+    def read_blocks(self, from_seq: int, max_samples: int) -> tuple[PackedBlocks, int]:
         """Blocks from ``from_seq`` on (at least one, then up to ``max_samples`` samples) and the block count."""
         with self._io_lock:
             if self._file is not None:

@@ -20,7 +20,7 @@ import h5py
 import numpy as np
 
 from echemd.daemon.file_transitions import current_path
-from echemd.daemon.stream import DataBlock
+from echemd.daemon.stream import PackedBlocks
 
 
 class RunFileReader:
@@ -106,7 +106,7 @@ class RunFileReader:
         events = self.file["events"]
         return [(float(t), k.decode(), m.decode()) for t, k, m in zip(events["time_s"][:], events["kind"][:], events["message"][:])]
 
-    def blocks(self, from_seq: int, max_samples: int) -> tuple[list[DataBlock], int]:
+    def blocks(self, from_seq: int, max_samples: int) -> tuple[PackedBlocks, int]:
         """The stream's blocks from ``from_seq`` on (see :func:`read_blocks`)."""
         return read_blocks(self.file, from_seq, max_samples)
 
@@ -117,25 +117,22 @@ def read_attrs(path: str | Path) -> dict[str, Any]:
         return run.record()
 
 
-def read_blocks(f: h5py.File, from_seq: int, max_samples: int, n_blocks: int | None = None, n_samples: int | None = None) -> tuple[list[DataBlock], int]:
+def read_blocks(f: h5py.File, from_seq: int, max_samples: int, n_blocks: int | None = None, n_samples: int | None = None) -> tuple[PackedBlocks, int]:
     """Rebuild the stream's blocks ``from_seq`` onwards from an open run file: at least one, then
-    as many as fit in ``max_samples``; and the number of blocks.  One read per column."""
+    as many as fit in ``max_samples``; and the number of blocks.  One read per column, which the
+    blocks share (packed as a fetch sends them)."""
     index = f["stream/block_offset"]
     data = f["data"]
     names = list(data)
     n_blocks = len(index) if n_blocks is None else n_blocks
     n_samples = len(data["time_s"]) if n_samples is None else n_samples
+    run_id = str(f.attrs["run_id"])
     if from_seq >= n_blocks:
-        return [], n_blocks
+        return PackedBlocks(run_id, [], []), n_blocks
     offsets = np.append(index[from_seq:n_blocks], n_samples)
     fits = int(np.searchsorted(offsets, offsets[0] + max_samples, side="right")) - 1  # blocks wholly within max_samples
-    end = from_seq + max(1, fits)
-    lo, hi = int(offsets[0]), int(offsets[end - from_seq])
-    columns = {name: data[name][lo:hi] for name in names}
-    run_id, t0 = str(f.attrs["run_id"]), float(f.attrs["t0_unix_s"])
+    offsets = offsets[:max(1, fits) + 1]
+    lo, hi = int(offsets[0]), int(offsets[-1])
     units = {name: str(data[name].attrs["units"]) for name in names}
-    blocks = []
-    for seq in range(from_seq, end):
-        start, stop = int(offsets[seq - from_seq]) - lo, int(offsets[seq - from_seq + 1]) - lo
-        blocks.append(DataBlock(run_id, seq, start + lo, t0, {name: values[start:stop] for name, values in columns.items()}, units))
-    return blocks, n_blocks
+    return PackedBlocks.of_columns(run_id, float(f.attrs["t0_unix_s"]), units, from_seq, offsets,
+                                   {name: data[name][lo:hi] for name in names}), n_blocks

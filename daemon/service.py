@@ -35,7 +35,6 @@ from echemd.daemon.vocabulary import ACTIVE_STATUSES, FINAL_STATUSES, RunStatus
 from echemd.daemon.runfile import RunFileSettings, finish_pending_ends, utc_now
 from echemd.daemon.runfile_reader import RunFileReader, read_attrs
 from echemd.daemon.security import CurveServer, ZapHandler
-from echemd.daemon.stream import pack_blocks
 from echemd.daemon.submissions import SubmissionRecord, Submissions
 from echemd.drivers.registry import make_instrument
 from echemd.protocols import PROTOCOLS, ProtocolRefused
@@ -93,7 +92,7 @@ class FetchParams(RunParams):
     from_seq: int = Field(0, ge=0)
     max_samples: int = Field(DEFAULT_FETCH_SAMPLES, ge=1, le=1_000_000)
     binary: bool = False  # columns as raw little-endian float64 frames after the reply, not JSON lists
-    packed: bool = False  # (binary) one frame per column name for all the reply's blocks (stream.pack_blocks)
+    packed: bool = False  # (binary) one frame per column name for all the reply's blocks (stream.PackedBlocks)
 
     @model_validator(mode="after")
     def _packed_only_binary(self) -> "FetchParams":
@@ -512,8 +511,8 @@ class Daemon:
         next_seq = blocks[-1].seq + 1 if blocks else request.from_seq
         reply = {"run_id": request.run_id, "status": status, "n_blocks": n_blocks, "complete": status in FINAL_STATUSES and next_seq >= n_blocks}
         if request.packed:
-            reply["blocks"], packed = pack_blocks(blocks)
-            return Framed(reply, [memoryview(frame) for frame in packed])
+            reply["blocks"] = blocks.described
+            return Framed(reply, [memoryview(frame) for frame in blocks.frames])
         frames: list[bytes | memoryview] = []  # binary: each column one frame, referred to by its index
 
         def column(values: np.ndarray) -> list[float] | int:

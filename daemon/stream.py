@@ -18,7 +18,7 @@ import functools
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 
@@ -77,44 +77,62 @@ def encode_heartbeat(header: Mapping[str, Any]) -> list[bytes]:
     return [HEARTBEAT_TOPIC, json.dumps(header).encode(), b""]
 
 
-def pack_blocks(blocks: Sequence[DataBlock]) -> tuple[list[dict[str, Any]], list[np.ndarray]]:
-    """Blocks as a fetch sends them with binary frames, packed: one frame per column name holding
-    the values of every block that has it, one block after the other (little-endian float64); and
-    a description of each block (``seq``, ``offset``, ``t0``, ``units``, ``n``, and ``columns``:
-    name -> [frame index, index of the block's first value in that frame]).  A few frames instead
-    of one per column of each block: ZeroMQ spends ~15 us on a frame, whatever its size."""
-    frame_of: dict[str, int] = {}  # column name -> its frame
-    pieces: list[list[np.ndarray]] = []  # each frame's values, block by block
-    filled: list[int] = []  # values in each frame so far
-    described = []
-    for block in blocks:
-        columns = {}
-        for name, values in block.columns.items():
-            frame = frame_of.setdefault(name, len(frame_of))
-            if frame == len(pieces):
-                pieces.append([])
-                filled.append(0)
-            columns[name] = [frame, filled[frame]]
-            pieces[frame].append(values)
-            filled[frame] += len(values)
-        described.append({"seq": block.seq, "offset": block.offset, "t0": block.t0, "units": dict(block.units), "n": len(block), "columns": columns})
-    return described, [np.ascontiguousarray(np.concatenate(frame), dtype=DTYPE) for frame in pieces]
+class PackedBlocks(Sequence[DataBlock]):
+    """Consecutive blocks of a run as a binary fetch sends them, packed: ``frames``, one array per
+    column name holding the values of every block that has that column, one block after the other
+    (little-endian float64), and ``described``, each block's ``seq``, ``offset``, ``t0``, ``units``,
+    ``n`` and ``columns`` (name -> [frame index, index of the block's first value in that frame]).
+    A sequence of its blocks: DataBlocks whose columns are views of the frames, made when asked for.
 
+    A handful of frames instead of one per column of each block: ZeroMQ spends ~15 us on a frame,
+    whatever its size.  The frames are sent as they are: packing copies nothing, and a fetch that
+    reads a run's columns whole hands them on."""
 
-def unpack_blocks(run_id: str, described: Sequence[Mapping[str, Any]], frames: Sequence[Any]) -> list[DataBlock]:
-    """The blocks of a fetch's binary reply (``frames``: buffers, the first after the JSON one at
-    index 0), packed (see :func:`pack_blocks`) or not (a column is then the index of a frame of its
-    own); views of the frames, no copy."""
-    arrays = [np.frombuffer(frame, dtype=DTYPE) for frame in frames]
+    def __init__(self, run_id: str, described: Sequence[Mapping[str, Any]], frames: Sequence[Any]) -> None:
+        """``frames``: arrays or buffers (as received: the first after a reply's JSON frame at index
+        0).  ``described`` may also give a column as the index of a frame of its own (the reply of
+        a daemon before packed replies)."""
+        self.run_id = run_id
+        self.described = described
+        self.frames = [np.frombuffer(frame, dtype=DTYPE) if not isinstance(frame, np.ndarray) else frame for frame in frames]
 
-    def column(where: int | Sequence[int], n: int) -> np.ndarray:
-        if isinstance(where, int):
-            return arrays[where]
-        frame, start = where
-        return arrays[frame][start:start + n]
+    @classmethod
+    def of_columns(cls, run_id: str, t0: float, units: Mapping[str, str], first_seq: int, offsets: Sequence[int],
+                   columns: Mapping[str, np.ndarray]) -> "PackedBlocks":
+        """Blocks ``first_seq`` on of a run of which ``columns`` hold the samples ``offsets[0]`` up to
+        ``offsets[-1]``; block k holds ``offsets[k]`` up to ``offsets[k + 1]`` and every column (a run
+        file's layout).  The columns become the frames (no copy when they are float64 already)."""
+        names = list(columns)
+        units = {name: units.get(name, "") for name in names}
+        starts = [int(offset) for offset in offsets]
+        described = [{"seq": first_seq + k, "offset": start, "t0": t0, "units": units, "n": stop - start,
+                      "columns": {name: [frame, start - starts[0]] for frame, name in enumerate(names)}}
+                     for k, (start, stop) in enumerate(zip(starts[:-1], starts[1:]))]
+        return cls(run_id, described, [np.ascontiguousarray(columns[name], dtype=DTYPE) for name in names])
 
-    return [DataBlock(run_id, d["seq"], d["offset"], d["t0"], {name: column(where, d.get("n", 0)) for name, where in d["columns"].items()}, d["units"])
-            for d in described]
+    def __len__(self) -> int:
+        return len(self.described)
+
+    @overload
+    def __getitem__(self, index: int) -> DataBlock: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[DataBlock]: ...
+
+    def __getitem__(self, index: int | slice) -> DataBlock | list[DataBlock]:
+        if isinstance(index, slice):
+            return [self[k] for k in range(*index.indices(len(self)))]
+        described = self.described[index]
+        n = described.get("n", 0)
+
+        def column(where: int | Sequence[int]) -> np.ndarray:
+            if isinstance(where, int):
+                return self.frames[where]
+            frame, start = where
+            return self.frames[frame][start:start + n]
+
+        return DataBlock(self.run_id, described["seq"], described["offset"], described["t0"],
+                         {name: column(where) for name, where in described["columns"].items()}, described["units"])
 
 
 def decode(frames: list[bytes]) -> DataBlock | Notice:

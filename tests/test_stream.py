@@ -151,31 +151,47 @@ def test_a_subscription_to_several_runs_gets_theirs_and_no_other():
     assert received == {"r1": [0, 1, 2], "r3": [0, "event", 1, "event", 2, "event"]}
 
 
-@given(st.lists(st.integers(0, 40), min_size=1, max_size=12), st.integers(0, 11))
-def test_packed_blocks_come_back_as_they_were_for_any_partition(sizes, eis_from):
-    """Whatever the blocks' sizes (empty ones too), and when later blocks have other columns (an
-    EIS step after a plating one), unpacking what pack_blocks made gives the same blocks."""
-    from echemd.daemon.stream import pack_blocks, unpack_blocks
+@given(st.lists(st.integers(0, 40), min_size=1, max_size=12), st.integers(0, 10_000))
+def test_packed_blocks_come_back_as_they_were_for_any_partition(sizes, first_offset):
+    """Whatever the blocks' sizes (empty ones too) and where they start in the run, the blocks a
+    client unpacks from packed columns are the slices of those columns, and packing copied nothing."""
+    from echemd.daemon.stream import PackedBlocks
 
-    rng, offset, blocks = np.random.default_rng(len(sizes)), 0, []
-    for seq, n in enumerate(sizes):
-        names = ("time_s", "frequency_Hz", "z_real_ohm") if seq >= eis_from else ("time_s", "voltage_V", "current_A")
-        blocks.append(DataBlock("r1", seq, offset, 1.5e9, {name: rng.normal(size=n) for name in names}, {name: "x" for name in names}))
-        offset += n
-    described, frames = pack_blocks(blocks)
-    assert len(frames) == len({name for block in blocks for name in block.columns})  # one frame per column name
-    wire = json.loads(json.dumps(described))  # (as a client gets it)
-    again = unpack_blocks("r1", wire, [frame.tobytes() for frame in frames])
-    assert [(b.seq, b.offset, b.t0, dict(b.units), len(b)) for b in again] == [(b.seq, b.offset, b.t0, dict(b.units), len(b)) for b in blocks]
-    for a, b in zip(again, blocks):
-        assert list(a.columns) == list(b.columns) and all(np.array_equal(a.columns[name], b.columns[name]) for name in b.columns)
+    rng = np.random.default_rng(len(sizes))
+    offsets = first_offset + np.concatenate([[0], np.cumsum(sizes)])
+    columns = {name: rng.normal(size=sum(sizes)) for name in ("time_s", "voltage_V", "current_A")}
+    units = {"time_s": "s", "voltage_V": "V", "current_A": "A"}
+    packed = PackedBlocks.of_columns("r1", 1.5e9, units, 7, offsets, columns)
+    assert len(packed.frames) == 3 and all(frame is columns[name] for frame, name in zip(packed.frames, columns))
+    wire = json.loads(json.dumps(packed.described))  # (as a client gets them)
+    again = PackedBlocks("r1", wire, [frame.tobytes() for frame in packed.frames])
+    assert [(b.seq, b.offset, b.t0, dict(b.units), len(b)) for b in again] == \
+        [(7 + k, int(offsets[k]), 1.5e9, units, n) for k, n in enumerate(sizes)]
+    for k, block in enumerate(again):
+        start = int(offsets[k] - first_offset)
+        assert list(block.columns) == list(columns)
+        assert all(np.array_equal(block.columns[name], columns[name][start:start + sizes[k]]) for name in columns)
+    assert again[-1].seq == 6 + len(sizes) and [b.seq for b in again[1:]] == [b.seq for b in list(again)[1:]]
+
+
+def test_unpacking_reads_blocks_with_columns_of_their_own():
+    """A later block may have other columns (an EIS step after a plating one): each column name
+    has its frame, and a block names the frames it has values in."""
+    from echemd.daemon.stream import PackedBlocks
+
+    frames = [np.arange(5.0).tobytes(), np.ones(2).tobytes(), np.full(3, 7.0).tobytes()]
+    described = [{"seq": 0, "offset": 0, "t0": 1.0, "units": {"time_s": "s", "voltage_V": "V"}, "n": 2, "columns": {"time_s": [0, 0], "voltage_V": [1, 0]}},
+                 {"seq": 1, "offset": 2, "t0": 1.0, "units": {"time_s": "s", "frequency_Hz": "Hz"}, "n": 3, "columns": {"time_s": [0, 2], "frequency_Hz": [2, 0]}}]
+    blocks = list(PackedBlocks("r1", described, frames))
+    assert [b.columns["time_s"].tolist() for b in blocks] == [[0.0, 1.0], [2.0, 3.0, 4.0]]
+    assert list(blocks[1].columns) == ["time_s", "frequency_Hz"] and blocks[1].columns["frequency_Hz"].tolist() == [7.0] * 3
 
 
 def test_unpacking_reads_a_reply_with_a_frame_per_column_of_each_block_too():
-    from echemd.daemon.stream import unpack_blocks
+    from echemd.daemon.stream import PackedBlocks
 
     frames = [np.arange(3.0).tobytes(), np.ones(3).tobytes(), np.arange(2.0).tobytes(), np.zeros(2).tobytes()]
     described = [{"seq": 0, "offset": 0, "t0": 1.0, "units": {"time_s": "s", "voltage_V": "V"}, "columns": {"time_s": 0, "voltage_V": 1}},
                  {"seq": 1, "offset": 3, "t0": 1.0, "units": {"time_s": "s", "voltage_V": "V"}, "columns": {"time_s": 2, "voltage_V": 3}}]
-    blocks = unpack_blocks("r1", described, frames)
+    blocks = list(PackedBlocks("r1", described, frames))
     assert [b.columns["time_s"].tolist() for b in blocks] == [[0.0, 1.0, 2.0], [0.0, 1.0]] and blocks[1].columns["voltage_V"].tolist() == [0.0, 0.0]
