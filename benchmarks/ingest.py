@@ -2,11 +2,13 @@
 
 Baseline, in the same run: a plain script that makes the same blocks from the same cell model,
 appends each with h5py (flushing as often as the daemon does: every 0.25 s) and publishes it with
-pyzmq to a subscriber thread.  Both count what the
-subscriber received (echemd: every sample exactly once, gaps repaired).  Target: >= 1 million
+pyzmq to a subscriber thread; the two are run in turn, ``--repeats`` times each.  Both count what
+the subscriber received (echemd: every sample exactly once, gaps repaired).  echemd's time includes
+the run's end (its file copied with the final status, fsynced and put in place: ~35-45 ms for this
+run's 17 MB, a tenth of the whole), which the baseline does not do.  Target: >= 1 million
 samples/s and >= 0.7x the baseline.
 
-    .venv/bin/python benchmarks/ingest.py [--hours 2] [--repeats 3]
+    .venv/bin/python benchmarks/ingest.py [--hours 2] [--repeats 5]
 """
 
 from __future__ import annotations
@@ -90,13 +92,19 @@ def through_echemd(hours: float) -> tuple[float, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hours", type=float, default=2.0, help="cell time of the run (100 Hz sampling)")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    ours, counts = zip(*(through_echemd(args.hours) for _ in range(args.repeats)))
-    base = [baseline(counts[0]) for _ in range(args.repeats)]
+    ours, base, counts = [], [], []
+    for _ in range(args.repeats):  # in turn: a busy spell of the machine falls on both alike
+        rate, count = through_echemd(args.hours)
+        ours.append(rate)
+        counts.append(count)
+        base.append(baseline(count))
     print(f"samples per run: {counts[0]:,} (every one received, in order)")
     print(f"baseline (cell + h5py + pyzmq, no daemon): {median(base):12,.0f} samples/s (median of {args.repeats})")
     print(f"echemd (daemon, run file, stream, client): {median(ours):12,.0f} samples/s -> {median(ours) / median(base):.2f}x baseline")
+    ratios = sorted(a / b for a, b in zip(ours, base))
+    print(f"each run against the baseline's run after it: {ratios[0]:.2f}x to {ratios[-1]:.2f}x")
     print(f"targets: >= 1,000,000 samples/s {'met' if median(ours) >= 1e6 else 'MISSED'}; >= 0.7x baseline "
           f"{'met' if median(ours) >= 0.7 * median(base) else 'MISSED'}")
 
