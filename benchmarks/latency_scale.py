@@ -130,6 +130,17 @@ def channel_configs(channels: int) -> list[SimulatedPotentiostatConfig]:
     return [SimulatedPotentiostatConfig(name=f"ch{k}", **pstat, cell={"seed": k}) for k in range(channels)]
 
 
+def wait_running(client, run_ids: list[str], timeout_s: float = 60.0) -> None:
+    """Return once every run of ``run_ids`` is running (a host starts many runs one after another)."""
+    deadline = time.monotonic() + timeout_s
+    while (statuses := {client.status(run_id)["status"] for run_id in run_ids}) != {"running"}:
+        if statuses - {"queued", "running"}:
+            raise RuntimeError(f"a placeholder run ended before it was needed ({sorted(statuses)})")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the placeholder runs did not all start within {timeout_s:.0f} s")
+        time.sleep(0.1)
+
+
 def measure(channels: int, seconds: float, hosts: int | None, subscribers: int) -> dict:
     spawn = multiprocessing.get_context("spawn")
     results, pings = spawn.Queue(), spawn.Queue()
@@ -140,6 +151,7 @@ def measure(channels: int, seconds: float, hosts: int | None, subscribers: int) 
         placeholders = [client.submit("plate-until-short", f"ch{k}", **plating, max_hours=1.0, sample_interval_s=0.5) for k in range(channels)]
         runs = [client.submit("plate-until-short", f"ch{k}", **plating, max_hours=seconds / 3600, sample_interval_s=1 / RATE_HZ,
                               smoothing_s=15 / RATE_HZ) for k in range(channels)]
+        wait_running(client, placeholders)
         readies = [spawn.Event() for _ in range(subscribers)]
         children = [spawn.Process(target=subscribe, args=(daemon.publisher.endpoint, runs[k::subscribers], seconds, ready, results))
                     for k, ready in enumerate(readies)]
@@ -147,7 +159,7 @@ def measure(channels: int, seconds: float, hosts: int | None, subscribers: int) 
             child.start()
         if not all(ready.wait(60) for ready in readies):
             raise RuntimeError("a subscriber process did not connect")
-        if any(client.status(run_id)["status"] != "running" for run_id in placeholders):
+        if {client.status(run_id)["status"] for run_id in placeholders} != {"running"}:
             raise RuntimeError("a placeholder run ended before the subscribers connected: a measured run started unobserved")
         pinger = spawn.Process(target=ping_while, args=(daemon.control.endpoint, seconds, pings))
         pids = host_pids(daemon)
