@@ -63,6 +63,8 @@ def test_pause_resume_abort_and_fetch_reach_a_run_in_its_host(lab):
             until(lambda: client.status(run_id)["n_samples"] >= 10)
             fetched, reply = client.fetch_blocks(run_id)  # from the host's writer: unflushed samples too
             assert reply["status"] == "running" and sum(len(b) for b in fetched) >= 10 and [b.seq for b in fetched] == list(range(len(fetched)))
+            as_json = client.fetch(run_id, max_samples=sum(len(b) for b in fetched))["blocks"]  # (the host's packed answer, unpacked)
+            assert [b["columns"]["time_s"] for b in as_json] == [b.columns["time_s"].tolist() for b in fetched]
             client.call("pause", run_id=run_id)
             until(lambda: client.status(run_id)["status"] == "paused")
             assert daemon.queues["sim-pstat-1"].state == "running"
@@ -73,6 +75,10 @@ def test_pause_resume_abort_and_fetch_reach_a_run_in_its_host(lab):
         assert record["status"] == "aborted" and record["error"] == "aborted on request"
         assert read_attrs(Path(record["file"]))["status"] == "aborted"
         assert daemon.queues["sim-pstat-1"].state == "idle"
+        with h5py.File(record["file"], "r") as f:  # what the host answered while running is what its file kept
+            for block in fetched:
+                for name, values in block.columns.items():
+                    np.testing.assert_array_equal(values, f["data"][name][block.offset:block.offset + len(block)])
     finally:
         daemon.close()
 
