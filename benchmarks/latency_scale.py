@@ -22,13 +22,15 @@ Targets (2-core machine): 64 channels at 1 kHz lossless, p99 <= 40 ms, ping p99 
 machine) 256 channels p99 <= 25 ms.
 
     .venv/bin/python benchmarks/latency_scale.py [--channels 1 8 32 64] [--seconds 5] [--hosts N] [--tcp-link] [--repeat N]
-                                                 [--subscribers N]
+                                                 [--subscribers N] [--pin-hosts]
 
 ``--hosts``: instrument hosts (default: the daemon's, one per core; 0: every instrument in the
 daemon's process, as before the hosts).  ``--tcp-link``: the daemon and its hosts meet over TCP on
 loopback with CURVE, as on Windows (default here: ipc sockets).  ``--repeat``: measure each channel
 count N times (a row each) and end with the medians: on a noisy 2-core machine one run's p99 can
-be half or twice the next one's.  ``--subscribers``: share the runs out among N subscriber
+be half or twice the next one's.  ``--pin-hosts``: each host on a core of its own, the daemon and
+the measuring processes on the others (Linux; needs more cores than hosts): a host as it runs on a
+machine with a core for every host.  ``--subscribers``: share the runs out among N subscriber
 processes: one Python process receiving every block needs ~40 us of CPU per block (waking for
 it, decoding it, timing its samples; measured at 64 channels), so from ~200 channels (20,000
 blocks/s) one subscriber would be the bottleneck of a machine with cores to spare (on 16 cores:
@@ -39,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
 import resource
 import threading
 import time
@@ -141,11 +144,31 @@ def wait_running(client, run_ids: list[str], timeout_s: float = 60.0) -> None:
         time.sleep(0.1)
 
 
-def measure(channels: int, seconds: float, hosts: int | None, subscribers: int) -> dict:
+def pin(pid: int | str, cores: set[int]) -> None:
+    """Every thread of process ``pid`` (threads it starts later inherit it) on ``cores`` (Linux)."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        os.sched_setaffinity(int(tid), cores)
+
+
+def pin_hosts(daemon) -> set[int]:
+    """Each instrument host on a core of its own (the last ones), this process (the daemon, and
+    the processes it starts from now on) on the others: as on a machine with a core for every host.
+    Returns the cores this process had."""
+    pids, cores = host_pids(daemon), sorted(os.sched_getaffinity(0))
+    if len(cores) <= len(pids):
+        raise SystemExit(f"--pin-hosts needs more cores than hosts ({len(cores)} cores, {len(pids)} hosts)")
+    for pid, core in zip(pids, reversed(cores)):
+        pin(pid, {core})
+    pin("self", set(cores[:len(cores) - len(pids)]))
+    return set(cores)
+
+
+def measure(channels: int, seconds: float, hosts: int | None, subscribers: int, pinned: bool = False) -> dict:
     spawn = multiprocessing.get_context("spawn")
     results, pings = spawn.Queue(), spawn.Queue()
     plating = {"diameter_mm": 2.0, "current_mA_cm2": 0.5}
     with simulated_daemon(instruments=channel_configs(channels), instrument_hosts=hosts) as (daemon, client):
+        all_cores = pin_hosts(daemon) if pinned else None
         # every instrument busy first (a slowly sampled run), so that the measured runs wait in
         # their queues while the subscribers, who must know their run ids, connect
         placeholders = [client.submit("plate-until-short", f"ch{k}", **plating, max_hours=1.0, sample_interval_s=0.5) for k in range(channels)]
@@ -179,6 +202,8 @@ def measure(channels: int, seconds: float, hosts: int | None, subscribers: int) 
         for child in children:
             child.join(10)
         pinger.join(seconds + 30)
+        if all_cores is not None:
+            pin("self", all_cores)
     latency = np.concatenate([latencies for _, latencies in received])
     return {"received": sum(count for count, _ in received), "p50_ms": float(np.percentile(latency, 50) * 1e3),
             "p99_ms": float(np.percentile(latency, 99) * 1e3), "max_ms": float(np.max(latency) * 1e3), **pings.get(timeout=10),
@@ -254,6 +279,7 @@ def main() -> None:
     parser.add_argument("--tcp-link", action="store_true", help="the host link over TCP with CURVE, as on Windows")
     parser.add_argument("--repeat", type=int, default=1, help="runs per channel count (the medians follow)")
     parser.add_argument("--subscribers", type=int, default=1, help="subscriber processes, the runs shared out among them")
+    parser.add_argument("--pin-hosts", action="store_true", help="each host on a core of its own, everything else on the other cores (Linux)")
     args = parser.parse_args()
     if args.tcp_link:
         instrument_hosts.IPC_LINK = False
@@ -264,7 +290,7 @@ def main() -> None:
     runs: dict[int, list[dict]] = {}
     for n in args.channels:
         for _ in range(args.repeat):
-            r = measure(n, args.seconds, args.hosts, args.subscribers)
+            r = measure(n, args.seconds, args.hosts, args.subscribers, args.pin_hosts)
             r["sim"] = simulation_only(n, args.seconds)
             runs.setdefault(n, []).append(r)
             print_row(n, r, base)
