@@ -104,14 +104,15 @@ def measure(channels: int, seconds: float, producers: int, subscribers: int, ing
     run_ids = channel_ids(channels)
     endpoints, results, done = spawn.Queue(), spawn.Queue(), spawn.Event()
     start_at = time.time() + 6.0 + 0.02 * channels / producers  # after every process is up and subscribed
-    makers = [spawn.Process(target=produce, args=(ingest, run_ids[k::producers], seconds, start_at, endpoints, done)) for k in range(producers)]
+    makers = [spawn.Process(target=produce, args=(ingest, run_ids[k::producers], seconds, start_at, endpoints, done), daemon=True)
+              for k in range(producers)]
     for maker in makers:
         maker.start()
     sources = [publish] if publish is not None else [endpoints.get(timeout=30) for _ in makers]
     expected_each = [len(run_ids[k::subscribers]) * int(seconds * RATE_HZ) for k in range(subscribers)]
     readies = [spawn.Event() for _ in range(subscribers)]
-    takers = [spawn.Process(target=subscribe, args=(sources, run_ids[k::subscribers], expected_each[k], readies[k], results))
-              for k in range(subscribers)]
+    takers = [spawn.Process(target=subscribe, args=(sources, run_ids[k::subscribers], expected_each[k], readies[k], results), daemon=True)
+              for k in range(subscribers)]  # (daemon: a failed measurement leaves no process behind)
     for taker in takers:
         taker.start()
     if not all(ready.wait(30) for ready in readies) or time.time() > start_at:
